@@ -1,0 +1,32 @@
+"""Packaging for genai-proxy: the package and its twistd plugin."""
+
+from setuptools import setup
+
+setup(
+    name="genai-proxy",
+    version="0.1.0",
+    description="OpenAI-compatible proxy daemon on Twisted that injects a subscription key",
+    python_requires=">=3.10",
+    # twisted.plugins is a namespace shared with Twisted itself: list it
+    # explicitly and ship no __init__.py for it.
+    packages=["genaiproxy", "twisted.plugins"],
+    package_data={"twisted.plugins": ["genaiproxy_plugin.py"]},
+    install_requires=[
+        "Twisted[tls]>=23.10",
+        "PyYAML>=6",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "httpx>=0.27",
+            "openai>=1.40",
+            "hypothesis>=6",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "genai-proxy-quickstart=genaiproxy.quickstart:main",
+            "genai-mock-upstream=genaiproxy.mock_upstream:main",
+        ],
+    },
+)
