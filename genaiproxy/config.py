@@ -1,0 +1,202 @@
+"""The proxy's configuration: read once from the environment, validated, frozen.
+
+Every setting the daemon uses lives in one L{Config}; nothing else reads
+C{os.environ}.  Secrets are kept out of C{repr} and shown masked in the start-up
+summary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings of one proxy process."""
+
+    subscription_name: str
+    api_key: str = field(repr=False)
+    base_url: str
+    request_timeout: float = 60.0
+    max_retries: int = 2
+    retry_backoff_sec: float = 0.5
+    log_bodies: bool = True
+    allowed_origins: tuple[str, ...] = ()
+    log_stream_max_bytes: int = 0
+    https_proxy: str = field(default="", repr=False)
+    auth_token: str = field(default="", repr=False)
+
+    @property
+    def upstream_display(self) -> str:
+        """The base URL with any user-info removed, safe to show anywhere."""
+        return strip_userinfo(self.base_url)
+
+    @property
+    def proxy_display(self) -> str:
+        """HTTPS_PROXY with credentials removed, safe to log."""
+        return strip_userinfo(self.https_proxy)
+
+    def summary(self) -> dict[str, object]:
+        """The start-up configuration event's fields; secrets masked."""
+        return {
+            "SUBSCRIPTION_NAME": self.subscription_name,
+            "SUBSCRIPTION_KEY": mask(self.api_key),
+            "GENAI_BASE_URL": self.upstream_display,
+            "REQUEST_TIMEOUT": self.request_timeout,
+            "MAX_RETRIES": self.max_retries,
+            "RETRY_BACKOFF_SEC": self.retry_backoff_sec,
+            "LOG_BODIES": self.log_bodies,
+            "ALLOWED_ORIGINS": list(self.allowed_origins),
+            "LOG_STREAM_MAX_BYTES": self.log_stream_max_bytes,
+            "HTTPS_PROXY": self.proxy_display,
+            "PROXY_ENABLED": bool(self.https_proxy),
+            "AUTH_ENABLED": bool(self.auth_token),
+        }
+
+
+def mask(secret: str) -> str:
+    """Show the first four characters of C{secret} and hide the rest."""
+    return secret[:4] + "*" * max(len(secret) - 4, 0)
+
+
+def strip_userinfo(url: str) -> str:
+    """Remove C{user:password@} from C{url}; other parts are kept."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    if name not in env:
+        raise ConfigError(f"{name} is required but not set")
+    return env[name].strip()
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name} must be a number >= {minimum:g}, got {raw!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _http_url(name: str, raw: str, shown: str) -> str:
+    """Check that C{raw} is an absolute http(s) URL with a host and valid port."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL: {shown!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{name} must be an http:// or https:// URL with a host, got {shown!r}"
+        )
+    if port == 0:
+        raise ConfigError(f"{name} has an invalid port: {shown!r}")
+    return raw
+
+
+def load_config(env: Mapping[str, str]) -> Config:
+    """Build a L{Config} from environment variables, or raise L{ConfigError}.
+
+    The three upstream variables must be present.  The subscription name and
+    key may be set to empty strings together (an upstream such as Ollama that
+    needs no key): then no header is injected.
+    """
+    subscription_name = _required(env, "GENAI_SUBSCRIPTION_NAME")
+    api_key = _required(env, "GENAI_API_KEY")
+    if bool(subscription_name) != bool(api_key):
+        missing = "GENAI_API_KEY" if subscription_name else "GENAI_SUBSCRIPTION_NAME"
+        raise ConfigError(
+            f"{missing} is empty; set both GENAI_SUBSCRIPTION_NAME and "
+            "GENAI_API_KEY, or leave both empty for an upstream without a key"
+        )
+    if subscription_name and not _is_token(subscription_name):
+        raise ConfigError(
+            f"GENAI_SUBSCRIPTION_NAME is not a valid header name: {subscription_name!r}"
+        )
+    if any(c in api_key for c in "\r\n\0"):
+        raise ConfigError("GENAI_API_KEY contains a line break or NUL character")
+
+    base_url = _required(env, "GENAI_BASE_URL")
+    if not base_url:
+        raise ConfigError("GENAI_BASE_URL is required but empty")
+    _http_url("GENAI_BASE_URL", base_url, strip_userinfo(base_url))
+
+    https_proxy = env.get("HTTPS_PROXY", "").strip() or env.get("https_proxy", "").strip()
+    if https_proxy:
+        _http_url("HTTPS_PROXY", https_proxy, strip_userinfo(https_proxy))
+
+    origins = tuple(
+        origin.strip().rstrip("/")
+        for origin in env.get("ALLOWED_ORIGINS", "").split(",")
+        if origin.strip()
+    )
+
+    return Config(
+        subscription_name=subscription_name,
+        api_key=api_key,
+        base_url=base_url,
+        request_timeout=_number(env, "REQUEST_TIMEOUT", 60.0, minimum=0.001),
+        max_retries=_integer(env, "MAX_RETRIES", 2),
+        retry_backoff_sec=_number(env, "RETRY_BACKOFF_SEC", 0.5, minimum=0.0),
+        log_bodies=_boolean(env, "LOG_BODIES", True),
+        allowed_origins=origins,
+        log_stream_max_bytes=_integer(env, "LOG_STREAM_MAX_BYTES", 0),
+        https_proxy=https_proxy,
+        auth_token=env.get("AUTH_TOKEN", "").strip(),
+    )
+
+
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _is_token(name: str) -> bool:
+    """True when C{name} is a valid HTTP header field name (RFC 9110 token)."""
+    return all(c in _TOKEN_CHARS for c in name)

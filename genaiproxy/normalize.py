@@ -1,0 +1,78 @@
+"""Request rewriting for the gpt-5 family.
+
+gpt-5 models reject C{max_tokens} and any C{temperature} other than 1, which
+older clients still send.  L{prepare_body} parses a JSON request once, applies
+the rules for gpt-5 model ids, and re-serialises only when something changed:
+requests for other models go upstream byte-for-byte as the client sent them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+GPT5_PREFIX = "gpt-5"
+
+# The token-limit field each API wants, and the names clients use instead.
+CHAT_TOKEN_FIELD = "max_completion_tokens"
+RESPONSES_TOKEN_FIELD = "max_output_tokens"
+_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+@dataclass(frozen=True)
+class PreparedBody:
+    """A request body ready to go upstream, with what the proxy learnt from it."""
+
+    body: bytes
+    payload: Any  # the parsed JSON, or None when the body is not JSON
+    stream: bool  # the client asked for a server-sent event stream
+    gpt5: bool
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value in C{body}, or C{None} when it is empty or not JSON."""
+    if not body or body[:1] not in b"{[ \t\r\n":
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def is_gpt5(model: object) -> bool:
+    """True for model ids of the gpt-5 family, in any letter case."""
+    return isinstance(model, str) and model[:5].lower() == GPT5_PREFIX
+
+
+def normalize_gpt5(payload: dict[str, Any], token_field: str) -> bool:
+    """Apply the gpt-5 rules to C{payload} in place; return whether it changed.
+
+    Other token-limit names move to C{token_field} when that one is absent
+    (and are dropped when it is present), and C{temperature} becomes 1.
+    """
+    changed = False
+    for name in _TOKEN_FIELDS:
+        if name == token_field or name not in payload:
+            continue
+        value = payload.pop(name)
+        changed = True
+        if token_field not in payload:
+            payload[token_field] = value
+    temperature = payload.get("temperature")
+    if temperature is not None and temperature != 1:
+        payload["temperature"] = 1
+        changed = True
+    return changed
+
+
+def prepare_body(body: bytes, token_field: str) -> PreparedBody:
+    """Parse C{body} and normalise it when it asks for a gpt-5 model."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        return PreparedBody(body, payload, stream=False, gpt5=False)
+    stream = payload.get("stream") is True
+    gpt5 = is_gpt5(payload.get("model"))
+    if gpt5 and normalize_gpt5(payload, token_field):
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return PreparedBody(body, payload, stream=stream, gpt5=gpt5)

@@ -1,0 +1,156 @@
+"""The HTTP site: per-request id, bearer-token access, and CORS.
+
+These apply to every path, so they sit where the Site resolves a request to
+its resource, not in each resource.  The access decision is made on the
+resource the path resolves to (its C{public} attribute), never on the raw path
+text, so no spelling of a path can reach a guarded resource without the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from typing import Optional
+
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
+
+from . import __version__
+from .errors import set_json_error
+
+SERVER_HEADER = b"genai-proxy/" + __version__.encode("ascii")
+_MAX_REQUEST_ID = 128
+
+
+class ProxyRequest(Request):
+    """A request that carries its id, and has no default content type
+    (a passed-through answer must keep the upstream's, or none)."""
+
+    defaultContentType = None
+    request_id: str = ""
+
+
+def request_id_for(request: Request) -> str:
+    """The client's X-Request-ID when it is sane, else a new UUID."""
+    given = request.getHeader(b"x-request-id")
+    if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and given.strip():
+        text = given.decode("ascii").strip()
+        if text.isprintable():
+            return text
+    return str(uuid.uuid4())
+
+
+class AccessPolicy:
+    """The bearer-token check and the CORS origin list."""
+
+    def __init__(self, auth_token: str, allowed_origins: tuple[str, ...]) -> None:
+        self._token = auth_token.encode("utf-8")
+        self._origins = frozenset(o.encode("utf-8") for o in allowed_origins)
+        self.cors_enabled = bool(allowed_origins)
+
+    def authorized(self, request: Request) -> bool:
+        """True when no token is configured or C{request} presents it."""
+        if not self._token:
+            return True
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, credentials = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(
+            credentials.strip(), self._token
+        )
+
+    def allowed_origin(self, request: Request) -> Optional[bytes]:
+        """The request's C{Origin} when CORS is on and it is allowed."""
+        if not self.cors_enabled:
+            return None
+        origin = request.getHeader(b"origin")
+        if origin is None:
+            return None
+        if origin.rstrip(b"/") in self._origins or b"*" in self._origins:
+            return origin
+        return None
+
+
+def is_preflight(request: Request) -> bool:
+    """A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method."""
+    return (
+        request.method == b"OPTIONS"
+        and request.getHeader(b"origin") is not None
+        and request.getHeader(b"access-control-request-method") is not None
+    )
+
+
+class PreflightResource(Resource):
+    """Answers a CORS preflight locally; the upstream never sees it."""
+
+    isLeaf = True
+
+    def __init__(self, origin: Optional[bytes]) -> None:
+        super().__init__()
+        self._origin = origin
+
+    def render(self, request: Request) -> bytes:
+        if self._origin is None:
+            return set_json_error(
+                request, 400, "CORS origin not allowed", "invalid_request_error"
+            )
+        method = request.getHeader(b"access-control-request-method") or b""
+        request.setHeader(
+            b"access-control-allow-methods",
+            b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT" + (b", " + method if method else b""),
+        )
+        wanted = request.getHeader(b"access-control-request-headers")
+        if wanted:
+            request.setHeader(b"access-control-allow-headers", wanted)
+        request.setHeader(b"access-control-max-age", b"600")
+        request.setResponseCode(204)
+        return b""
+
+
+class UnauthorizedResource(Resource):
+    """The 401 answer for a missing or wrong bearer token."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setHeader(b"www-authenticate", b'Bearer realm="genai-proxy"')
+        return set_json_error(
+            request,
+            401,
+            "Missing or invalid bearer token: send 'Authorization: Bearer <AUTH_TOKEN>'",
+            "invalid_request_error",
+            code="invalid_api_key",
+        )
+
+
+class ProxySite(Site):
+    """A Site that tags each request with an id and applies access rules."""
+
+    requestFactory = ProxyRequest
+    noisy = False
+
+    def __init__(self, resource: IResource, policy: AccessPolicy) -> None:
+        super().__init__(resource)
+        self.policy = policy
+
+    def log(self, request: Request) -> None:
+        """No access log: the forwarder logs each request as structured events."""
+
+    def getResourceFor(self, request: Request) -> IResource:
+        request.request_id = request_id_for(request)
+        request.setHeader(b"server", SERVER_HEADER)
+        request.setHeader(b"x-request-id", request.request_id.encode("ascii"))
+        origin = self.policy.allowed_origin(request)
+        if self.policy.cors_enabled:
+            request.setHeader(b"vary", b"Origin")
+        if origin is not None:
+            request.setHeader(b"access-control-allow-origin", origin)
+            request.setHeader(b"access-control-allow-credentials", b"true")
+            request.setHeader(
+                b"access-control-expose-headers", b"X-Request-ID, X-Upstream-Status"
+            )
+        if self.policy.cors_enabled and is_preflight(request):
+            return PreflightResource(origin)
+        resource = super().getResourceFor(request)
+        if not getattr(resource, "public", False) and not self.policy.authorized(request):
+            return UnauthorizedResource()
+        return resource

@@ -1,0 +1,197 @@
+"""Protocols that receive an upstream response body.
+
+L{BodyCollector} gathers a (non-streamed) body in memory.  L{StreamPump}
+writes each chunk to the client request the moment it arrives, and is the
+client request's push producer so that a slow reader pauses the upstream
+socket instead of growing a buffer.  Both end the upstream read when no byte
+has arrived for REQUEST_TIMEOUT: an idle timeout, not a cap on total time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IRequest
+from zope.interface import implementer
+
+from .upstream import UpstreamError
+
+IDLE_TIMEOUT_KIND = "read_timeout"
+
+
+class IdleTimer:
+    """Calls C{on_idle} once C{timeout} seconds pass without a L{reset}."""
+
+    def __init__(self, clock: IReactorTime, timeout: float, on_idle: Callable[[], None]) -> None:
+        self._clock = clock
+        self._timeout = timeout
+        self._on_idle = on_idle
+        self._call: Optional[IDelayedCall] = None
+
+    def reset(self) -> None:
+        """(Re)start the countdown."""
+        if self._call is not None and self._call.active():
+            self._call.reset(self._timeout)
+        else:
+            self._call = self._clock.callLater(self._timeout, self._fire)
+
+    def stop(self) -> None:
+        """Stop counting (while paused, or once the body is done)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _fire(self) -> None:
+        self._call = None
+        self._on_idle()
+
+
+def _finished_cleanly(reason: Failure) -> bool:
+    return reason.check(ResponseDone, PotentialDataLoss) is not None
+
+
+class BodyCollector(Protocol):
+    """Collect a whole response body; C{done} fires with the bytes.
+
+    Cancelling C{done} stops the upstream transport.
+    """
+
+    def __init__(self, clock: IReactorTime, idle_timeout: float) -> None:
+        self._chunks: list[bytes] = []
+        self._timer = IdleTimer(clock, idle_timeout, self._idle)
+        self._failed_with: Optional[UpstreamError] = None
+        self.done: Deferred[bytes] = Deferred(lambda _: self._stop())
+
+    def connectionMade(self) -> None:
+        self._timer.reset()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._timer.reset()
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._timer.stop()
+        if self.done.called:
+            return
+        if self._failed_with is not None:
+            self.done.errback(self._failed_with)
+        elif _finished_cleanly(reason):
+            self.done.callback(b"".join(self._chunks))
+        else:
+            self.done.errback(reason)
+
+    def _idle(self) -> None:
+        self._failed_with = UpstreamError(
+            IDLE_TIMEOUT_KIND, "the upstream stopped sending the response body", True
+        )
+        self._stop()
+
+    def _stop(self) -> None:
+        self._timer.stop()
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+def collect_body(response: Any, clock: IReactorTime, idle_timeout: float) -> Deferred[bytes]:
+    """Read C{response}'s whole body with an idle timeout."""
+    collector = BodyCollector(clock, idle_timeout)
+    response.deliverBody(collector)
+    return collector.done
+
+
+@implementer(IPushProducer)
+class StreamPump(Protocol):
+    """Copy an upstream body to a client request chunk by chunk.
+
+    C{on_chunk(data)} sees every chunk (for logging).  C{on_end(error)} is
+    called once when the upstream body ends: with C{None} for a clean end
+    (the request is then finished), or with an L{UpstreamError} for a broken
+    stream, in which case the caller must end the client's response so that
+    the client can tell (see L{forward}).  Neither is called when the client
+    went away first (L{client_gone}).
+    """
+
+    def __init__(
+        self,
+        request: IRequest,
+        clock: IReactorTime,
+        idle_timeout: float,
+        on_chunk: Optional[Callable[[bytes], None]],
+        on_end: Callable[[Optional[UpstreamError]], None],
+    ) -> None:
+        self._request = request
+        self._on_chunk = on_chunk
+        self._on_end = on_end
+        self._timer = IdleTimer(clock, idle_timeout, self._idle)
+        self._gone = False
+        self._paused = False
+        self._broken: Optional[UpstreamError] = None
+        self.bytes_sent = 0
+
+    # Protocol: the upstream side.
+
+    def connectionMade(self) -> None:
+        self._request.registerProducer(self, True)
+        self._timer.reset()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._gone:
+            return
+        if not self._paused:
+            self._timer.reset()
+        self.bytes_sent += len(data)
+        self._request.write(data)
+        if self._on_chunk is not None:
+            self._on_chunk(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._timer.stop()
+        if self._gone:
+            return
+        self._request.unregisterProducer()
+        if self._broken is None and not _finished_cleanly(reason):
+            self._broken = UpstreamError(
+                "connection_lost",
+                "the upstream connection broke mid-stream: " + reason.getErrorMessage(),
+                False,
+            )
+        self._on_end(self._broken)
+
+    def _idle(self) -> None:
+        self._broken = UpstreamError(
+            IDLE_TIMEOUT_KIND, "the upstream stopped sending for longer than REQUEST_TIMEOUT", False
+        )
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    # IPushProducer: the client side drives these.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._timer.stop()
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._timer.reset()
+        if self.transport is not None:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.client_gone()
+
+    def client_gone(self) -> None:
+        """The client disconnected: stop reading and close the upstream call."""
+        if self._gone:
+            return
+        self._gone = True
+        self._timer.stop()
+        if self.transport is not None:
+            self.transport.stopProducing()

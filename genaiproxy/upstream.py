@@ -1,0 +1,295 @@
+"""The upstream client: connection pool, outgoing headers, and the retry chain.
+
+The proxy talks to the upstream through a plain twisted.web L{Agent} on a
+pool of its own.  treq's C{HTTPClient} is deliberately not used on this path:
+it wraps every call in a cookie jar shared by all callers, follows redirects
+and decodes gzip, none of which a transparent proxy may do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+from OpenSSL import SSL
+from twisted.internet import defer, error, task
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    ProxyAgent,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from zope.interface import implementer
+
+from .config import Config
+
+# Headers that describe one hop of a connection, never the end-to-end message.
+HOP_BY_HOP_HEADERS = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+# Client headers the upstream never sees: our own hop, the client's credentials
+# for the proxy, and what the Agent computes itself.
+_NOT_FORWARDED = HOP_BY_HOP_HEADERS | {b"host", b"content-length", b"authorization", b"expect"}
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """An L{IBodyProducer} for a request body already held in memory.
+
+    Writes the whole body at once, so no reactor turn is spent on it (unlike
+    L{twisted.web.client.FileBodyProducer}).
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@dataclass
+class UpstreamError(Exception):
+    """Why an upstream call failed, in words fit for a client and a log."""
+
+    kind: str
+    message: str
+    retryable: bool
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+def _reasons(failure: Failure) -> list[Failure]:
+    reasons = getattr(failure.value, "reasons", None)
+    return list(reasons) if reasons else [failure]
+
+
+def _describe(failures: list[Failure]) -> str:
+    return "; ".join(f.getErrorMessage() or f.type.__name__ for f in failures)
+
+
+def classify(failure: Failure) -> UpstreamError:
+    """Turn the failure of one upstream attempt into an L{UpstreamError}.
+
+    Retryable, as the spec's error table says: refused or failed connections,
+    timeouts waiting for the upstream, and a connection lost before or while
+    the response came (including a stale pooled keep-alive connection).
+    """
+    if failure.check(UpstreamError):
+        return failure.value
+    if failure.check(defer.TimeoutError):
+        return UpstreamError("read_timeout", "timed out waiting for the upstream", True)
+    if failure.check(error.TimeoutError, error.TCPTimedOutError):
+        return UpstreamError("connect_timeout", "timed out connecting to the upstream", True)
+    if failure.check(error.ConnectError, error.DNSLookupError):
+        return UpstreamError("connect_error", failure.getErrorMessage(), True)
+    if failure.check(ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed):
+        reasons = _reasons(failure)
+        if any(r.check(SSL.Error) for r in reasons):
+            return UpstreamError("tls_error", _describe(reasons), False)
+        kind = "connection_lost"
+        if any(r.check(error.ConnectionLost, error.ConnectionDone) is None for r in reasons):
+            kind = "protocol_error"
+        return UpstreamError(kind, _describe(reasons), True)
+    return UpstreamError("request_error", failure.getErrorMessage(), False)
+
+
+class RetryingCall:
+    """Run C{attempt} until it succeeds, retrying retryable failures with backoff.
+
+    C{result} fires with the first successful attempt's value, or fails with
+    the last L{UpstreamError}.  Cancelling C{result} cancels whatever is in
+    flight: the attempt (closing its connection) or the backoff wait.
+    """
+
+    def __init__(
+        self,
+        attempt: Callable[[], Deferred[Any]],
+        clock: IReactorTime,
+        max_retries: int,
+        backoff_sec: float,
+        on_retry: Callable[[int, float, UpstreamError], None],
+    ) -> None:
+        self._attempt_fn = attempt
+        self._clock = clock
+        self._max_retries = max_retries
+        self._backoff_sec = backoff_sec
+        self._on_retry = on_retry
+        self._retries = 0
+        self._current: Optional[Deferred[Any]] = None
+        self._cancelled = False
+        self.result: Deferred[Any] = Deferred(self._cancel)
+
+    def start(self) -> Deferred[Any]:
+        """Make the first attempt; return L{result}."""
+        self._attempt()
+        return self.result
+
+    def _attempt(self) -> None:
+        self._current = defer.maybeDeferred(self._attempt_fn)
+        self._current.addCallbacks(self._succeeded, self._failed)
+
+    def _succeeded(self, value: Any) -> None:
+        self._current = None
+        self.result.callback(value)
+
+    def _failed(self, failure: Failure) -> None:
+        self._current = None
+        if self._cancelled:
+            return
+        problem = classify(failure)
+        if not problem.retryable or self._retries >= self._max_retries:
+            self.result.errback(problem)
+            return
+        delay = self._backoff_sec * 2**self._retries
+        self._retries += 1
+        self._on_retry(self._retries, delay, problem)
+        self._current = task.deferLater(self._clock, delay, self._attempt)
+        self._current.addErrback(lambda f: f.trap(defer.CancelledError))
+
+    def _cancel(self, _: Deferred[Any]) -> None:
+        self._cancelled = True
+        if self._current is not None:
+            self._current.cancel()
+
+
+def join_url(base_url: str, path: str, query: bytes = b"") -> bytes:
+    """C{base_url} + C{path} (+ C{?query}), with exactly one slash between."""
+    url = base_url.rstrip("/") + "/" + path.lstrip("/")
+    encoded = url.encode("ascii")
+    return encoded + b"?" + query if query else encoded
+
+
+class _QuietPool(HTTPConnectionPool):
+    """A pool whose connection factories do not log every start and stop."""
+
+    class _factory(HTTPConnectionPool._factory):  # type: ignore[valid-type,misc]
+        noisy = False
+
+
+class UpstreamClient:
+    """Sends requests to the upstream with the subscription header injected."""
+
+    def __init__(self, config: Config, reactor: Any, agent: Optional[IAgent] = None) -> None:
+        self.config = config
+        self.clock: IReactorTime = reactor
+        self._pool = _QuietPool(reactor, persistent=True)
+        # The default of 2 connections per host would serialise concurrent
+        # clients; idle connections are dropped before common server
+        # keep-alive limits (60 s and more) so few stale ones are met.
+        self._pool.maxPersistentPerHost = 64
+        self._pool.cachedConnectionTimeout = 50
+        self._pool.retryAutomatically = False
+        self.agent = agent if agent is not None else self._make_agent(reactor)
+        self._drop = _NOT_FORWARDED
+        self._inject: list[tuple[bytes, bytes]] = []
+        if config.subscription_name:
+            name = config.subscription_name.encode("latin-1")
+            self._drop = _NOT_FORWARDED | {name.lower()}
+            self._inject = [(name, config.api_key.encode("latin-1"))]
+
+    def _make_agent(self, reactor: Any) -> IAgent:
+        timeout = self.config.request_timeout
+        if self.config.https_proxy:
+            proxy = urlsplit(self.config.https_proxy)
+            endpoint = HostnameEndpoint(
+                reactor, proxy.hostname, proxy.port or 8080, timeout=timeout
+            )
+            return ProxyAgent(endpoint, reactor, pool=self._pool)
+        return Agent(reactor, connectTimeout=timeout, pool=self._pool)
+
+    def url_for(self, path: str, query: bytes = b"") -> bytes:
+        """The upstream URL for a proxy C{path} and the client's C{query}."""
+        return join_url(self.config.base_url, path, query)
+
+    def headers_for(self, incoming: Headers, request_id: str) -> Headers:
+        """The headers to send upstream for a client request with C{incoming}.
+
+        Drops hop-by-hop headers (and any the client's C{Connection} header
+        names), the client's credentials and any copy of the subscription
+        header, then injects the subscription key and the request id.
+        """
+        drop = self._drop
+        connection = incoming.getRawHeaders(b"connection")
+        if connection:
+            drop = drop | {
+                token.strip().lower() for value in connection for token in value.split(b",")
+            }
+        outgoing = Headers()
+        for name, values in incoming.getAllRawHeaders():
+            if name.lower() not in drop:
+                outgoing.setRawHeaders(name, values)
+        for name, value in self._inject:
+            outgoing.setRawHeaders(name, [value])
+        if not outgoing.hasHeader(b"x-request-id"):
+            outgoing.setRawHeaders(b"X-Request-ID", [request_id.encode("latin-1")])
+        return outgoing
+
+    def call(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: Headers,
+        body: Optional[bytes],
+        on_retry: Callable[[int, float, UpstreamError], None],
+        read: Optional[Callable[[IResponse], Deferred[Any]]] = None,
+    ) -> Deferred[Any]:
+        """Send one request with retries; fire with the response (or with
+        C{read(response)} when given, so that reading the body is retried too).
+
+        Each attempt must bring the response headers within REQUEST_TIMEOUT.
+        """
+        timeout = self.config.request_timeout
+
+        def attempt() -> Deferred[Any]:
+            producer = BytesProducer(body) if body else None
+            d = self.agent.request(method, url, headers, producer)
+            d.addTimeout(timeout, self.clock)
+            if read is not None:
+                d.addCallback(read)
+            return d
+
+        retrying = RetryingCall(
+            attempt,
+            self.clock,
+            self.config.max_retries,
+            self.config.retry_backoff_sec,
+            on_retry,
+        )
+        return retrying.start()
+
+    def close(self) -> Deferred[None]:
+        """Close pooled connections (called when the service stops)."""
+        return self._pool.closeCachedConnections()
