@@ -1,0 +1,207 @@
+"""Helpers for tests that run the real daemon and the mock upstream as processes.
+
+Both run from the installed package (the README's test command installs it
+with a plain ``pip install``), in a scratch working directory, on loopback
+ports they choose themselves and announce on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+BIN = Path(sys.executable).parent
+TWISTD = str(BIN / "twistd")
+MOCK_BANNER = "mock upstream listening on "
+_LISTENING = re.compile(r"ProxySite starting on (\d+)")
+
+BASE_ENV = {
+    "GENAI_SUBSCRIPTION_NAME": "Ocp-Apim-Subscription-Key",
+    "GENAI_API_KEY": "sk-test-0123456789-secret",
+    "RETRY_BACKOFF_SEC": "0.05",
+}
+
+
+def _clean_environment() -> dict[str, str]:
+    """The test process's environment without any proxy setting of the user."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    for name in ("GENAI_SUBSCRIPTION_NAME", "GENAI_API_KEY", "GENAI_BASE_URL", "AUTH_TOKEN",
+                 "ALLOWED_ORIGINS", "REQUEST_TIMEOUT", "MAX_RETRIES", "RETRY_BACKOFF_SEC",
+                 "LOG_BODIES", "LOG_STREAM_MAX_BYTES"):
+        env.pop(name, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def run_mock_upstream(*args: str, startup_timeout: float = 20.0) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start the mock upstream on a free port; yield ``(base_url, process)``."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genaiproxy.mock_upstream", "--port", "0", *args],
+        cwd=tempfile.gettempdir(),
+        env=_clean_environment(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            if not selector.select(startup_timeout):
+                raise RuntimeError("mock upstream printed nothing in time")
+        line = process.stdout.readline()
+        if not line.startswith(MOCK_BANNER):
+            raise RuntimeError(f"mock upstream failed to start: {line!r}")
+        yield line[len(MOCK_BANNER):].strip(), process
+    finally:
+        _stop(process)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ProxyProcess:
+    """A running ``twistd -n genaiproxy`` and the log lines it printed."""
+
+    def __init__(self, process: subprocess.Popen[str], workdir: Path) -> None:
+        self.process = process
+        self.workdir = workdir
+        self.url = ""
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def events(self, name: Optional[str] = None) -> list[dict[str, Any]]:
+        """The JSON log events printed so far (optionally only those named C{name})."""
+        parsed = []
+        for line in list(self.lines):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or event.get("event") == name:
+                parsed.append(event)
+        return parsed
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Wait until C{predicate()} is true-ish (re-checked on each new line)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                result = predicate()
+                if result:
+                    return result
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("timed out; log so far:\n" + "\n".join(self.lines[-40:]))
+                self._changed.wait(min(remaining, 0.2))
+
+    def wait_for_event(self, name: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """The first log event named C{name} whose fields match C{fields}."""
+        def find() -> Optional[dict[str, Any]]:
+            for event in self.events(name):
+                if all(event.get(k) == v for k, v in fields.items()):
+                    return event
+            return None
+        return self.wait_for(find, timeout)
+
+    def stop(self) -> int:
+        _stop(self.process)
+        self._reader.join(timeout=5)
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def run_proxy(
+    upstream: str,
+    models: Optional[str] = None,
+    startup_timeout: float = 20.0,
+    **settings: str,
+) -> Iterator[ProxyProcess]:
+    """Run the daemon in front of C{upstream} with extra environment C{settings}.
+
+    C{models} is the text of models.yaml (none written when C{None}).
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="genai-proxy-test-"))
+    if models is not None:
+        (workdir / "models.yaml").write_text(models)
+    env = _clean_environment()
+    env.update(BASE_ENV)
+    env["GENAI_BASE_URL"] = upstream
+    env.update(settings)
+    process = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", "genaiproxy", "--listen", "tcp:0:interface=127.0.0.1"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    proxy = ProxyProcess(process, workdir)
+    try:
+        def port() -> Optional[str]:
+            if process.poll() is not None:
+                raise RuntimeError("proxy exited:\n" + "\n".join(proxy.lines))
+            for line in proxy.lines:
+                match = _LISTENING.search(line)
+                if match:
+                    return match.group(1)
+            return None
+        proxy.url = f"http://127.0.0.1:{proxy.wait_for(port, startup_timeout)}"
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def run_proxy_expecting_failure(env: dict[str, str], timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    """Start the daemon with C{env} (merged over a clean environment) and
+    return how it ended; used for start-up errors."""
+    full = _clean_environment()
+    full.update(env)
+    return subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "genaiproxy", "--listen", f"tcp:{free_port()}:interface=127.0.0.1"],
+        cwd=tempfile.mkdtemp(prefix="genai-proxy-test-"),
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
