@@ -185,6 +185,14 @@ class RetryingCall:
             self._current.cancel()
 
 
+def _timed_out(result: Any, timeout: float) -> Failure:
+    """What an attempt cancelled by its timeout fails with, whatever layer
+    (connecting, sending, waiting) the cancellation interrupted."""
+    return Failure(
+        UpstreamError("read_timeout", f"no response from the upstream within {timeout:g} s", True)
+    )
+
+
 def join_url(base_url: str, path: str, query: bytes = b"") -> bytes:
     """C{base_url} + C{path} (+ C{?query}), with exactly one slash between."""
     url = base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -276,7 +284,7 @@ class UpstreamClient:
         def attempt() -> Deferred[Any]:
             producer = BytesProducer(body) if body else None
             d = self.agent.request(method, url, headers, producer)
-            d.addTimeout(timeout, self.clock)
+            d.addTimeout(timeout, self.clock, onTimeoutCancel=_timed_out)
             if read is not None:
                 d.addCallback(read)
             return d

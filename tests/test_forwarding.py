@@ -1,0 +1,218 @@
+"""The daemon's endpoints and what reaches the upstream, over real sockets."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+
+from conftest import upstream_saw
+from support import BASE_ENV, run_proxy
+
+KEY = BASE_ENV["GENAI_API_KEY"]
+CHAT = "/v1/chat/completions"
+
+
+def new_id() -> str:
+    return "test-" + uuid.uuid4().hex
+
+
+def test_metadata(proxy, client):
+    """GET / names the proxy, its version and upstream, and nothing secret."""
+    response = client.get(proxy.url + "/")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["name"] == "genai-proxy"
+    assert document["version"]
+    assert document["upstream"].startswith("http://127.0.0.1:")
+    assert KEY not in response.text
+
+
+def test_health_probes_upstream_root(proxy, client, mock_url):
+    """GET /health asks the upstream's root, with the key, and relays its text."""
+    rid = new_id()
+    response = client.get(proxy.url + "/health", headers={"X-Request-ID": rid})
+    assert response.status_code == 200
+    assert response.text == "mock upstream ok"
+    [seen] = upstream_saw(mock_url, rid)
+    assert seen["path"] == "/"
+    assert seen["headers"]["ocp-apim-subscription-key"] == [KEY]
+
+
+def test_v1_health_is_forwarded(proxy, client, mock_url):
+    rid = new_id()
+    response = client.get(proxy.url + "/v1/health", headers={"X-Request-ID": rid})
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert upstream_saw(mock_url, rid)[0]["path"] == "/v1/health"
+
+
+def test_models_are_local(proxy, client, mock_url):
+    """/v1/models comes from models.yaml, with defaults, and never calls upstream."""
+    rid = new_id()
+    response = client.get(proxy.url + "/v1/models", headers={"X-Request-ID": rid})
+    assert response.status_code == 200
+    document = response.json()
+    assert document["object"] == "list"
+    assert [m["id"] for m in document["data"]] == ["gpt-4.1", "gpt-5"]
+    gpt5 = document["data"][1]
+    assert gpt5["object"] == "model" and gpt5["owned_by"] == "genai"
+    assert isinstance(gpt5["created"], int)
+    assert upstream_saw(mock_url, rid) == []
+
+
+def test_unknown_path_is_json_404(proxy, client):
+    for path in ("/nope", "/v1/nope", "/v1", "/v1/chat", "/health/extra"):
+        response = client.get(proxy.url + path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/json"
+        error = response.json()["error"]
+        assert error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_wrong_method_is_json_405(proxy, client):
+    for method, path in (("DELETE", "/v1/models"), ("GET", CHAT), ("POST", "/health"), ("PUT", "/")):
+        response = client.request(method, proxy.url + path)
+        assert response.status_code == 405, (method, path)
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        assert response.headers["allow"]
+
+
+def test_headers_sent_upstream(proxy, client, mock_url):
+    """The key is injected once; client credentials and hop-by-hop headers are not
+    forwarded; other client headers are."""
+    rid = new_id()
+    response = client.post(
+        proxy.url + CHAT,
+        json={"model": "gpt-4.1", "messages": []},
+        headers={
+            "X-Request-ID": rid,
+            "Authorization": "Bearer client-token",
+            "Ocp-Apim-Subscription-Key": "client-supplied-key",
+            "Proxy-Authorization": "Basic Zm9vOmJhcg==",
+            "Connection": "keep-alive, X-Hop",
+            "X-Hop": "per-hop",
+            "Keep-Alive": "timeout=5",
+            "TE": "trailers",
+            "X-Custom": "kept",
+            "User-Agent": "test-agent/1",
+        },
+    )
+    assert response.status_code == 200
+    [seen] = upstream_saw(mock_url, rid)
+    headers = seen["headers"]
+    assert headers["ocp-apim-subscription-key"] == [KEY]
+    for dropped in ("authorization", "proxy-authorization", "x-hop", "keep-alive", "te"):
+        assert dropped not in headers, dropped
+    assert headers["x-custom"] == ["kept"]
+    assert headers["user-agent"] == ["test-agent/1"]
+
+
+def test_query_string_and_base_path(mock_url, client):
+    """The upstream URL is base + path + query, with single slashes."""
+    with run_proxy(mock_url + "/genai/") as prefixed:
+        rid = new_id()
+        response = client.post(
+            prefixed.url + CHAT + "?api-version=2024-10-21&x=a%20b",
+            json={"model": "gpt-4.1", "messages": []},
+            headers={"X-Request-ID": rid},
+        )
+        assert response.status_code == 200
+        [seen] = upstream_saw(mock_url, rid)
+        assert seen["path"] == "/genai/v1/chat/completions"
+        assert seen["query"] == "api-version=2024-10-21&x=a%20b"
+
+
+def test_gpt5_request_is_normalized(proxy, client, mock_url):
+    rid = new_id()
+    client.post(
+        proxy.url + CHAT,
+        json={"model": "GPT-5-mini", "messages": [], "max_tokens": 77, "temperature": 0.2},
+        headers={"X-Request-ID": rid},
+    )
+    [seen] = upstream_saw(mock_url, rid)
+    body = json.loads(seen["body"])
+    assert body["max_completion_tokens"] == 77
+    assert "max_tokens" not in body
+    assert body["temperature"] == 1
+
+
+def test_gpt5_stream_asks_for_event_stream(proxy, client, mock_url):
+    rid = new_id()
+    with client.stream(
+        "POST",
+        proxy.url + CHAT,
+        json={"model": "gpt-5", "messages": [], "stream": True, "max_output_tokens": 5},
+        headers={"X-Request-ID": rid, "Accept": "application/json"},
+    ) as response:
+        response.read()
+    [seen] = upstream_saw(mock_url, rid)
+    assert seen["headers"]["accept"] == ["text/event-stream"]
+    assert json.loads(seen["body"])["max_completion_tokens"] == 5
+
+
+def test_other_models_pass_byte_for_byte(proxy, client, mock_url):
+    rid = new_id()
+    raw = b'{ "messages":[],  "model" : "gpt-4.1", "max_tokens": 9, "temperature": 0.3 }'
+    client.post(
+        proxy.url + CHAT,
+        content=raw,
+        headers={"X-Request-ID": rid, "Content-Type": "application/json"},
+    )
+    [seen] = upstream_saw(mock_url, rid)
+    assert seen["body"].encode() == raw
+
+
+def test_non_streaming_answer_passes_through(proxy, client):
+    rid = new_id()
+    response = client.post(
+        proxy.url + CHAT, json={"model": "gpt-4.1", "messages": []}, headers={"X-Request-ID": rid}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["x-upstream-status"] == "200"
+    assert response.headers["x-request-id"] == rid
+    assert response.json()["object"] == "chat.completion"
+
+
+def test_upstream_error_status_passes_through(proxy, client):
+    response = client.post(
+        proxy.url + CHAT,
+        json={"model": "gpt-4.1", "messages": []},
+        headers={"X-Mock-Status": "429"},
+    )
+    assert response.status_code == 429
+    assert response.headers["x-upstream-status"] == "429"
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["message"] == "mock error 429"
+
+
+def test_non_json_answer_keeps_its_type(proxy, client):
+    response = client.post(
+        proxy.url + CHAT,
+        json={"model": "gpt-4.1", "messages": []},
+        headers={"X-Mock-Content-Type": "text/plain"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text
+
+
+def test_request_id_reused_in_any_case(proxy, client, mock_url):
+    """A client's X-Request-ID, whatever its header case, is the id everywhere."""
+    rid = new_id()
+    response = client.post(
+        proxy.url + CHAT, json={"model": "gpt-4.1", "messages": []}, headers={"x-ReQuEsT-iD": rid}
+    )
+    assert response.headers["x-request-id"] == rid
+    assert upstream_saw(mock_url, rid)
+    proxy.wait_for_event("response", id=rid)
+    assert proxy.events("request") and [e for e in proxy.events("request") if e["id"] == rid]
+
+
+def test_request_id_generated(proxy, client):
+    first = client.get(proxy.url + "/v1/models").headers["x-request-id"]
+    second = client.get(proxy.url + "/v1/models").headers["x-request-id"]
+    assert first != second
+    assert uuid.UUID(first) and uuid.UUID(second)
