@@ -1,0 +1,118 @@
+"""Start-up, configuration errors, logging and models.yaml on the real daemon."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from support import BASE_ENV, run_proxy, run_proxy_expecting_failure
+
+KEY = BASE_ENV["GENAI_API_KEY"]
+GOOD = {**BASE_ENV, "GENAI_BASE_URL": "http://127.0.0.1:9"}
+
+
+@pytest.mark.parametrize(
+    "change, variable",
+    [
+        ({"GENAI_BASE_URL": None}, "GENAI_BASE_URL"),
+        ({"GENAI_API_KEY": None}, "GENAI_API_KEY"),
+        ({"GENAI_SUBSCRIPTION_NAME": None}, "GENAI_SUBSCRIPTION_NAME"),
+        ({"GENAI_BASE_URL": "gateway.example/genai"}, "GENAI_BASE_URL"),
+        ({"REQUEST_TIMEOUT": "sixty"}, "REQUEST_TIMEOUT"),
+        ({"MAX_RETRIES": "-1"}, "MAX_RETRIES"),
+        ({"RETRY_BACKOFF_SEC": "fast"}, "RETRY_BACKOFF_SEC"),
+        ({"LOG_BODIES": "maybe"}, "LOG_BODIES"),
+        ({"LOG_STREAM_MAX_BYTES": "1k"}, "LOG_STREAM_MAX_BYTES"),
+        ({"HTTPS_PROXY": "proxy.example:8080"}, "HTTPS_PROXY"),
+        ({"HTTPS_PROXY": "http://proxy.example:port"}, "HTTPS_PROXY"),
+    ],
+)
+def test_bad_configuration_stops_startup(change, variable):
+    """One clear line naming the variable, a non-zero exit, no traceback."""
+    env = dict(GOOD)
+    for name, value in change.items():
+        if value is None:
+            env.pop(name)
+        else:
+            env[name] = value
+    result = run_proxy_expecting_failure(env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert KEY not in result.stderr + result.stdout
+
+
+def test_startup_logs_masked_configuration(proxy):
+    event = proxy.wait_for_event("startup_config")
+    assert event["level"] == "INFO"
+    assert event["SUBSCRIPTION_NAME"] == "Ocp-Apim-Subscription-Key"
+    assert event["SUBSCRIPTION_KEY"] == KEY[:4] + "*" * (len(KEY) - 4)
+    assert event["REQUEST_TIMEOUT"] == 60.0
+    assert event["MAX_RETRIES"] == 2
+    assert event["LOG_BODIES"] is True
+    assert event["ALLOWED_ORIGINS"] == []
+    assert event["PROXY_ENABLED"] is False
+
+
+def test_every_line_is_json_and_no_secret_leaks(proxy, client):
+    rid = "logs-" + uuid.uuid4().hex
+    client.post(
+        proxy.url + "/v1/chat/completions",
+        json={"model": "gpt-4.1", "messages": []},
+        headers={"X-Request-ID": rid, "Authorization": "Bearer client-secret-token"},
+    )
+    request = proxy.wait_for_event("request", id=rid)
+    response = proxy.wait_for_event("response", id=rid)
+    assert request["method"] == "POST" and request["path"] == "/v1/chat/completions"
+    assert request["upstream"].endswith("/v1/chat/completions")
+    assert request["headers"]["authorization"] == "[redacted]"
+    assert request["body"] == {"model": "gpt-4.1", "messages": []}
+    assert response["status"] == 200 and response["duration_ms"] >= 0
+    assert response["body"]["object"] == "chat.completion"
+    for line in proxy.lines:
+        json.loads(line)
+        assert KEY not in line
+        assert "client-secret-token" not in line
+
+
+def test_log_bodies_off(mock_url, client):
+    with run_proxy(mock_url, LOG_BODIES="false") as quiet:
+        rid = "nobody-" + uuid.uuid4().hex
+        client.post(quiet.url + "/v1/chat/completions", json={"model": "gpt-4.1", "messages": []},
+                    headers={"X-Request-ID": rid})
+        request = quiet.wait_for_event("request", id=rid)
+        response = quiet.wait_for_event("response", id=rid)
+        assert "body" not in request and "body" not in response
+        assert quiet.wait_for_event("startup_config")["LOG_BODIES"] is False
+
+
+def test_models_file_missing_gives_empty_list(mock_url, client):
+    with run_proxy(mock_url) as bare:
+        response = client.get(bare.url + "/v1/models")
+        assert response.status_code == 200
+        assert response.json() == {"object": "list", "data": []}
+        assert bare.wait_for_event("models_file_missing")["level"] == "WARNING"
+
+
+def test_invalid_models_file_is_a_clear_500(mock_url, client):
+    with run_proxy(mock_url, models="- id: gpt-4.1\n") as p:
+        assert client.get(p.url + "/v1/models").json()["data"][0]["id"] == "gpt-4.1"
+        time.sleep(0.01)
+        (p.workdir / "models.yaml").write_text("models: [unclosed\n")
+        response = client.get(p.url + "/v1/models")
+        assert response.status_code == 500
+        error = response.json()["error"]
+        assert error["type"] == "proxy_error"
+        assert "models.yaml" in error["message"] and "YAML" in error["message"]
+        # Everything else keeps working.
+        assert client.get(p.url + "/health").status_code == 200
+        chat = client.post(p.url + "/v1/chat/completions", json={"model": "gpt-4.1", "messages": []})
+        assert chat.status_code == 200
+        (p.workdir / "models.yaml").write_text("models:\n  - id: fixed-model\n")
+        assert client.get(p.url + "/v1/models").json()["data"][0]["id"] == "fixed-model"
+
