@@ -1,0 +1,86 @@
+"""`genai-proxy-quickstart`: run the proxy, in front of the mock upstream when
+no real upstream is configured, and show a request to try.
+
+It is C{twistd -n genaiproxy} with two conveniences: when GENAI_BASE_URL is
+unset, the bundled mock upstream is started in the same process on a free
+loopback port (with a demo subscription key), and a curl example is printed
+once the proxy listens.  Options after the command go to the plugin
+(C{--listen}, C{--models}).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+DEMO_KEY_NAME = "Ocp-Apim-Subscription-Key"
+DEMO_KEY = "demo-key-not-secret"
+
+
+def _start_mock_upstream() -> str:
+    """Listen with the mock upstream on a free loopback port; return its URL."""
+    from twisted.internet import reactor
+
+    from .mock_upstream import build_site
+
+    port = reactor.listenTCP(  # type: ignore[attr-defined]
+        0, build_site(events=8, event_delay=0.15, reply="Hello from the mock upstream."),
+        interface="127.0.0.1",
+    )
+    return f"http://127.0.0.1:{port.getHost().port}"
+
+
+def _listen_port(args: list[str]) -> str:
+    """The port from a C{--listen tcp:PORT:...} argument, for the banner."""
+    for i, arg in enumerate(args):
+        value: Optional[str] = None
+        if arg.startswith("--listen="):
+            value = arg.split("=", 1)[1]
+        elif arg in ("--listen", "-l") and i + 1 < len(args):
+            value = args[i + 1]
+        if value and value.startswith("tcp:"):
+            return value.split(":")[1]
+    return "8111"
+
+
+def _banner(port: str, mocked: bool, token: str) -> str:
+    auth = f' -H "Authorization: Bearer {token}"' if token else ""
+    where = "the bundled mock upstream" if mocked else os.environ["GENAI_BASE_URL"]
+    return (
+        f"\ngenai-proxy is listening on http://127.0.0.1:{port}/v1 in front of {where}.\n"
+        "Try it in another terminal:\n\n"
+        f"  curl -s http://127.0.0.1:{port}/v1/models{auth}\n"
+        f"  curl -sN http://127.0.0.1:{port}/v1/chat/completions{auth} \\\n"
+        "       -H 'Content-Type: application/json' \\\n"
+        "       -d '{\"model\": \"gpt-4.1\", \"stream\": true, "
+        "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'\n\n"
+        "Logs follow as one JSON object a line. Stop with Ctrl-C.\n"
+    )
+
+
+def _show(text: str) -> None:
+    sys.__stdout__.write(text)
+    sys.__stdout__.flush()
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    mocked = not os.environ.get("GENAI_BASE_URL")
+    if mocked:
+        os.environ["GENAI_BASE_URL"] = _start_mock_upstream()
+        os.environ.setdefault("GENAI_SUBSCRIPTION_NAME", DEMO_KEY_NAME)
+        os.environ.setdefault("GENAI_API_KEY", DEMO_KEY)
+
+    from twisted.internet import reactor
+    from twisted.scripts.twistd import run
+
+    banner = _banner(_listen_port(args), mocked, os.environ.get("AUTH_TOKEN", ""))
+    # twistd sends print() into the log by then: write to the real stdout.
+    reactor.callWhenRunning(_show, banner)  # type: ignore[attr-defined]
+    sys.argv = ["twistd", "--nodaemon", "--pidfile=", "genaiproxy", *args]
+    run()
+
+
+if __name__ == "__main__":
+    main()

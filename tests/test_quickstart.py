@@ -1,0 +1,43 @@
+"""The README's first command: the quickstart runs the proxy in front of the mock."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from support import BIN, _clean_environment, _stop, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_quickstart_serves_the_mock_reply():
+    workdir = Path(tempfile.mkdtemp(prefix="genai-quickstart-"))
+    shutil.copy(REPO / "models.yaml", workdir / "models.yaml")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "genai-proxy-quickstart"), "--listen", f"tcp:{port}:interface=127.0.0.1"],
+        cwd=workdir, env=_clean_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 20
+        banner = []
+        for line in process.stdout:
+            banner.append(line)
+            if "curl -s" in line and "/v1/models" in line:
+                break
+            assert time.monotonic() < deadline, "".join(banner)
+        assert f"http://127.0.0.1:{port}/v1" in "".join(banner)
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
+        assert "gpt-5" in [m["id"] for m in models["data"]]
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                           json={"model": "gpt-4.1", "messages": []}).json()
+        assert reply["choices"][0]["message"]["content"] == "Hello from the mock upstream."
+    finally:
+        _stop(process)
