@@ -170,6 +170,13 @@ def load_config(env: Mapping[str, str]) -> Config:
     https_proxy = env.get("HTTPS_PROXY", "").strip() or env.get("https_proxy", "").strip()
     if https_proxy:
         _http_url("HTTPS_PROXY", https_proxy, strip_userinfo(https_proxy))
+        if base_url.lower().startswith("https:"):
+            # Sending an https URL to a forward proxy without CONNECT would
+            # hand it the request, key included, in clear text.
+            raise ConfigError(
+                "HTTPS_PROXY with an https:// GENAI_BASE_URL needs CONNECT tunnelling, "
+                "which this version does not support yet; unset HTTPS_PROXY"
+            )
 
     origins = tuple(
         origin.strip().rstrip("/")

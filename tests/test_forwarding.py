@@ -216,3 +216,17 @@ def test_request_id_generated(proxy, client):
     second = client.get(proxy.url + "/v1/models").headers["x-request-id"]
     assert first != second
     assert uuid.UUID(first) and uuid.UUID(second)
+
+
+def test_http_upstream_through_https_proxy(mock_url, client):
+    """With HTTPS_PROXY set, an http upstream is reached through the proxy
+    (absolute-URI form); here the mock plays the forward proxy and records it."""
+    with run_proxy("http://upstream.invalid:9/genai", HTTPS_PROXY=mock_url) as proxied:
+        rid = new_id()
+        response = client.post(proxied.url + CHAT, json={"model": "gpt-4.1", "messages": []},
+                               headers={"X-Request-ID": rid})
+        assert response.status_code == 200
+        [seen] = upstream_saw(mock_url, rid)
+        assert seen["path"] == "http://upstream.invalid:9/genai/v1/chat/completions"
+        assert seen["headers"]["ocp-apim-subscription-key"] == [KEY]
+        assert proxied.wait_for_event("startup_config")["PROXY_ENABLED"] is True

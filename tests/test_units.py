@@ -33,6 +33,7 @@ def test_config_defaults():
 def test_config_values():
     config = load_config({**ENV, "REQUEST_TIMEOUT": "2.5", "MAX_RETRIES": "0", "LOG_BODIES": "False",
                           "ALLOWED_ORIGINS": "http://a:1, http://b/", "AUTH_TOKEN": "t",
+                          "GENAI_BASE_URL": "http://gateway.example/genai",
                           "HTTPS_PROXY": "http://proxy.example:3128"})
     assert config.request_timeout == 2.5 and config.max_retries == 0 and not config.log_bodies
     assert config.allowed_origins == ("http://a:1", "http://b")
@@ -40,7 +41,7 @@ def test_config_values():
 
 
 def test_secrets_stay_out_of_repr_and_summary():
-    config = load_config({**ENV, "AUTH_TOKEN": "tok-secret",
+    config = load_config({**ENV, "AUTH_TOKEN": "tok-secret", "GENAI_BASE_URL": "http://gw.example",
                           "HTTPS_PROXY": "http://user:pw-secret@proxy.example:3128"})
     text = repr(config) + json.dumps(config.summary())
     for secret in ("abcd-very-secret", "tok-secret", "pw-secret"):
@@ -148,3 +149,8 @@ def test_observer_writes_one_json_object_per_line():
     assert first["event"] == "request" and first["level"] == "INFO" and first["id"] == "r1"
     assert second["level"] == "WARNING" and second["retry"] == 1
     assert third["message"] == "Site starting on 1"
+
+
+def test_https_upstream_through_proxy_refused_until_tunnelling_exists():
+    with pytest.raises(ConfigError, match="HTTPS_PROXY"):
+        load_config({**ENV, "HTTPS_PROXY": "http://proxy.example:3128"})
