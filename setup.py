@@ -14,6 +14,7 @@ setup(
     install_requires=[
         "Twisted[tls]>=23.10",
         "PyYAML>=6",
+        "httptools>=0.6",
     ],
     extras_require={
         "test": [

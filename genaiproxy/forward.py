@@ -8,17 +8,19 @@ a stream.  The client going away at any point cancels the upstream call.
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Any, Optional
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IResponse
 from twisted.web.server import NOT_DONE_YET
 
+from .config import strip_userinfo
 from .errors import error_document, json_bytes
-from .logs import body_for_log, redact_headers, secret_header_names
+from .logs import LoggedHeaders, body_for_log, secret_header_names
 from .normalize import PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
+from .client import UpstreamResponse
 from .upstream import HOP_BY_HOP_HEADERS, UpstreamClient, UpstreamError, classify
 
 log = Logger(namespace="genaiproxy.forward")
@@ -64,7 +66,7 @@ class ForwardCall:
         self._path = path
         self._token_field = token_field
         self._id: str = request.request_id
-        self._started = forwarder.clock.seconds()
+        self._started = monotonic()
         self._call: Any = None
         self._pump: Optional[StreamPump] = None
         self._gone = False
@@ -82,26 +84,26 @@ class ForwardCall:
         else:
             prepared = PreparedBody(raw, None, stream=False, gpt5=False)
         query = request.uri.partition(b"?")[2]
-        url = upstream.url_for(self._path, query)
+        target = upstream.target_for(self._path, query)
         headers = upstream.headers_for(request.requestHeaders, self._id)
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
-        self._log_request(prepared, url)
+        self._log_request(prepared, query)
 
         read = self._read_streaming if prepared.stream else self._read_whole
         request.notifyFinish().addErrback(self._client_gone)
         self._call = upstream.call(
-            request.method, url, headers, prepared.body, self._on_retry, read=read
+            request.method, target, headers, prepared.body, self._on_retry, read=read
         )
         self._call.addCallbacks(self._respond, self._failed)
         self._call.addErrback(self._crashed)
 
-    def _read_whole(self, response: IResponse) -> Any:
+    def _read_whole(self, response: UpstreamResponse) -> Any:
         config = self._fw.config
         d = collect_body(response, self._fw.clock, config.request_timeout)
         return d.addCallback(lambda body: (response, body))
 
-    def _read_streaming(self, response: IResponse) -> Any:
+    def _read_streaming(self, response: UpstreamResponse) -> Any:
         # An error answer to a streaming request is a JSON document: pass it
         # whole so that SDKs can raise the matching error class.
         if response.code >= 400:
@@ -119,7 +121,7 @@ class ForwardCall:
 
     # Inbound.
 
-    def _respond(self, result: tuple[IResponse, Optional[bytes]]) -> None:
+    def _respond(self, result: tuple[UpstreamResponse, Optional[bytes]]) -> None:
         response, body = result
         self._call = None
         request = self._request
@@ -139,14 +141,14 @@ class ForwardCall:
         else:
             self._answer_whole(response, body)
 
-    def _answer_whole(self, response: IResponse, body: bytes) -> None:
+    def _answer_whole(self, response: UpstreamResponse, body: bytes) -> None:
         request = self._request
         request.setHeader(b"content-length", b"%d" % len(body))
         fields: dict[str, Any] = {
             "id": self._id,
             "status": response.code,
             "duration_ms": self._elapsed_ms(),
-            "headers": redact_headers(request.responseHeaders, self._fw.secret_headers),
+            "headers": LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
         }
         if self._fw.config.log_bodies:
             content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
@@ -156,7 +158,7 @@ class ForwardCall:
         request.write(body)
         request.finish()
 
-    def _start_stream(self, response: IResponse) -> None:
+    def _start_stream(self, response: UpstreamResponse) -> None:
         request = self._request
         content_type = response.headers.getRawHeaders(b"content-type")
         if not content_type:
@@ -168,7 +170,7 @@ class ForwardCall:
             id=self._id,
             status=response.code,
             duration_ms=self._elapsed_ms(),
-            headers=redact_headers(request.responseHeaders, self._fw.secret_headers),
+            headers=LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
             streaming=True,
         )
         limit = self._fw.config.log_stream_max_bytes
@@ -253,14 +255,14 @@ class ForwardCall:
 
     # Logging helpers.
 
-    def _log_request(self, prepared: PreparedBody, url: bytes) -> None:
+    def _log_request(self, prepared: PreparedBody, query: bytes) -> None:
         request = self._request
         fields: dict[str, Any] = {
             "id": self._id,
             "method": request.method.decode("latin-1"),
             "path": request.path.decode("latin-1"),
-            "upstream": url.decode("ascii"),
-            "headers": redact_headers(request.requestHeaders, self._fw.secret_headers),
+            "upstream": strip_userinfo(self._fw.upstream.url_for(self._path, query).decode("ascii")),
+            "headers": LoggedHeaders(request.requestHeaders, self._fw.secret_headers),
         }
         if self._fw.config.log_bodies and prepared.body:
             if prepared.payload is not None:
@@ -271,4 +273,4 @@ class ForwardCall:
         log.info("request", **fields)
 
     def _elapsed_ms(self) -> float:
-        return round((self._fw.clock.seconds() - self._started) * 1000, 1)
+        return int((monotonic() - self._started) * 10000) / 10

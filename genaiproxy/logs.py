@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Optional
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import ILogObserver, LogLevel, formatEvent
+from twisted.python.threadable import isInIOThread
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
@@ -60,29 +62,93 @@ def redact_headers(headers: Headers, secret_names: frozenset[bytes]) -> dict[str
     return shown
 
 
+class LoggedHeaders:
+    """Headers for a log event, redacted when the event is rendered.
+
+    Rendering happens when log lines are written, after the request has been
+    answered, so the work stays off the request's latency path.
+    """
+
+    __slots__ = ("_headers", "_secret_names")
+
+    def __init__(self, headers: Headers, secret_names: frozenset[bytes]) -> None:
+        self._headers = headers
+        self._secret_names = secret_names
+
+    def for_log(self) -> dict[str, str]:
+        return redact_headers(self._headers, self._secret_names)
+
+
+class LoggedJSON:
+    """A JSON body for a log event, parsed when the event is rendered."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def for_log(self) -> Any:
+        try:
+            return json.loads(self._body)
+        except (ValueError, UnicodeDecodeError):
+            return {"unparsable_json_length": len(self._body)}
+
+
 def body_for_log(body: bytes, content_type: str) -> dict[str, Any]:
     """Fields that describe C{body} in a log event: the JSON itself when it is
     JSON, otherwise its length and content type."""
     if "json" in content_type or (body[:1] in (b"{", b"[") and not content_type):
-        try:
-            return {"body": json.loads(body)}
-        except ValueError:
-            pass
+        return {"body": LoggedJSON(body)}
     return {"body_length": len(body), "content_type": content_type}
+
+
+def _for_json(value: Any) -> Any:
+    """json.dumps hook: render the lazy values above; anything else as text."""
+    render = getattr(value, "for_log", None)
+    return render() if render is not None else str(value)
 
 
 @implementer(ILogObserver)
 class JSONLinesObserver:
     """Write each log event to C{stream} as one JSON object and a newline.
 
-    The stream is flushed after every line so that a container or journald
-    sees events at once.
+    Without a C{clock} every event is rendered, written and flushed at once.
+    With one, events logged on the reactor thread while the reactor runs are
+    gathered, then rendered and written together at most C{flush_delay}
+    seconds later: rendering JSON and writing to stdout cost more than the
+    rest of a small request, and this keeps them off its latency path.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], clock: Optional[IReactorTime] = None,
+                 flush_delay: float = 0.05) -> None:
         self._stream = stream
+        self._clock = clock
+        self._flush_delay = flush_delay
+        self._pending: list[dict[str, Any]] = []
+        self._flush_call: Optional[IDelayedCall] = None
+
+    def flush(self) -> None:
+        """Render and write out the gathered events now."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if self._pending:
+            events, self._pending = self._pending, []
+            self._stream.write("".join(map(self.render, events)))
+        self._stream.flush()
 
     def __call__(self, event: dict[str, Any]) -> None:
+        clock = self._clock
+        if clock is None or not getattr(clock, "running", True) or not isInIOThread():
+            self._stream.write(self.render(event))
+            self._stream.flush()
+            return
+        self._pending.append(event)
+        if self._flush_call is None:
+            self._flush_call = clock.callLater(self._flush_delay, self.flush)
+
+    def render(self, event: dict[str, Any]) -> str:
+        """One event as a JSON line."""
         record: dict[str, Any] = {
             "time": datetime.fromtimestamp(event.get("log_time", 0), timezone.utc)
             .isoformat(timespec="milliseconds")
@@ -103,9 +169,7 @@ class JSONLinesObserver:
         if failure is not None:
             record["traceback"] = failure.getTraceback()
         try:
-            line = json.dumps(record, default=str)
+            return json.dumps(record, default=_for_json) + "\n"
         except (TypeError, ValueError):
-            line = json.dumps({"time": record["time"], "level": record["level"],
-                               "event": "unserializable_log_event", "repr": repr(record)})
-        self._stream.write(line + "\n")
-        self._stream.flush()
+            return json.dumps({"time": record["time"], "level": record["level"],
+                               "event": "unserializable_log_event", "repr": repr(record)}) + "\n"

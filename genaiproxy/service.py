@@ -49,14 +49,16 @@ class ProxyService(MultiService):
     and Twisted's, goes to stdout as one JSON object a line.
     """
 
-    def __init__(self, config: Config, upstream: UpstreamClient) -> None:
+    def __init__(self, config: Config, upstream: UpstreamClient, reactor: Any) -> None:
         super().__init__()
         self.config = config
         self.upstream = upstream
+        self.log_observer = JSONLinesObserver(sys.stdout, clock=reactor)
+        reactor.addSystemEventTrigger("after", "shutdown", self.log_observer.flush)
 
     def setServiceParent(self, parent: Any) -> None:
         if isinstance(parent, Componentized) and parent.getComponent(ILogObserver) is None:
-            parent.setComponent(ILogObserver, JSONLinesObserver(sys.stdout))
+            parent.setComponent(ILogObserver, self.log_observer)
         super().setServiceParent(parent)
 
     def startService(self) -> None:
@@ -82,7 +84,7 @@ def build_service(
     upstream = UpstreamClient(config, reactor)
     tree = build_tree(Forwarder(upstream), ModelCatalog(models_path))
     site = ProxySite(tree, AccessPolicy(config.auth_token, config.allowed_origins))
-    proxy = ProxyService(config, upstream)
+    proxy = ProxyService(config, upstream, reactor)
     strports.service(listen, site, reactor=reactor).setServiceParent(proxy)
     return proxy
 

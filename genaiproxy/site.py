@@ -9,6 +9,7 @@ text, so no spelling of a path can reach a guarded resource without the token.
 from __future__ import annotations
 
 import hmac
+import random
 import uuid
 from typing import Optional
 
@@ -20,6 +21,9 @@ from .errors import set_json_error
 
 SERVER_HEADER = b"genai-proxy/" + __version__.encode("ascii")
 _MAX_REQUEST_ID = 128
+# Request ids need to be unique, not secret: a seeded PRNG avoids a system
+# call per request (uuid4 reads os.urandom).
+_random_bits = random.Random().getrandbits
 
 
 class ProxyRequest(Request):
@@ -37,7 +41,7 @@ def request_id_for(request: Request) -> str:
         text = given.decode("ascii").strip()
         if text.isprintable():
             return text
-    return str(uuid.uuid4())
+    return str(uuid.UUID(int=_random_bits(128), version=4))
 
 
 class AccessPolicy:
@@ -129,7 +133,9 @@ class ProxySite(Site):
     noisy = False
 
     def __init__(self, resource: IResource, policy: AccessPolicy) -> None:
-        super().__init__(resource)
+        # Bodies are forwarded as they are, never parsed as HTML form
+        # submissions (which would also hold big uploads in memory twice).
+        super().__init__(resource, parsePOSTFormSubmission=False)
         self.policy = policy
 
     def log(self, request: Request) -> None:

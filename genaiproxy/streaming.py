@@ -47,6 +47,11 @@ class IdleTimer:
             self._call.cancel()
         self._call = None
 
+    @property
+    def stopped(self) -> bool:
+        """True when no countdown is running."""
+        return self._call is None
+
     def _fire(self) -> None:
         self._call = None
         self._on_idle()
@@ -68,12 +73,15 @@ class BodyCollector(Protocol):
         self._failed_with: Optional[UpstreamError] = None
         self.done: Deferred[bytes] = Deferred(lambda _: self._stop())
 
-    def connectionMade(self) -> None:
-        self._timer.reset()
+    def start_timer(self) -> None:
+        """Start the idle timeout (when the body did not arrive at once)."""
+        if not self.done.called:
+            self._timer.reset()
 
     def dataReceived(self, data: bytes) -> None:
-        self._timer.reset()
         self._chunks.append(data)
+        if not self._timer.stopped:
+            self._timer.reset()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._timer.stop()
@@ -102,6 +110,9 @@ def collect_body(response: Any, clock: IReactorTime, idle_timeout: float) -> Def
     """Read C{response}'s whole body with an idle timeout."""
     collector = BodyCollector(clock, idle_timeout)
     response.deliverBody(collector)
+    # Small bodies usually arrive with the headers; only a body still coming
+    # needs a timer.
+    collector.start_timer()
     return collector.done
 
 

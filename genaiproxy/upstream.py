@@ -1,9 +1,9 @@
-"""The upstream client: connection pool, outgoing headers, and the retry chain.
+"""The upstream side: where requests go, with which headers, and the retry chain.
 
-The proxy talks to the upstream through a plain twisted.web L{Agent} on a
-pool of its own.  treq's C{HTTPClient} is deliberately not used on this path:
-it wraps every call in a cookie jar shared by all callers, follows redirects
-and decodes gzip, none of which a transparent proxy may do.
+Requests travel on the keep-alive pool of L{genaiproxy.client}.  treq's
+C{HTTPClient} is deliberately not used on this path: it wraps every call in a
+cookie jar shared by all callers, follows redirects and decodes gzip, none of
+which a transparent proxy may do.
 """
 
 from __future__ import annotations
@@ -14,22 +14,15 @@ from urllib.parse import urlsplit
 
 from OpenSSL import SSL
 from twisted.internet import defer, error, task
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
-from twisted.web.client import (
-    Agent,
-    HTTPConnectionPool,
-    ProxyAgent,
-    RequestTransmissionFailed,
-    ResponseFailed,
-    ResponseNeverReceived,
-)
+from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
-from zope.interface import implementer
 
+from .client import ConnectionPool, UpstreamResponse, serialize_head
 from .config import Config
 
 # Headers that describe one hop of a connection, never the end-to-end message.
@@ -51,32 +44,6 @@ HOP_BY_HOP_HEADERS = frozenset(
 # Client headers the upstream never sees: our own hop, the client's credentials
 # for the proxy, and what the Agent computes itself.
 _NOT_FORWARDED = HOP_BY_HOP_HEADERS | {b"host", b"content-length", b"authorization", b"expect"}
-
-
-@implementer(IBodyProducer)
-class BytesProducer:
-    """An L{IBodyProducer} for a request body already held in memory.
-
-    Writes the whole body at once, so no reactor turn is spent on it (unlike
-    L{twisted.web.client.FileBodyProducer}).
-    """
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self._body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
 
 
 @dataclass
@@ -200,27 +167,30 @@ def join_url(base_url: str, path: str, query: bytes = b"") -> bytes:
     return encoded + b"?" + query if query else encoded
 
 
-class _QuietPool(HTTPConnectionPool):
-    """A pool whose connection factories do not log every start and stop."""
-
-    class _factory(HTTPConnectionPool._factory):  # type: ignore[valid-type,misc]
-        noisy = False
-
-
 class UpstreamClient:
     """Sends requests to the upstream with the subscription header injected."""
 
-    def __init__(self, config: Config, reactor: Any, agent: Optional[IAgent] = None) -> None:
+    def __init__(self, config: Config, reactor: Any, pool: Optional[ConnectionPool] = None) -> None:
         self.config = config
         self.clock: IReactorTime = reactor
-        self._pool = _QuietPool(reactor, persistent=True)
-        # The default of 2 connections per host would serialise concurrent
-        # clients; idle connections are dropped before common server
-        # keep-alive limits (60 s and more) so few stale ones are met.
-        self._pool.maxPersistentPerHost = 64
-        self._pool.cachedConnectionTimeout = 50
-        self._pool.retryAutomatically = False
-        self.agent = agent if agent is not None else self._make_agent(reactor)
+        self._reactor = reactor
+        base = urlsplit(config.base_url)
+        self._scheme = base.scheme.encode("ascii")
+        self._hostname = base.hostname or ""
+        default_port = 443 if base.scheme == "https" else 80
+        self._port = base.port or default_port
+        host = self._hostname.encode("idna")
+        if ":" in self._hostname:
+            host = b"[" + host + b"]"
+        self._host_header = host if self._port == default_port else host + b":%d" % self._port
+        self._base_path = base.path.rstrip("/").encode("ascii")
+        self._proxy = urlsplit(config.https_proxy) if config.https_proxy else None
+        # Through a forward proxy an http request names the whole URL.
+        self._target_prefix = b""
+        if self._proxy is not None:
+            self._target_prefix = self._scheme + b"://" + self._host_header
+        self._key: tuple[Any, ...] = (self._scheme, self._hostname, self._port, config.https_proxy)
+        self._pool = pool if pool is not None else ConnectionPool(reactor, self._endpoint_for)
         self._drop = _NOT_FORWARDED
         self._inject: list[tuple[bytes, bytes]] = []
         if config.subscription_name:
@@ -228,19 +198,28 @@ class UpstreamClient:
             self._drop = _NOT_FORWARDED | {name.lower()}
             self._inject = [(name, config.api_key.encode("latin-1"))]
 
-    def _make_agent(self, reactor: Any) -> IAgent:
+    def _endpoint_for(self, key: tuple[Any, ...]) -> IStreamClientEndpoint:
+        """How to reach the upstream: directly or via HTTPS_PROXY, with TLS for https."""
         timeout = self.config.request_timeout
-        if self.config.https_proxy:
-            proxy = urlsplit(self.config.https_proxy)
-            endpoint = HostnameEndpoint(
-                reactor, proxy.hostname, proxy.port or 8080, timeout=timeout
+        if self._proxy is not None:
+            return HostnameEndpoint(
+                self._reactor, self._proxy.hostname, self._proxy.port or 8080, timeout=timeout
             )
-            return ProxyAgent(endpoint, reactor, pool=self._pool)
-        return Agent(reactor, connectTimeout=timeout, pool=self._pool)
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            self._reactor, self._hostname, self._port, timeout=timeout
+        )
+        if self._scheme == b"https":
+            endpoint = wrapClientTLS(optionsForClientTLS(self._hostname), endpoint)
+        return endpoint
 
     def url_for(self, path: str, query: bytes = b"") -> bytes:
-        """The upstream URL for a proxy C{path} and the client's C{query}."""
+        """The full upstream URL for a proxy C{path} and the client's C{query}."""
         return join_url(self.config.base_url, path, query)
+
+    def target_for(self, path: str, query: bytes = b"") -> bytes:
+        """The request target sent upstream: base path + C{path} (+ C{?query})."""
+        target = self._target_prefix + self._base_path + b"/" + path.lstrip("/").encode("ascii")
+        return target + b"?" + query if query else target
 
     def headers_for(self, incoming: Headers, request_id: str) -> Headers:
         """The headers to send upstream for a client request with C{incoming}.
@@ -268,11 +247,11 @@ class UpstreamClient:
     def call(
         self,
         method: bytes,
-        url: bytes,
+        target: bytes,
         headers: Headers,
         body: Optional[bytes],
         on_retry: Callable[[int, float, UpstreamError], None],
-        read: Optional[Callable[[IResponse], Deferred[Any]]] = None,
+        read: Optional[Callable[[UpstreamResponse], Any]] = None,
     ) -> Deferred[Any]:
         """Send one request with retries; fire with the response (or with
         C{read(response)} when given, so that reading the body is retried too).
@@ -280,10 +259,10 @@ class UpstreamClient:
         Each attempt must bring the response headers within REQUEST_TIMEOUT.
         """
         timeout = self.config.request_timeout
+        head = serialize_head(method, target, self._host_header, headers, body)
 
         def attempt() -> Deferred[Any]:
-            producer = BytesProducer(body) if body else None
-            d = self.agent.request(method, url, headers, producer)
+            d = self._pool.request(self._key, head, body, method == b"HEAD")
             d.addTimeout(timeout, self.clock, onTimeoutCancel=_timed_out)
             if read is not None:
                 d.addCallback(read)
@@ -300,4 +279,4 @@ class UpstreamClient:
 
     def close(self) -> Deferred[None]:
         """Close pooled connections (called when the service stops)."""
-        return self._pool.closeCachedConnections()
+        return self._pool.close()

@@ -115,6 +115,7 @@ def test_body_collector_gathers_and_times_out():
     collector = BodyCollector(clock, 2.0)
     transport = FakeUpstreamTransport()
     collector.makeConnection(transport)
+    collector.start_timer()
     collector.dataReceived(b"{")
     clock.advance(1.5)
     collector.dataReceived(b"}")
@@ -123,6 +124,7 @@ def test_body_collector_gathers_and_times_out():
 
     slow = BodyCollector(clock, 2.0)
     slow.makeConnection(transport)
+    slow.start_timer()
     clock.advance(2.0)
     assert transport.stopped
     slow.connectionLost(Failure(ResponseFailed([Failure(error.ConnectionLost())])))

@@ -178,15 +178,15 @@ def test_no_injection_without_subscription():
     assert [name for name, _ in out.getAllRawHeaders()] == [b"X-A", b"X-Request-Id"]
 
 
-class HangingAgent:
-    """An IAgent whose requests never answer (until cancelled)."""
+class HangingPool:
+    """A connection pool whose requests never answer (until cancelled)."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[bytes, bytes]] = []
+        self.requests: list[bytes] = []
         self.cancelled = 0
 
-    def request(self, method, uri, headers=None, bodyProducer=None):
-        self.requests.append((method, uri))
+    def request(self, key, head, body, head_request=False):
+        self.requests.append(head)
         return Deferred(lambda _: setattr(self, "cancelled", self.cancelled + 1))
 
 
@@ -195,11 +195,11 @@ def test_call_times_out_each_attempt_and_retries():
     from twisted.internet.testing import MemoryReactorClock
 
     reactor = MemoryReactorClock()
-    agent = HangingAgent()
+    agent = HangingPool()
     env = {**ENV, "REQUEST_TIMEOUT": "5", "MAX_RETRIES": "1", "RETRY_BACKOFF_SEC": "0.5"}
-    client = UpstreamClient(load_config(env), reactor, agent=agent)
+    client = UpstreamClient(load_config(env), reactor, pool=agent)
     retries: list[str] = []
-    result = client.call(b"POST", b"http://upstream.invalid/x", Headers(), b"{}",
+    result = client.call(b"POST", b"/genai/x", Headers(), b"{}",
                          lambda n, d, p: retries.append(p.kind))
     reactor.advance(4.9)
     assert agent.cancelled == 0
@@ -207,6 +207,7 @@ def test_call_times_out_each_attempt_and_retries():
     assert agent.cancelled == 1 and retries == ["read_timeout"]
     reactor.advance(0.5)
     assert len(agent.requests) == 2
+    assert agent.requests[0].startswith(b"POST /genai/x HTTP/1.1\r\nHost: upstream.invalid\r\n")
     reactor.advance(5)
     failures = []
     result.addErrback(failures.append)
