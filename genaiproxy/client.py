@@ -45,10 +45,16 @@ class UpstreamResponse:
         self._buffer: list[bytes] = []
         self._ended: Optional[Failure] = None
 
+    @property
+    def connection(self) -> Optional["UpstreamConnection"]:
+        """The connection still carrying this body, or None once it ended (the
+        connection may then already carry another request)."""
+        return self._connection if self._ended is None else None
+
     def deliverBody(self, protocol: Protocol) -> None:
         """Send the body to C{protocol}: makeConnection, dataReceived, connectionLost."""
         self._protocol = protocol
-        protocol.makeConnection(_BodyTransport(self._connection))
+        protocol.makeConnection(_BodyTransport(self))
         buffered, self._buffer = self._buffer, []
         for data in buffered:
             protocol.dataReceived(data)
@@ -62,26 +68,32 @@ class UpstreamResponse:
             self._protocol.dataReceived(data)
 
     def _end(self, reason: Failure) -> None:
-        if self._protocol is None:
-            self._ended = reason
-        else:
+        self._ended = reason
+        if self._protocol is not None:
             self._protocol.connectionLost(reason)
 
 
 class _BodyTransport:
-    """What a body protocol may do to the connection: flow control only."""
+    """What a body protocol may do to the connection: flow control only, and
+    only while its body lasts."""
 
-    def __init__(self, connection: "UpstreamConnection") -> None:
-        self._connection = connection
+    def __init__(self, response: UpstreamResponse) -> None:
+        self._response = response
 
     def pauseProducing(self) -> None:
-        self._connection.pause()
+        connection = self._response.connection
+        if connection is not None:
+            connection.pause()
 
     def resumeProducing(self) -> None:
-        self._connection.resume()
+        connection = self._response.connection
+        if connection is not None:
+            connection.resume()
 
     def stopProducing(self) -> None:
-        self._connection.abandon()
+        connection = self._response.connection
+        if connection is not None:
+            connection.abandon()
 
 
 class UpstreamConnection(Protocol):
@@ -100,6 +112,7 @@ class UpstreamConnection(Protocol):
         self._informational = False
         self._reusable = True
         self._abandoned = False
+        self._paused = False
         self.idle_call: Optional[IDelayedCall] = None
 
     # Sending.
@@ -166,6 +179,8 @@ class UpstreamConnection(Protocol):
             return
         reusable = self._reusable and not self._abandoned
         if reusable:
+            if self._paused:  # the body's reader paused us; nothing more comes
+                self.resume()
             self._pool.release(self)
         else:
             self.transport.loseConnection()
@@ -201,9 +216,11 @@ class UpstreamConnection(Protocol):
     # Flow control from the body's consumer.
 
     def pause(self) -> None:
+        self._paused = True
         self.transport.pauseProducing()
 
     def resume(self) -> None:
+        self._paused = False
         if not self._abandoned:
             self.transport.resumeProducing()
 
