@@ -44,6 +44,11 @@ _LEVEL_NAMES = {
 
 _OWN_NAMESPACE = "genaiproxy"
 
+# Events rendered per reactor turn when writing out a batch, and the backlog
+# beyond which all are written at once so that a busy proxy never falls behind.
+_SLICE = 32
+_CATCH_UP = 512
+
 
 def secret_header_names(extra: Iterable[str]) -> frozenset[bytes]:
     """The redacted header set plus C{extra} names (e.g. the subscription header)."""
@@ -114,9 +119,10 @@ class JSONLinesObserver:
 
     Without a C{clock} every event is rendered, written and flushed at once.
     With one, events logged on the reactor thread while the reactor runs are
-    gathered, then rendered and written together at most C{flush_delay}
-    seconds later: rendering JSON and writing to stdout cost more than the
-    rest of a small request, and this keeps them off its latency path.
+    gathered and, C{flush_delay} seconds after the first of them, rendered
+    and written a slice per reactor turn: rendering JSON and writing to
+    stdout cost as much as the rest of a small request, and this keeps them
+    off its latency path.
     """
 
     def __init__(self, stream: IO[str], clock: Optional[IReactorTime] = None,
@@ -128,12 +134,28 @@ class JSONLinesObserver:
         self._flush_call: Optional[IDelayedCall] = None
 
     def flush(self) -> None:
-        """Render and write out the gathered events now."""
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
+        """Render and write out every gathered event now."""
+        self._write_out(len(self._pending))
+
+    def _drain(self) -> None:
+        """Write out a slice of the gathered events, then yield to the reactor.
+
+        Rendering a whole batch at once would hold up every request waiting
+        behind it; a slice at a time keeps that pause short, while a large
+        backlog is still cleared at once.
+        """
         self._flush_call = None
+        backlog = len(self._pending)
+        self._write_out(backlog if backlog > _CATCH_UP else _SLICE)
+        if self._pending and self._clock is not None:
+            self._flush_call = self._clock.callLater(0, self._drain)
+
+    def _write_out(self, count: int) -> None:
+        if self._flush_call is not None and self._flush_call.active() and count >= len(self._pending):
+            self._flush_call.cancel()
+            self._flush_call = None
         if self._pending:
-            events, self._pending = self._pending, []
+            events, self._pending = self._pending[:count], self._pending[count:]
             self._stream.write("".join(map(self.render, events)))
         self._stream.flush()
 
@@ -145,7 +167,7 @@ class JSONLinesObserver:
             return
         self._pending.append(event)
         if self._flush_call is None:
-            self._flush_call = clock.callLater(self._flush_delay, self.flush)
+            self._flush_call = clock.callLater(self._flush_delay, self._drain)
 
     def render(self, event: dict[str, Any]) -> str:
         """One event as a JSON line."""
