@@ -44,10 +44,11 @@ _LEVEL_NAMES = {
 
 _OWN_NAMESPACE = "genaiproxy"
 
-# Events rendered per reactor turn when writing out a batch, and the backlog
-# beyond which all are written at once so that a busy proxy never falls behind.
-_SLICE = 32
-_CATCH_UP = 512
+# Events rendered per reactor turn when writing out a batch: at least
+# _SLICE, more when the backlog is large, so that a busy proxy never falls
+# behind while a quiet one pauses for a few events' worth of work at a time.
+_SLICE = 8
+_BACKLOG_SHARE = 16
 
 
 def secret_header_names(extra: Iterable[str]) -> frozenset[bytes]:
@@ -141,12 +142,10 @@ class JSONLinesObserver:
         """Write out a slice of the gathered events, then yield to the reactor.
 
         Rendering a whole batch at once would hold up every request waiting
-        behind it; a slice at a time keeps that pause short, while a large
-        backlog is still cleared at once.
+        behind it; a slice at a time keeps that pause short.
         """
         self._flush_call = None
-        backlog = len(self._pending)
-        self._write_out(backlog if backlog > _CATCH_UP else _SLICE)
+        self._write_out(max(_SLICE, len(self._pending) // _BACKLOG_SHARE))
         if self._pending and self._clock is not None:
             self._flush_call = self._clock.callLater(0, self._drain)
 

@@ -183,5 +183,5 @@ def test_observer_batches_on_the_reactor_thread():
     clock.advance(0.05)
     ids = [json.loads(line)["id"] for line in stream.getvalue().splitlines()]
     assert ids == list(range(100))
-    assert stream.writes == 4  # slices of 32, 32, 32 and 4 events
+    assert stream.writes == 13  # slices of 8 events (100 = 12 x 8 + 4)
     assert not clock.getDelayedCalls()
