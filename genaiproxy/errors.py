@@ -26,6 +26,16 @@ def json_bytes(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
+def set_json(request: IRequest, document: Any, status: int = 200) -> bytes:
+    """Set C{status} and JSON headers on C{request}; return C{document}
+    serialised, for the caller to write (or return from a C{render} method)."""
+    body = json_bytes(document)
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", JSON_TYPE)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
+
+
 def set_json_error(
     request: IRequest,
     status: int,
@@ -34,12 +44,5 @@ def set_json_error(
     code: Any = None,
     **extra: Any,
 ) -> bytes:
-    """Set C{status} and JSON headers on C{request}; return the error body.
-
-    The caller writes the body (or returns it from a C{render} method).
-    """
-    body = json_bytes(error_document(message, error_type, code, **extra))
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", JSON_TYPE)
-    request.setHeader(b"content-length", b"%d" % len(body))
-    return body
+    """L{set_json} for an OpenAI-style error document."""
+    return set_json(request, error_document(message, error_type, code, **extra), status)

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
 from .config import strip_userinfo
-from .errors import error_document, json_bytes
+from .errors import error_document, json_bytes, set_json
 from .logs import LoggedHeaders, body_for_log, secret_header_names
 from .normalize import PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
@@ -225,10 +225,7 @@ class ForwardCall:
 
     def _answer_error(self, status: int, document: dict[str, Any]) -> None:
         request = self._request
-        body = json_bytes(document)
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"content-length", b"%d" % len(body))
+        body = set_json(request, document, status)
         self._ended = True
         request.write(body)
         request.finish()

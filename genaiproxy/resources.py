@@ -18,21 +18,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from . import __version__
-from .errors import JSON_TYPE, json_bytes, set_json_error
+from .errors import set_json, set_json_error
 from .forward import Forwarder
 from .models import ModelCatalog, ModelsFileError
 from .normalize import CHAT_TOKEN_FIELD
 
 NAME = "genai-proxy"
-
-
-def json_answer(request: Request, document: Any, status: int = 200) -> bytes:
-    """Set JSON headers on C{request} and return C{document} serialised."""
-    body = json_bytes(document)
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", JSON_TYPE)
-    request.setHeader(b"content-length", b"%d" % len(body))
-    return body
 
 
 class JSONResource(Resource):
@@ -115,7 +106,7 @@ class Models(JSONResource):
                 request, 500, f"models.yaml could not be loaded: {e}", "proxy_error",
                 request_id=request.request_id,
             )
-        return json_answer(request, {"object": "list", "data": models})
+        return set_json(request, {"object": "list", "data": models})
 
 
 class Metadata(JSONResource):
@@ -128,7 +119,7 @@ class Metadata(JSONResource):
             self.putChild(name, child)
 
     def render_GET(self, request: Request) -> bytes:
-        return json_answer(request, self._document)
+        return set_json(request, self._document)
 
 
 class Directory(JSONResource):
