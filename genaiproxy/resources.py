@@ -12,7 +12,6 @@ JSON errors.  A resource marked C{public} needs no bearer token.
 
 from __future__ import annotations
 
-from typing import Any
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request
