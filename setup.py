@@ -22,6 +22,7 @@ setup(
             "httpx>=0.27",
             "openai>=1.40",
             "hypothesis>=6",
+            "trustme>=1.1",
         ],
     },
     entry_points={

@@ -36,6 +36,9 @@ class Config:
     log_stream_max_bytes: int = 0
     https_proxy: str = field(default="", repr=False)
     auth_token: str = field(default="", repr=False)
+    no_proxy: str = ""
+    ca_bundle: str = ""
+    ssl_cert_file: str = ""
 
     @property
     def upstream_display(self) -> str:
@@ -61,6 +64,8 @@ class Config:
             "LOG_STREAM_MAX_BYTES": self.log_stream_max_bytes,
             "HTTPS_PROXY": self.proxy_display,
             "PROXY_ENABLED": bool(self.https_proxy),
+            "NO_PROXY": self.no_proxy,
+            "GENAI_CA_BUNDLE": self.ca_bundle,
             "AUTH_ENABLED": bool(self.auth_token),
         }
 
@@ -170,13 +175,6 @@ def load_config(env: Mapping[str, str]) -> Config:
     https_proxy = env.get("HTTPS_PROXY", "").strip() or env.get("https_proxy", "").strip()
     if https_proxy:
         _http_url("HTTPS_PROXY", https_proxy, strip_userinfo(https_proxy))
-        if base_url.lower().startswith("https:"):
-            # Sending an https URL to a forward proxy without CONNECT would
-            # hand it the request, key included, in clear text.
-            raise ConfigError(
-                "HTTPS_PROXY with an https:// GENAI_BASE_URL needs CONNECT tunnelling, "
-                "which this version does not support yet; unset HTTPS_PROXY"
-            )
 
     origins = tuple(
         origin.strip().rstrip("/")
@@ -196,6 +194,9 @@ def load_config(env: Mapping[str, str]) -> Config:
         log_stream_max_bytes=_integer(env, "LOG_STREAM_MAX_BYTES", 0),
         https_proxy=https_proxy,
         auth_token=env.get("AUTH_TOKEN", "").strip(),
+        no_proxy=(env.get("NO_PROXY", "") or env.get("no_proxy", "")).strip(),
+        ca_bundle=env.get("GENAI_CA_BUNDLE", "").strip(),
+        ssl_cert_file=env.get("SSL_CERT_FILE", "").strip(),
     )
 
 

@@ -584,6 +584,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds between stream events (default: %(default)s)")
     parser.add_argument("--reply", default=DEFAULT_REPLY,
                         help="assistant reply text (default: %(default)r)")
+    parser.add_argument("--tls-cert", metavar="PEM",
+                        help="serve https with this certificate chain and private key (one PEM file)")
     args = parser.parse_args(argv)
 
     from twisted.internet import reactor
@@ -602,9 +604,18 @@ def main(argv: list[str] | None = None) -> None:
         redirectStandardIO=False,
     )
     site = build_site(args.events, args.event_delay, args.reply, clock=reactor)
-    port = reactor.listenTCP(args.port, site, interface=args.interface)
+    if args.tls_cert:
+        from twisted.internet.ssl import PrivateCertificate
+
+        with open(args.tls_cert) as f:
+            options = PrivateCertificate.loadPEM(f.read()).options()
+        port = reactor.listenSSL(args.port, site, options, interface=args.interface)
+        scheme = "https"
+    else:
+        port = reactor.listenTCP(args.port, site, interface=args.interface)
+        scheme = "http"
     host = args.interface if ":" not in args.interface else f"[{args.interface}]"
-    print(f"mock upstream listening on http://{host}:{port.getHost().port}", flush=True)
+    print(f"mock upstream listening on {scheme}://{host}:{port.getHost().port}", flush=True)
     reactor.run()
 
 

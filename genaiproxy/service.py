@@ -105,10 +105,9 @@ def makeService(options: Mapping[str, Any]) -> ProxyService:
     """twistd's entry point for the genaiproxy plugin."""
     try:
         config = load_config(os.environ)
+        return build_service(config, options["listen"], options["models"])
     except ConfigError as e:
         fail_start(f"configuration error: {e}")
-    try:
-        return build_service(config, options["listen"], options["models"])
     except ValueError as e:
         fail_start(f"invalid --listen {options['listen']!r}: {e}")
     raise AssertionError("unreachable")

@@ -13,17 +13,19 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet import defer, error, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
 from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
 from twisted.web.http_headers import Headers
 
 from .client import ConnectionPool, UpstreamResponse, serialize_head
 from .config import Config
+from .tls import client_tls, trust_root
+from .tunnel import ConnectTunnelEndpoint, ForwardProxy, ProxyConnectError, ProxyEndpoint, bypasses_proxy
 
 # Headers that describe one hop of a connection, never the end-to-end message.
 HOP_BY_HOP_HEADERS = frozenset(
@@ -76,6 +78,8 @@ def classify(failure: Failure) -> UpstreamError:
     """
     if failure.check(UpstreamError):
         return failure.value
+    if failure.check(ProxyConnectError):
+        return UpstreamError("proxy_error", failure.getErrorMessage(), True)
     if failure.check(defer.TimeoutError):
         return UpstreamError("read_timeout", "timed out waiting for the upstream", True)
     if failure.check(error.TimeoutError, error.TCPTimedOutError):
@@ -84,8 +88,11 @@ def classify(failure: Failure) -> UpstreamError:
         return UpstreamError("connect_error", failure.getErrorMessage(), True)
     if failure.check(ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed):
         reasons = _reasons(failure)
-        if any(r.check(SSL.Error) for r in reasons):
+        if any(r.check(SSL.Error, VerificationError) for r in reasons):
             return UpstreamError("tls_error", _describe(reasons), False)
+        proxy_refusal = [r for r in reasons if r.check(ProxyConnectError)]
+        if proxy_refusal:
+            return UpstreamError("proxy_error", proxy_refusal[0].getErrorMessage(), True)
         kind = "connection_lost"
         if any(r.check(error.ConnectionLost, error.ConnectionDone) is None for r in reasons):
             kind = "protocol_error"
@@ -184,32 +191,51 @@ class UpstreamClient:
             host = b"[" + host + b"]"
         self._host_header = host if self._port == default_port else host + b":%d" % self._port
         self._base_path = base.path.rstrip("/").encode("ascii")
-        self._proxy = urlsplit(config.https_proxy) if config.https_proxy else None
-        # Through a forward proxy an http request names the whole URL.
-        self._target_prefix = b""
-        if self._proxy is not None:
-            self._target_prefix = self._scheme + b"://" + self._host_header
-        self._key: tuple[Any, ...] = (self._scheme, self._hostname, self._port, config.https_proxy)
-        self._pool = pool if pool is not None else ConnectionPool(reactor, self._endpoint_for)
+        self._trust = trust_root(config.ca_bundle, config.ssl_cert_file)
+        self._proxy: Optional[ForwardProxy] = None
+        if config.https_proxy and not bypasses_proxy(self._hostname, self._port, config.no_proxy):
+            self._proxy = ForwardProxy(config.https_proxy)
         self._drop = _NOT_FORWARDED
         self._inject: list[tuple[bytes, bytes]] = []
         if config.subscription_name:
             name = config.subscription_name.encode("latin-1")
             self._drop = _NOT_FORWARDED | {name.lower()}
             self._inject = [(name, config.api_key.encode("latin-1"))]
+        # Through a forward proxy a plain http request names the whole URL
+        # (and carries the proxy's credentials); https goes through CONNECT.
+        self._target_prefix = b""
+        if self._proxy is not None and self._scheme == b"http":
+            self._target_prefix = self._scheme + b"://" + self._host_header
+            if self._proxy.authorization is not None:
+                self._inject.append((b"Proxy-Authorization", self._proxy.authorization))
+        self._key: tuple[Any, ...] = (self._scheme, self._hostname, self._port, config.https_proxy)
+        self._pool = pool if pool is not None else ConnectionPool(reactor, self._endpoint_for)
+
+    @property
+    def via_proxy(self) -> Optional[str]:
+        """The forward proxy in use (credentials removed), or None when direct."""
+        return self._proxy.display if self._proxy is not None else None
 
     def _endpoint_for(self, key: tuple[Any, ...]) -> IStreamClientEndpoint:
-        """How to reach the upstream: directly or via HTTPS_PROXY, with TLS for https."""
+        """How to reach the upstream: directly or via HTTPS_PROXY, with TLS
+        to the origin for https (through the CONNECT tunnel when proxied)."""
         timeout = self.config.request_timeout
-        if self._proxy is not None:
-            return HostnameEndpoint(
-                self._reactor, self._proxy.hostname, self._proxy.port or 8080, timeout=timeout
+        endpoint: IStreamClientEndpoint
+        if self._proxy is None:
+            endpoint = HostnameEndpoint(self._reactor, self._hostname, self._port, timeout=timeout)
+        else:
+            proxy = self._proxy
+            to_proxy: IStreamClientEndpoint = HostnameEndpoint(
+                self._reactor, proxy.host, proxy.port, timeout=timeout
             )
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(
-            self._reactor, self._hostname, self._port, timeout=timeout
-        )
+            if proxy.tls:
+                to_proxy = wrapClientTLS(client_tls(proxy.host, self._trust), to_proxy)
+            if self._scheme == b"https":
+                endpoint = ConnectTunnelEndpoint(to_proxy, proxy, self._hostname, self._port)
+            else:
+                endpoint = ProxyEndpoint(to_proxy, proxy)
         if self._scheme == b"https":
-            endpoint = wrapClientTLS(optionsForClientTLS(self._hostname), endpoint)
+            endpoint = wrapClientTLS(client_tls(self._hostname, self._trust), endpoint)
         return endpoint
 
     def url_for(self, path: str, query: bytes = b"") -> bytes:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,3 +206,35 @@ def run_proxy_expecting_failure(env: dict[str, str], timeout: float = 20.0) -> s
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def run_tinyproxy(basic_auth: Optional[tuple[str, str]] = None) -> Iterator[tuple[str, Path]]:
+    """Run Debian's tinyproxy on a free loopback port as a corporate forward
+    proxy; yield ``(proxy_url, log_path)``. ``.ci/run`` installs it."""
+    binary = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
+    if not os.path.exists(binary):
+        raise RuntimeError("tinyproxy is not installed: apt-get install tinyproxy")
+    workdir = Path(tempfile.mkdtemp(prefix="genai-tinyproxy-"))
+    port = free_port()
+    log = workdir / "tinyproxy.log"
+    lines = [f"Port {port}", "Listen 127.0.0.1", "Allow 127.0.0.1", "Timeout 600",
+             "MaxClients 200", "LogLevel Connect", f"LogFile \"{log}\""]
+    if basic_auth is not None:
+        lines.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
+    (workdir / "tinyproxy.conf").write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen([binary, "-d", "-c", str(workdir / "tinyproxy.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("tinyproxy did not start")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        _stop(process)

@@ -55,8 +55,8 @@ def test_retries_exhausted_give_502(client):
         assert error["upstream"] == f"http://127.0.0.1:{port}"
         assert "connect_error" in error["message"]
         assert KEY not in response.text
+        final = proxy.wait_for_event("final_error", id=rid)  # logged after the retries
         assert len([e for e in proxy.events("retry") if e["id"] == rid]) == 2
-        final = proxy.wait_for_event("final_error", id=rid)
         assert final["level"] == "ERROR" and final["error"]["type"] == "proxy_error"
 
 
@@ -68,6 +68,7 @@ def test_connection_lost_before_response_is_retried(proxy, client):
         proxy.url + CHAT, json=BODY, headers={"X-Request-ID": rid, "X-Mock-Fail-First": "1"}
     )
     assert response.status_code == 200
+    proxy.wait_for_event("response", id=rid)  # logged after the retry
     [retry] = [e for e in proxy.events("retry") if e["id"] == rid]
     assert retry["retry"] == 1
     assert retry["error"]["type"] in ("connection_lost", "protocol_error")
@@ -87,6 +88,7 @@ def test_hanging_upstream_times_out(impatient_proxy, client):
     )
     assert response.status_code == 502
     assert "read_timeout" in response.json()["error"]["message"]
+    impatient_proxy.wait_for_event("final_error", id=rid)
     [retry] = [e for e in impatient_proxy.events("retry") if e["id"] == rid]
     assert retry["error"]["type"] == "read_timeout"
 

@@ -149,39 +149,3 @@ def test_observer_writes_one_json_object_per_line():
     assert first["event"] == "request" and first["level"] == "INFO" and first["id"] == "r1"
     assert second["level"] == "WARNING" and second["retry"] == 1
     assert third["message"] == "Site starting on 1"
-
-
-def test_https_upstream_through_proxy_refused_until_tunnelling_exists():
-    with pytest.raises(ConfigError, match="HTTPS_PROXY"):
-        load_config({**ENV, "HTTPS_PROXY": "http://proxy.example:3128"})
-
-
-def test_observer_batches_on_the_reactor_thread():
-    """With a clock, events are written later, a slice per reactor turn, all in order."""
-    from twisted.internet.task import Clock
-    from twisted.python import threadable
-
-    class RecordingStream(io.StringIO):
-        writes = 0
-
-        def write(self, text):
-            self.writes += 1
-            return super().write(text)
-
-    clock = Clock()
-    stream = RecordingStream()
-    observer = JSONLinesObserver(stream, clock=clock, flush_delay=0.05)
-    log = Logger(namespace="genaiproxy.test", observer=observer)
-    previous = threadable.ioThread
-    threadable.registerAsIOThread()
-    try:
-        for i in range(100):
-            log.info("request", id=i)
-    finally:
-        threadable.ioThread = previous
-    assert stream.getvalue() == ""
-    clock.advance(0.05)
-    ids = [json.loads(line)["id"] for line in stream.getvalue().splitlines()]
-    assert ids == list(range(100))
-    assert stream.writes == 13  # slices of 8 events (100 = 12 x 8 + 4)
-    assert not clock.getDelayedCalls()
