@@ -4,9 +4,11 @@ through a real tinyproxy, NO_PROXY, and proxy credentials."""
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 
@@ -150,3 +152,24 @@ def test_unreachable_proxy_is_named(tls_upstream, pki, client):
         message = response.json()["error"]["message"]
         assert dead.replace("user:pw-hidden@", "") in message and "pw-hidden" not in message
         assert proxy.wait_for_event("retry")["error"]["type"] == "proxy_error"
+
+
+def test_client_disconnect_closes_the_tunnel(tls_upstream, pki, forward_proxy, client):
+    """Leaving a stream that runs through the tunnel ends it at the origin too."""
+    proxy_url, _ = forward_proxy
+    stats_url = tls_upstream + "/_mock/stats"
+
+    trusting_ca = ssl.create_default_context(cafile=str(pki["ca"]))
+
+    def cancelled() -> int:
+        return httpx.get(stats_url, verify=trusting_ca).json()["streams_cancelled"]
+
+    before = cancelled()
+    with run_proxy(tls_upstream, GENAI_CA_BUNDLE=str(pki["ca"]), HTTPS_PROXY=proxy_url) as proxy:
+        with client.stream("POST", proxy.url + CHAT, json={**BODY, "stream": True},
+                           headers={"X-Mock-Events": "40"}) as response:
+            assert next(response.iter_lines()).startswith("data: ")
+        deadline = time.monotonic() + 5
+        while cancelled() == before:
+            assert time.monotonic() < deadline, "the origin kept streaming"
+            time.sleep(0.05)
