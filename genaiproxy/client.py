@@ -134,6 +134,14 @@ class UpstreamConnection(Protocol):
         self._header_list.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._result is None:
+            # An answer nobody asked for (an idle connection's unsolicited
+            # 408, or one to a cancelled request): this connection can no
+            # longer be trusted to pair requests with answers.
+            self._reusable = False
+            self._header_list, self._phrase = [], b""
+            self.transport.abortConnection()
+            return
         code = self._parser.get_status_code()
         if 100 <= code < 200:
             self._informational = True
@@ -153,8 +161,7 @@ class UpstreamConnection(Protocol):
         response = self._response = UpstreamResponse(self, code, self._phrase, headers)
         self._phrase = b""
         result, self._result = self._result, None
-        if result is not None:
-            result.callback(response)
+        result.callback(response)
         if self._head or code in _NO_BODY_STATUSES:
             # No body follows; a HEAD answer may still announce a length,
             # which would confuse the parser, so such a connection is not reused.
@@ -284,13 +291,21 @@ class ConnectionPool:
     def release(self, connection: UpstreamConnection) -> None:
         """A connection finished its response and may carry another request."""
         idle = self._idle[connection.key]
+        if connection in idle:
+            return
         if len(idle) >= self._max_idle:
             connection.transport.loseConnection()
             return
         idle.append(connection)
-        connection.idle_call = self._clock.callLater(
-            self._idle_timeout, connection.transport.loseConnection
-        )
+        connection.idle_call = self._clock.callLater(self._idle_timeout, self._expire, connection)
+
+    def _expire(self, connection: UpstreamConnection) -> None:
+        """Close a connection idle for too long (and never hand it out again)."""
+        connection.idle_call = None
+        idle = self._idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+        connection.transport.loseConnection()
 
     def lost(self, connection: UpstreamConnection) -> None:
         """A connection closed (by either side); forget it."""

@@ -164,12 +164,18 @@ def load_config(env: Mapping[str, str]) -> Config:
         raise ConfigError(
             f"GENAI_SUBSCRIPTION_NAME is not a valid header name: {subscription_name!r}"
         )
-    if any(c in api_key for c in "\r\n\0"):
-        raise ConfigError("GENAI_API_KEY contains a line break or NUL character")
+    if any(c in api_key for c in "\r\n\0") or not _is_latin1(api_key):
+        raise ConfigError(
+            "GENAI_API_KEY contains a line break, NUL or a character that cannot go in a header"
+        )
 
     base_url = _required(env, "GENAI_BASE_URL")
     if not base_url:
         raise ConfigError("GENAI_BASE_URL is required but empty")
+    if not base_url.isascii():
+        raise ConfigError(
+            "GENAI_BASE_URL must be plain ASCII (percent-encode the path, use the xn-- host name)"
+        )
     _http_url("GENAI_BASE_URL", base_url, strip_userinfo(base_url))
 
     https_proxy = env.get("HTTPS_PROXY", "").strip() or env.get("https_proxy", "").strip()
@@ -203,6 +209,14 @@ def load_config(env: Mapping[str, str]) -> Config:
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_token(name: str) -> bool:

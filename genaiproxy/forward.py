@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import NO_BODY_CODES
 from twisted.web.server import NOT_DONE_YET
 
 from .config import strip_userinfo
@@ -21,7 +22,7 @@ from .logs import LoggedHeaders, body_for_log, secret_header_names
 from .normalize import PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
 from .client import UpstreamResponse
-from .upstream import HOP_BY_HOP_HEADERS, UpstreamClient, UpstreamError, classify
+from .upstream import HOP_BY_HOP_HEADERS, connection_tokens, UpstreamClient, UpstreamError, classify
 
 log = Logger(namespace="genaiproxy.forward")
 
@@ -33,9 +34,9 @@ DEFAULT_STREAM_TYPE = b"text/event-stream; charset=utf-8"
 _NOT_RETURNED = HOP_BY_HOP_HEADERS | {b"content-length", b"date", b"server", b"x-request-id"}
 
 
-def _is_returned(name: bytes) -> bool:
-    lower = name.lower()
+def _is_returned(lower: bytes) -> bool:
     return lower not in _NOT_RETURNED and not lower.startswith(b"access-control-")
+
 
 
 class Forwarder:
@@ -47,21 +48,26 @@ class Forwarder:
         self.clock = upstream.clock
         self.secret_headers = secret_header_names([self.config.subscription_name])
 
-    def forward(self, request: Any, path: str, token_field: Optional[str] = None) -> object:
+    def forward(self, request: Any, path: str, token_field: Optional[str] = None,
+                bare: bool = False) -> object:
         """Send C{request} to the upstream C{path}; answer it asynchronously.
 
         C{token_field} names the token-limit field of the API at C{path}; when
-        given, JSON bodies for gpt-5 models are normalised.
+        given, JSON bodies for gpt-5 models are normalised.  A C{bare} request
+        goes without the client's query string and body (for the open health
+        paths, which anyone may call).
         """
-        ForwardCall(self, request, path, token_field).start()
+        ForwardCall(self, request, path, token_field, bare).start()
         return NOT_DONE_YET
 
 
 class ForwardCall:
     """One client request on its way to the upstream and back."""
 
-    def __init__(self, forwarder: Forwarder, request: Any, path: str, token_field: Optional[str]) -> None:
+    def __init__(self, forwarder: Forwarder, request: Any, path: str, token_field: Optional[str],
+                 bare: bool = False) -> None:
         self._fw = forwarder
+        self._bare = bare
         self._request = request
         self._path = path
         self._token_field = token_field
@@ -78,12 +84,14 @@ class ForwardCall:
     def start(self) -> None:
         request = self._request
         upstream = self._fw.upstream
-        raw = request.content.read() if request.content is not None else b""
+        raw = b""
+        if request.content is not None and not self._bare:
+            raw = request.content.read()
         if self._token_field is not None and raw:
             prepared = prepare_body(raw, self._token_field)
         else:
             prepared = PreparedBody(raw, None, stream=False, gpt5=False)
-        query = request.uri.partition(b"?")[2]
+        query = b"" if self._bare else request.uri.partition(b"?")[2]
         target = upstream.target_for(self._path, query)
         headers = upstream.headers_for(request.requestHeaders, self._id)
         if prepared.gpt5 and prepared.stream:
@@ -129,9 +137,14 @@ class ForwardCall:
             return
         request.setResponseCode(response.code, response.phrase)
         out = request.responseHeaders
+        named_hops = connection_tokens(response.headers.getRawHeaders(b"connection"))
         for name, values in response.headers.getAllRawHeaders():
-            if _is_returned(name):
-                out.setRawHeaders(name, values)
+            lower = name.lower()
+            if not _is_returned(lower) or lower in named_hops:
+                continue
+            if lower == b"vary" and out.hasHeader(b"vary"):
+                values = out.getRawHeaders(b"vary", []) + values  # keep our "Vary: Origin"
+            out.setRawHeaders(name, values)
         upstream_id = response.headers.getRawHeaders(b"x-request-id")
         if upstream_id:
             out.setRawHeaders(b"X-Upstream-Request-ID", upstream_id)
@@ -143,7 +156,13 @@ class ForwardCall:
 
     def _answer_whole(self, response: UpstreamResponse, body: bytes) -> None:
         request = self._request
-        request.setHeader(b"content-length", b"%d" % len(body))
+        if request.method == b"HEAD":
+            # No body, but the length the upstream announced for a GET.
+            length = response.headers.getRawHeaders(b"content-length")
+            if length:
+                request.responseHeaders.setRawHeaders(b"content-length", length[-1:])
+        elif response.code not in NO_BODY_CODES:
+            request.setHeader(b"content-length", b"%d" % len(body))
         fields: dict[str, Any] = {
             "id": self._id,
             "status": response.code,
@@ -200,7 +219,10 @@ class ForwardCall:
         document = self._error_document(problem)
         log.error("stream_broken", id=self._id, bytes=sent, duration_ms=self._elapsed_ms(), **document)
         if self._stream_type.startswith(SSE_TYPE):
-            request.write(b"data: " + json_bytes(document) + b"\n\n")
+            # Finish any event the upstream left half-written, so that the
+            # error event parses on its own.
+            separator = b"" if self._pump is None or self._pump.at_event_boundary else b"\n\n"
+            request.write(separator + b"data: " + json_bytes(document) + b"\n\n")
         # End the connection without the final empty chunk: the client sees
         # an incomplete body, never a clean-looking end of stream.
         request.transport.loseConnection()
@@ -217,11 +239,16 @@ class ForwardCall:
     def _crashed(self, failure: Failure) -> None:
         """A bug of ours: log it with its traceback and answer 500 if still possible."""
         log.failure("unexpected error while forwarding", failure, id=self._id)
-        if not self._gone and not self._ended and not self._request.startedWriting:
-            document = error_document(
-                "internal proxy error", "proxy_error", request_id=self._id
-            )
-            self._answer_error(500, document)
+        if self._gone or self._ended:
+            return
+        if self._request.startedWriting:
+            # Part of the answer is out: cut it, visibly, rather than leave
+            # the client waiting.
+            self._ended = True
+            self._request.transport.abortConnection()
+            return
+        document = error_document("internal proxy error", "proxy_error", request_id=self._id)
+        self._answer_error(500, document)
 
     def _answer_error(self, status: int, document: dict[str, Any]) -> None:
         request = self._request

@@ -96,7 +96,7 @@ class LoggedJSON:
     def for_log(self) -> Any:
         try:
             return json.loads(self._body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return {"unparsable_json_length": len(self._body)}
 
 

@@ -345,6 +345,11 @@ class MockResource(Resource):
         if _header(request, b"x-mock-hang") not in (None, "", "0"):
             request.notifyFinish().addErrback(lambda _: None)
             return server.NOT_DONE_YET
+        # "X-Mock-Header: Name: value" (repeatable) adds a response header.
+        for extra in request.requestHeaders.getRawHeaders(b"x-mock-header", []):
+            name, _, value = extra.partition(b":")
+            if name.strip():
+                request.responseHeaders.addRawHeader(name.strip(), value.strip())
         status = _int_header(request, b"x-mock-status")
         if status is not None:
             return self._render_mock_status(request, status)
@@ -403,7 +408,7 @@ class MockResource(Resource):
         """A chat completion, plain or streamed."""
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _send_error(request, 400, "Request body is not valid JSON")
         if not isinstance(payload, dict):
             return _send_error(request, 400, "Request body must be a JSON object")

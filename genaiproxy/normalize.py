@@ -36,7 +36,8 @@ def parse_json(body: bytes) -> Any:
         return None
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # Not ours to judge: the body goes upstream as it is.
         return None
 
 

@@ -87,7 +87,10 @@ class Forwarded(JSONResource):
             setattr(self, "render_" + method, self._forward)
 
     def _forward(self, request: Request) -> object:
-        return self._forwarder.forward(request, self._upstream_path, self._token_field)
+        # Open paths carry nothing of the caller's to the upstream but headers.
+        return self._forwarder.forward(
+            request, self._upstream_path, self._token_field, bare=self.public
+        )
 
 
 class Models(JSONResource):

@@ -89,8 +89,12 @@ def build_service(
     upstream = UpstreamClient(config, reactor)
     tree = build_tree(Forwarder(upstream), ModelCatalog(models_path))
     site = ProxySite(tree, AccessPolicy(config.auth_token, config.allowed_origins))
+    try:
+        listening = strports.service(listen, site, reactor=reactor)
+    except ValueError as e:
+        raise ConfigError(f"invalid --listen {listen!r}: {e}") from None
     proxy = ProxyService(config, upstream, reactor)
-    strports.service(listen, site, reactor=reactor).setServiceParent(proxy)
+    listening.setServiceParent(proxy)
     return proxy
 
 
@@ -108,6 +112,4 @@ def makeService(options: Mapping[str, Any]) -> ProxyService:
         return build_service(config, options["listen"], options["models"])
     except ConfigError as e:
         fail_start(f"configuration error: {e}")
-    except ValueError as e:
-        fail_start(f"invalid --listen {options['listen']!r}: {e}")
     raise AssertionError("unreachable")

@@ -74,6 +74,22 @@ class AccessPolicy:
         return None
 
 
+_LOOPBACK_HOSTS = frozenset({b"localhost", b"127.0.0.1", b"[::1]"})
+
+
+def is_loopback_origin(origin: bytes) -> bool:
+    """An origin on this machine: http(s)://localhost, 127.0.0.1 or [::1], any port."""
+    scheme, _, rest = origin.partition(b"://")
+    if scheme not in (b"http", b"https"):
+        return False
+    host = rest.split(b"/", 1)[0]
+    if not host.startswith(b"["):
+        host = host.rsplit(b":", 1)[0]
+    elif b"]:" in host:
+        host = host.rsplit(b":", 1)[0]
+    return host.lower() in _LOOPBACK_HOSTS
+
+
 def is_preflight(request: Request) -> bool:
     """A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method."""
     return (
@@ -108,6 +124,21 @@ class PreflightResource(Resource):
         request.setHeader(b"access-control-max-age", b"600")
         request.setResponseCode(204)
         return b""
+
+
+class ForbiddenOriginResource(Resource):
+    """The 403 answer for a browser page from an origin not allowed to use the proxy."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return set_json_error(
+            request,
+            403,
+            "Requests from this browser origin are not allowed; add it to ALLOWED_ORIGINS",
+            "invalid_request_error",
+            code="origin_not_allowed",
+        )
 
 
 class UnauthorizedResource(Resource):
@@ -156,6 +187,12 @@ class ProxySite(Site):
             )
         if self.policy.cors_enabled and is_preflight(request):
             return PreflightResource(origin)
+        claimed = request.getHeader(b"origin")
+        if claimed is not None and origin is None and not is_loopback_origin(claimed):
+            # A web page from elsewhere (or a DNS-rebinding one posing as this
+            # host): it must not spend the key, even with requests that need
+            # no CORS preflight.
+            return ForbiddenOriginResource()
         resource = super().getResourceFor(request)
         if not getattr(resource, "public", False) and not self.policy.authorized(request):
             return UnauthorizedResource()

@@ -20,7 +20,7 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from .upstream import UpstreamError
+from .upstream import UpstreamError, describe_failure
 
 IDLE_TIMEOUT_KIND = "read_timeout"
 
@@ -143,7 +143,14 @@ class StreamPump(Protocol):
         self._gone = False
         self._paused = False
         self._broken: Optional[UpstreamError] = None
+        self._tail = b"\n\n"
         self.bytes_sent = 0
+
+    @property
+    def at_event_boundary(self) -> bool:
+        """True when what was sent so far ends with a blank line (a complete
+        server-sent event), so that another event may follow at once."""
+        return self._tail.endswith(b"\n\n")
 
     # Protocol: the upstream side.
 
@@ -157,6 +164,7 @@ class StreamPump(Protocol):
         if not self._paused:
             self._timer.reset()
         self.bytes_sent += len(data)
+        self._tail = (self._tail + data)[-2:]
         self._request.write(data)
         if self._on_chunk is not None:
             self._on_chunk(data)
@@ -169,7 +177,7 @@ class StreamPump(Protocol):
         if self._broken is None and not _finished_cleanly(reason):
             self._broken = UpstreamError(
                 "connection_lost",
-                "the upstream connection broke mid-stream: " + reason.getErrorMessage(),
+                "the upstream connection broke mid-stream: " + describe_failure(reason),
                 False,
             )
         self._on_end(self._broken)

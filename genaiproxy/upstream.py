@@ -44,8 +44,18 @@ HOP_BY_HOP_HEADERS = frozenset(
 )
 
 # Client headers the upstream never sees: our own hop, the client's credentials
-# for the proxy, and what the Agent computes itself.
-_NOT_FORWARDED = HOP_BY_HOP_HEADERS | {b"host", b"content-length", b"authorization", b"expect"}
+# for the proxy, what the client computes itself, and the request id (the
+# proxy sends the one it uses, which may differ from a malformed client one).
+_NOT_FORWARDED = HOP_BY_HOP_HEADERS | {
+    b"host", b"content-length", b"authorization", b"expect", b"x-request-id"
+}
+
+
+def connection_tokens(values: Optional[list[bytes]]) -> frozenset[bytes]:
+    """The header names a C{Connection} header declares hop-by-hop."""
+    if not values:
+        return frozenset()
+    return frozenset(t.strip().lower() for v in values for t in v.split(b","))
 
 
 @dataclass
@@ -67,6 +77,11 @@ def _reasons(failure: Failure) -> list[Failure]:
 
 def _describe(failures: list[Failure]) -> str:
     return "; ".join(f.getErrorMessage() or f.type.__name__ for f in failures)
+
+
+def describe_failure(failure: Failure) -> str:
+    """Words for a failure, looking inside Twisted's wrapper exceptions."""
+    return _describe(_reasons(failure))
 
 
 def classify(failure: Failure) -> UpstreamError:
@@ -257,17 +272,14 @@ class UpstreamClient:
         drop = self._drop
         connection = incoming.getRawHeaders(b"connection")
         if connection:
-            drop = drop | {
-                token.strip().lower() for value in connection for token in value.split(b",")
-            }
+            drop = drop | connection_tokens(connection)
         outgoing = Headers()
         for name, values in incoming.getAllRawHeaders():
             if name.lower() not in drop:
                 outgoing.setRawHeaders(name, values)
         for name, value in self._inject:
             outgoing.setRawHeaders(name, [value])
-        if not outgoing.hasHeader(b"x-request-id"):
-            outgoing.setRawHeaders(b"X-Request-ID", [request_id.encode("latin-1")])
+        outgoing.setRawHeaders(b"X-Request-ID", [request_id.encode("latin-1")])
         return outgoing
 
     def call(

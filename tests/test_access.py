@@ -115,6 +115,7 @@ def test_other_origins_get_no_cors_headers(guarded, client):
     response = client.get(
         guarded.url + "/health", headers={"Origin": "http://evil.example"}
     )
+    assert response.status_code == 403
     assert "access-control-allow-origin" not in response.headers
     preflight = client.options(
         guarded.url + "/v1/models",
@@ -124,11 +125,50 @@ def test_other_origins_get_no_cors_headers(guarded, client):
 
 
 def test_no_cors_without_allowed_origins(proxy, client):
-    """CORS is off unless ALLOWED_ORIGINS is set."""
-    response = client.get(proxy.url + "/v1/models", headers={"Origin": ORIGIN})
+    """CORS is off unless ALLOWED_ORIGINS is set, and pages from this machine
+    still work (same-origin requests carry no CORS headers back)."""
+    response = client.get(proxy.url + "/v1/models", headers={"Origin": "http://localhost:3000"})
     assert response.status_code == 200
     assert not [h for h in response.headers if h.startswith("access-control-")]
     preflight = client.options(
         proxy.url + "/v1/models", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}
     )
     assert "access-control-allow-origin" not in preflight.headers
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://attacker.example:8111"])
+def test_foreign_pages_cannot_spend_the_key(proxy, client, mock_url, origin):
+    """Without a token, a web page elsewhere (or one using DNS rebinding to pose
+    as this host) must not get a request through, even one needing no preflight."""
+    import uuid
+
+    from conftest import upstream_saw
+
+    rid = "origin-" + uuid.uuid4().hex
+    response = client.post(
+        proxy.url + "/v1/chat/completions",
+        content=b'{"model": "gpt-4.1", "messages": []}',
+        headers={"Origin": origin, "Content-Type": "text/plain", "X-Request-ID": rid,
+                 "Host": "attacker.example:8111"},
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "origin_not_allowed"
+    assert upstream_saw(mock_url, rid) == []
+
+
+@pytest.mark.parametrize("origin, loopback", [
+    (b"http://localhost:3000", True), (b"https://127.0.0.1", True), (b"http://[::1]:8080", True),
+    (b"http://localhost.evil.example", False), (b"http://127.0.0.1.nip.io", False),
+    (b"vscode-webview://x", False), (b"null", False),
+])
+def test_loopback_origins(origin, loopback):
+    from genaiproxy.site import is_loopback_origin
+
+    assert is_loopback_origin(origin) is loopback
+
+
+def test_upstream_vary_merged_with_ours(guarded, client):
+    response = client.get(guarded.url + "/v1/health", headers={
+        "Origin": ORIGIN, "X-Mock-Header": "Vary: Accept-Encoding"})
+    vary = {v.strip() for v in response.headers["vary"].split(",")}
+    assert vary == {"Origin", "Accept-Encoding"}

@@ -210,3 +210,28 @@ def test_serialize_head(method, body, length):
         assert not [line for line in lines if line.startswith(b"Content-Length")]
     else:
         assert b"Content-Length: " + length in lines
+
+
+def test_unsolicited_answer_retires_the_connection():
+    """An idle connection that receives an answer nobody asked for (an
+    upstream's 408 before closing) is never handed out again."""
+    pool, clock, endpoint = make_pool()
+    responses = fire(pool)
+    endpoint.connections[0].dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    deliver(responses[0])
+    endpoint.connections[0].dataReceived(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+    assert endpoint.transports[0].disconnecting or endpoint.transports[0].disconnected
+    endpoint.connections[0].connectionLost(Failure(error.ConnectionDone()))
+    fire(pool)
+    fire(pool)
+    assert len(endpoint.transports) == 3  # neither request got the retired connection
+
+
+def test_expired_idle_connection_is_not_handed_out():
+    pool, clock, endpoint = make_pool()
+    responses = fire(pool)
+    endpoint.connections[0].dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    deliver(responses[0])
+    clock.advance(30)  # closing, but the connection is not lost yet
+    fire(pool)
+    assert len(endpoint.transports) == 2

@@ -229,3 +229,47 @@ def test_http_upstream_through_https_proxy(mock_url, client):
         assert seen["path"] == "http://upstream.invalid:9/genai/v1/chat/completions"
         assert seen["headers"]["ocp-apim-subscription-key"] == [KEY]
         assert proxied.wait_for_event("startup_config")["PROXY_ENABLED"] is True
+
+
+def test_malformed_request_id_replaced_everywhere(proxy, client, mock_url):
+    """A client id the proxy will not use is not sent upstream either: the
+    upstream, the answer and the logs share one id."""
+    response = client.post(proxy.url + CHAT, json={"model": "gpt-4.1", "messages": []},
+                           headers={"X-Request-ID": "x" * 300})
+    rid = response.headers["x-request-id"]
+    assert rid != "x" * 300
+    [seen] = upstream_saw(mock_url, rid)
+    assert seen["headers"]["x-request-id"] == [rid]
+
+
+def test_deeply_nested_json_is_forwarded_not_a_crash(proxy, client):
+    body = b'{"model": "gpt-4.1", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = client.post(proxy.url + CHAT, content=body, headers={"Content-Type": "application/json"})
+    # The upstream's own verdict comes back; the proxy itself did not choke.
+    assert response.status_code == 400
+    assert response.headers["x-upstream-status"] == "400"
+    assert response.json()["error"]["message"]
+
+
+def test_open_health_paths_carry_no_query_or_body(proxy, client, mock_url):
+    rid = new_id()
+    client.request("GET", proxy.url + "/v1/health?secret=1", content=b"payload",
+                   headers={"X-Request-ID": rid})
+    [seen] = upstream_saw(mock_url, rid)
+    assert seen["query"] == "" and seen["body"] == ""
+
+
+def test_head_keeps_the_upstream_length(proxy, client):
+    response = client.head(proxy.url + "/health")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(len("mock upstream ok"))
+
+
+def test_upstream_hop_headers_not_returned(proxy, client):
+    response = client.get(proxy.url + "/v1/health", headers=[
+        ("X-Mock-Header", "Connection: X-Secret-Hop"), ("X-Mock-Header", "X-Secret-Hop: 1"),
+        ("X-Mock-Header", "X-Kept: yes"), ("X-Mock-Header", "Access-Control-Allow-Origin: *")])
+    assert response.status_code == 200
+    assert "x-secret-hop" not in response.headers
+    assert "access-control-allow-origin" not in response.headers
+    assert response.headers["x-kept"] == "yes"

@@ -131,3 +131,14 @@ def test_body_collector_gathers_and_times_out():
     failures = []
     slow.done.addErrback(failures.append)
     assert failures[0].value.kind == "read_timeout"
+
+
+def test_event_boundary_tracking():
+    pump, clock, request, transport, ended, chunks = make_pump()
+    assert pump.at_event_boundary
+    pump.dataReceived(b'data: {"a": 1}\n\ndata: {"cho')
+    assert not pump.at_event_boundary
+    pump.dataReceived(b'ices": []}\n')
+    assert not pump.at_event_boundary
+    pump.dataReceived(b"\n")
+    assert pump.at_event_boundary
