@@ -28,6 +28,8 @@ GOOD = {**BASE_ENV, "GENAI_BASE_URL": "http://127.0.0.1:9"}
         ({"LOG_STREAM_MAX_BYTES": "1k"}, "LOG_STREAM_MAX_BYTES"),
         ({"HTTPS_PROXY": "proxy.example:8080"}, "HTTPS_PROXY"),
         ({"HTTPS_PROXY": "http://proxy.example:port"}, "HTTPS_PROXY"),
+        ({"GENAI_API_KEY": "sk-\u20ac-key"}, "GENAI_API_KEY"),
+        ({"GENAI_BASE_URL": "http://gateway.example/g\u00e9nai"}, "GENAI_BASE_URL"),
     ],
 )
 def test_bad_configuration_stops_startup(change, variable):
@@ -45,6 +47,21 @@ def test_bad_configuration_stops_startup(change, variable):
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert KEY not in result.stderr + result.stdout
+    assert "\u20ac" not in result.stderr
+
+
+def test_bad_listen_description_stops_startup():
+    import subprocess
+    import tempfile
+
+    from support import TWISTD, _clean_environment
+
+    env = {**_clean_environment(), **GOOD}
+    result = subprocess.run([TWISTD, "-n", "--pidfile=", "genaiproxy", "--listen", "carrier-pigeon:8111"],
+                            cwd=tempfile.mkdtemp(), env=env, capture_output=True, text=True, timeout=20)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--listen" in lines[0] and "Traceback" not in result.stderr
 
 
 def test_startup_logs_masked_configuration(proxy):
