@@ -15,19 +15,27 @@ forward proxies plug in.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from typing import Any, Callable, Optional
+from typing import IO, Any, Callable, Optional, Union
 
 import httptools
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 PoolKey = tuple[Any, ...]
+# A request body: in memory, or in a (spooled) file to stream from.
+RequestBody = Union[bytes, IO[bytes], None]
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -117,12 +125,21 @@ class UpstreamConnection(Protocol):
 
     # Sending.
 
-    def send(self, head: bytes, body: Optional[bytes], head_request: bool) -> Deferred[UpstreamResponse]:
-        """Write one request; fire with its response once the headers arrive."""
+    def send(self, head: bytes, body: RequestBody, head_request: bool) -> Deferred[UpstreamResponse]:
+        """Write one request; fire with its response once the headers arrive.
+
+        A body in a file is streamed from it (from the start, so a retry
+        sends it again), paced by the connection, never read into memory.
+        """
         self._result = Deferred(lambda _: self.abandon())
         self._head = head_request
         self._response = None
-        self.transport.write(head + body if body else head)
+        if body is None or isinstance(body, bytes):
+            self.transport.write(head + body if body else head)
+        else:
+            body.seek(0)
+            self.transport.write(head)
+            FileSender().beginFileTransfer(body, self.transport).addErrback(lambda _: None)
         return self._result
 
     # httptools callbacks.
@@ -271,7 +288,7 @@ class ConnectionPool:
         self._idle: dict[PoolKey, list[UpstreamConnection]] = defaultdict(list)
         self._all: set[UpstreamConnection] = set()
 
-    def request(self, key: PoolKey, head: bytes, body: Optional[bytes], head_request: bool = False) -> Deferred[UpstreamResponse]:
+    def request(self, key: PoolKey, head: bytes, body: RequestBody, head_request: bool = False) -> Deferred[UpstreamResponse]:
         """Send a serialised request on a pooled or new connection for C{key}."""
         idle = self._idle.get(key)
         if idle:
@@ -325,14 +342,24 @@ class ConnectionPool:
         return succeed(None)
 
 
-def serialize_head(method: bytes, target: bytes, host: bytes, headers: Headers, body: Optional[bytes]) -> bytes:
-    """The request line and header block of an HTTP/1.1 request."""
+def body_length(body: RequestBody) -> int:
+    """The size of a request body held in memory or in a file."""
+    if body is None:
+        return 0
+    if isinstance(body, bytes):
+        return len(body)
+    return os.fstat(body.fileno()).st_size
+
+
+def serialize_head(method: bytes, target: bytes, host: bytes, headers: Headers, length: int) -> bytes:
+    """The request line and header block of an HTTP/1.1 request with a body
+    of C{length} bytes."""
     lines = [method + b" " + target + b" HTTP/1.1", b"Host: " + host]
     for name, values in headers.getAllRawHeaders():
         for value in values:
             lines.append(name + b": " + value)
-    if body or method in (b"POST", b"PUT", b"PATCH"):
-        lines.append(b"Content-Length: %d" % len(body or b""))
+    if length or method in (b"POST", b"PUT", b"PATCH"):
+        lines.append(b"Content-Length: %d" % length)
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
 

@@ -39,6 +39,7 @@ class Config:
     no_proxy: str = ""
     ca_bundle: str = ""
     ssl_cert_file: str = ""
+    api_version: str = ""
 
     @property
     def upstream_display(self) -> str:
@@ -66,6 +67,7 @@ class Config:
             "PROXY_ENABLED": bool(self.https_proxy),
             "NO_PROXY": self.no_proxy,
             "GENAI_CA_BUNDLE": self.ca_bundle,
+            "GENAI_API_VERSION": self.api_version,
             "AUTH_ENABLED": bool(self.auth_token),
         }
 
@@ -203,12 +205,20 @@ def load_config(env: Mapping[str, str]) -> Config:
         no_proxy=(env.get("NO_PROXY", "") or env.get("no_proxy", "")).strip(),
         ca_bundle=env.get("GENAI_CA_BUNDLE", "").strip(),
         ssl_cert_file=env.get("SSL_CERT_FILE", "").strip(),
+        api_version=_api_version(env),
     )
 
 
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
+
+
+def _api_version(env: Mapping[str, str]) -> str:
+    value = env.get("GENAI_API_VERSION", "").strip()
+    if value and not all(c.isalnum() or c in "-._" for c in value):
+        raise ConfigError(f"GENAI_API_VERSION looks wrong: {value!r} (e.g. 2024-10-21)")
+    return value
 
 
 def _is_latin1(text: str) -> bool:

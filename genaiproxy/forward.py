@@ -8,25 +8,37 @@ a stream.  The client going away at any point cancels the upstream call.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from io import BytesIO
 from time import monotonic
 from typing import Any, Optional
+from urllib.parse import quote
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.server import NOT_DONE_YET
 
+from .client import RequestBody, UpstreamResponse, body_length
 from .config import strip_userinfo
 from .errors import error_document, json_bytes, set_json
 from .logs import LoggedHeaders, body_for_log, secret_header_names
-from .normalize import PreparedBody, prepare_body
+from .normalize import PreparedBody, parse_json, prepare_body
 from .streaming import StreamPump, collect_body
-from .client import UpstreamResponse
-from .upstream import HOP_BY_HOP_HEADERS, connection_tokens, UpstreamClient, UpstreamError, classify
+from .upstream import (
+    HOP_BY_HOP_HEADERS,
+    UpstreamClient,
+    UpstreamError,
+    classify,
+    connection_tokens,
+)
 
 log = Logger(namespace="genaiproxy.forward")
 
 SSE_TYPE = b"text/event-stream"
+# Passthrough answers up to this size, when JSON, are read whole (and logged);
+# anything else is pumped through as it arrives.
+_BUFFERED_MAX = 1 << 20
 DEFAULT_STREAM_TYPE = b"text/event-stream; charset=utf-8"
 
 # Upstream response headers the client does not get: per-hop ones, those the
@@ -48,29 +60,47 @@ class Forwarder:
         self.clock = upstream.clock
         self.secret_headers = secret_header_names([self.config.subscription_name])
 
-    def forward(self, request: Any, path: str, token_field: Optional[str] = None,
-                bare: bool = False) -> object:
-        """Send C{request} to the upstream C{path}; answer it asynchronously.
-
-        C{token_field} names the token-limit field of the API at C{path}; when
-        given, JSON bodies for gpt-5 models are normalised.  A C{bare} request
-        goes without the client's query string and body (for the open health
-        paths, which anyone may call).
-        """
-        ForwardCall(self, request, path, token_field, bare).start()
+    def forward(self, request: Any, path: str, route: "Route") -> object:
+        """Send C{request} to the upstream C{path}; answer it asynchronously."""
+        ForwardCall(self, request, path, route).start()
         return NOT_DONE_YET
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the requests of one kind of path are forwarded."""
+
+    # The token-limit field of a JSON API whose gpt-5 requests are normalised.
+    token_field: Optional[str] = None
+    # An open health probe: neither the caller's query string nor its body go.
+    bare: bool = False
+    # Any other /v1 path: bodies may be large (streamed from the spooled
+    # upload), and answers other than small JSON documents are pumped through.
+    passthrough: bool = False
+    # How a stream that breaks tells the client: a chat-style "data:" error,
+    # or a Responses API "error" event.
+    responses_events: bool = False
+
+
+def with_api_version(query: bytes, api_version: str) -> bytes:
+    """C{query} plus C{api-version=...} unless the client gave one."""
+    if not api_version:
+        return query
+    if any(pair.split(b"=", 1)[0] == b"api-version" for pair in query.split(b"&")):
+        return query
+    extra = b"api-version=" + quote(api_version, safe="").encode("ascii")
+    return query + b"&" + extra if query else extra
 
 
 class ForwardCall:
     """One client request on its way to the upstream and back."""
 
-    def __init__(self, forwarder: Forwarder, request: Any, path: str, token_field: Optional[str],
-                 bare: bool = False) -> None:
+    def __init__(self, forwarder: Forwarder, request: Any, path: str, route: Route) -> None:
         self._fw = forwarder
-        self._bare = bare
+        self._route = route
         self._request = request
         self._path = path
-        self._token_field = token_field
+        self._wants_stream = False
         self._id: str = request.request_id
         self._started = monotonic()
         self._call: Any = None
@@ -81,42 +111,66 @@ class ForwardCall:
 
     # Outbound.
 
+    def _prepare(self) -> tuple[PreparedBody, RequestBody]:
+        """The body to send: parsed (and normalised) for the JSON APIs, left in
+        its spool file when a passthrough upload is large."""
+        content, route = self._request.content, self._route
+        if content is None or route.bare:
+            return PreparedBody(b"", None, stream=False, gpt5=False), b""
+        content.seek(0)
+        if route.passthrough and not isinstance(content, BytesIO):
+            return PreparedBody(b"", None, stream=False, gpt5=False), content
+        raw = content.read()
+        if route.token_field is not None:
+            prepared = prepare_body(raw, route.token_field)
+        else:
+            payload = parse_json(raw) if raw[:1] == b"{" else None
+            stream = isinstance(payload, dict) and payload.get("stream") is True
+            prepared = PreparedBody(raw, payload, stream=stream, gpt5=False)
+        return prepared, prepared.body
+
     def start(self) -> None:
         request = self._request
         upstream = self._fw.upstream
-        raw = b""
-        if request.content is not None and not self._bare:
-            raw = request.content.read()
-        if self._token_field is not None and raw:
-            prepared = prepare_body(raw, self._token_field)
-        else:
-            prepared = PreparedBody(raw, None, stream=False, gpt5=False)
-        query = b"" if self._bare else request.uri.partition(b"?")[2]
+        prepared, body = self._prepare()
+        self._wants_stream = prepared.stream
+        query = b"" if self._route.bare else request.uri.partition(b"?")[2]
+        query = with_api_version(query, self._fw.config.api_version)
         target = upstream.target_for(self._path, query)
         headers = upstream.headers_for(request.requestHeaders, self._id)
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
-        self._log_request(prepared, query)
+        self._log_request(prepared, body, query)
 
-        read = self._read_streaming if prepared.stream else self._read_whole
         request.notifyFinish().addErrback(self._client_gone)
         self._call = upstream.call(
-            request.method, target, headers, prepared.body, self._on_retry, read=read
+            request.method, target, headers, body, self._on_retry, read=self._read
         )
         self._call.addCallbacks(self._respond, self._failed)
         self._call.addErrback(self._crashed)
 
-    def _read_whole(self, response: UpstreamResponse) -> Any:
-        config = self._fw.config
-        d = collect_body(response, self._fw.clock, config.request_timeout)
+    def _read(self, response: UpstreamResponse) -> Any:
+        """Fire with C{(response, body)}, or C{(response, None)} for an answer
+        to pump through as it comes."""
+        if response.code < 400 and self._pumped(response):
+            return (response, None)
+        # Error answers (even to streaming requests) are passed whole, so
+        # that SDKs raise the matching error class; reading the whole body
+        # before answering also keeps a failure in it retryable.
+        d = collect_body(response, self._fw.clock, self._fw.config.request_timeout)
         return d.addCallback(lambda body: (response, body))
 
-    def _read_streaming(self, response: UpstreamResponse) -> Any:
-        # An error answer to a streaming request is a JSON document: pass it
-        # whole so that SDKs can raise the matching error class.
-        if response.code >= 400:
-            return self._read_whole(response)
-        return (response, None)
+    def _pumped(self, response: UpstreamResponse) -> bool:
+        if self._wants_stream:
+            return True
+        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].lower()
+        if content_type.startswith(SSE_TYPE):
+            return True
+        if not self._route.passthrough:
+            return False
+        length = response.headers.getRawHeaders(b"content-length")
+        small = length is not None and length[-1].isdigit() and int(length[-1]) <= _BUFFERED_MAX
+        return not (small and b"json" in content_type)
 
     def _on_retry(self, retry: int, delay: float, problem: UpstreamError) -> None:
         log.warn(
@@ -222,10 +276,20 @@ class ForwardCall:
             # Finish any event the upstream left half-written, so that the
             # error event parses on its own.
             separator = b"" if self._pump is None or self._pump.at_event_boundary else b"\n\n"
-            request.write(separator + b"data: " + json_bytes(document) + b"\n\n")
+            request.write(separator + self._error_event(document))
         # End the connection without the final empty chunk: the client sees
         # an incomplete body, never a clean-looking end of stream.
         request.transport.loseConnection()
+
+    def _error_event(self, document: dict[str, Any]) -> bytes:
+        """The last event of a broken stream, in the form its API's clients
+        (and the openai SDKs, which raise on an "error" object) understand."""
+        if not self._route.responses_events:
+            return b"data: " + json_bytes(document) + b"\n\n"
+        error = document["error"]
+        event = {"type": "error", "code": error["type"], "message": error["message"],
+                 "param": None, **document}
+        return b"event: error\ndata: " + json_bytes(event) + b"\n\n"
 
     def _failed(self, failure: Failure) -> None:
         self._call = None
@@ -279,7 +343,7 @@ class ForwardCall:
 
     # Logging helpers.
 
-    def _log_request(self, prepared: PreparedBody, query: bytes) -> None:
+    def _log_request(self, prepared: PreparedBody, body: RequestBody, query: bytes) -> None:
         request = self._request
         fields: dict[str, Any] = {
             "id": self._id,
@@ -288,12 +352,14 @@ class ForwardCall:
             "upstream": strip_userinfo(self._fw.upstream.url_for(self._path, query).decode("ascii")),
             "headers": LoggedHeaders(request.requestHeaders, self._fw.secret_headers),
         }
-        if self._fw.config.log_bodies and prepared.body:
+        if self._fw.config.log_bodies and body:
+            content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
             if prepared.payload is not None:
                 fields["body"] = prepared.payload
+            elif isinstance(body, bytes):
+                fields.update(body_for_log(body, content_type))
             else:
-                content_type = request.getHeader(b"content-type") or b""
-                fields.update(body_for_log(prepared.body, content_type.decode("latin-1")))
+                fields.update(body_length=body_length(body), content_type=content_type)
         log.info("request", **fields)
 
     def _elapsed_ms(self) -> float:

@@ -3,24 +3,27 @@
     /                       metadata (name, version, upstream)
     /health                 probe of the upstream root          public
     /v1/health              forwarded to the upstream           public
-    /v1/models              local list from models.yaml
+    /v1/models[/{id}]       local, from models.yaml
     /v1/chat/completions    forwarded, gpt-5 normalised, streams
+    /v1/responses           forwarded, gpt-5 normalised, streams
+    /v1/... anything else   forwarded as it is (any method)
 
-Unknown paths answer 404 and unsupported methods 405, both as OpenAI-style
-JSON errors.  A resource marked C{public} needs no bearer token.
+Unknown paths outside /v1 answer 404 and unsupported methods 405, both as
+OpenAI-style JSON errors.  A resource marked C{public} needs no bearer token.
 """
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from . import __version__
 from .errors import set_json, set_json_error
-from .forward import Forwarder
+from .forward import Forwarder, Route
 from .models import ModelCatalog, ModelsFileError
-from .normalize import CHAT_TOKEN_FIELD
+from .normalize import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD
 
 NAME = "genai-proxy"
 
@@ -77,20 +80,46 @@ class Forwarded(JSONResource):
     """A path whose requests go to the upstream C{upstream_path}."""
 
     def __init__(self, forwarder: Forwarder, upstream_path: str, methods: tuple[str, ...],
-                 token_field: str | None = None, public: bool = False) -> None:
+                 route: Route = Route()) -> None:
         super().__init__()
         self._forwarder = forwarder
         self._upstream_path = upstream_path
-        self._token_field = token_field
-        self.public = public
+        self._route = route
+        self.public = route.bare  # open probes are the only public forwards
         for method in methods:
             setattr(self, "render_" + method, self._forward)
 
     def _forward(self, request: Request) -> object:
-        # Open paths carry nothing of the caller's to the upstream but headers.
-        return self._forwarder.forward(
-            request, self._upstream_path, self._token_field, bare=self.public
-        )
+        return self._forwarder.forward(request, self._upstream_path, self._route)
+
+
+_PASSTHROUGH = Route(passthrough=True)
+
+
+class Passthrough(JSONResource):
+    """Any other path under /v1 (embeddings, audio, files, responses/{id}, ...):
+    forwarded with its method, query string and body as they are."""
+
+    isLeaf = True
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        super().__init__()
+        self._forwarder = forwarder
+
+    def render(self, request: Request) -> object:
+        segments = request.path.split(b"?", 1)[0].split(b"/")[1:]
+        decoded = {unquote_to_bytes(segment) for segment in segments[1:]}
+        if decoded & {b".", b"..", b""} or any(b"/" in d for d in decoded):
+            # Dot segments or encoded slashes could reach beyond /v1 upstream.
+            return NotFound().render(request)
+        return self._forwarder.forward(request, request.path.decode("ascii"), _PASSTHROUGH)
+
+
+def _catalog_error(request: Request, problem: ModelsFileError) -> bytes:
+    return set_json_error(
+        request, 500, f"models.yaml could not be loaded: {problem}", "proxy_error",
+        request_id=request.request_id,
+    )
 
 
 class Models(JSONResource):
@@ -100,15 +129,44 @@ class Models(JSONResource):
         super().__init__()
         self._catalog = catalog
 
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"" and not request.postpath:
+            return self
+        # Model ids may hold slashes ("org/model"): the rest of the path is the id.
+        model_id = b"/".join([path, *request.postpath])
+        request.postpath = []
+        return Model(self._catalog, model_id.decode("utf-8", "replace"))
+
     def render_GET(self, request: Request) -> bytes:
         try:
             models = self._catalog.models()
         except ModelsFileError as e:
-            return set_json_error(
-                request, 500, f"models.yaml could not be loaded: {e}", "proxy_error",
-                request_id=request.request_id,
-            )
+            return _catalog_error(request, e)
         return set_json(request, {"object": "list", "data": models})
+
+
+class Model(JSONResource):
+    """GET /v1/models/{id}: one model from models.yaml, or a 404 as OpenAI answers it."""
+
+    isLeaf = True
+
+    def __init__(self, catalog: ModelCatalog, model_id: str) -> None:
+        super().__init__()
+        self._catalog = catalog
+        self._model_id = model_id
+
+    def render_GET(self, request: Request) -> bytes:
+        try:
+            models = self._catalog.models()
+        except ModelsFileError as e:
+            return _catalog_error(request, e)
+        for model in models:
+            if model["id"] == self._model_id:
+                return set_json(request, model)
+        return set_json_error(
+            request, 404, f"The model '{self._model_id}' does not exist",
+            "invalid_request_error", code="model_not_found", param="model",
+        )
 
 
 class Metadata(JSONResource):
@@ -125,12 +183,19 @@ class Metadata(JSONResource):
 
 
 class Directory(JSONResource):
-    """A path segment that only groups children (C{/v1}); itself a 404."""
+    """A path segment that only groups children; itself a 404.  Unknown
+    children go to C{fallback} when given (the passthrough under /v1)."""
 
-    def __init__(self, children: dict[bytes, Resource]) -> None:
+    def __init__(self, children: dict[bytes, Resource], fallback: Resource | None = None) -> None:
         super().__init__()
+        self._fallback = fallback
         for name, child in children.items():
             self.putChild(name, child)
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if self._fallback is not None and path:
+            return self._fallback
+        return super().getChild(path, request)
 
     def render(self, request: Request) -> bytes:
         return NotFound().render(request)
@@ -138,18 +203,27 @@ class Directory(JSONResource):
 
 def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
     """The proxy's whole resource tree."""
+    probe = Route(bare=True)
+    passthrough = Passthrough(forwarder)
     v1 = Directory(
         {
-            b"health": Forwarded(forwarder, "/v1/health", ("GET",), public=True),
+            b"health": Forwarded(forwarder, "/v1/health", ("GET",), probe),
             b"models": Models(catalog),
             b"chat": Directory(
                 {
                     b"completions": Forwarded(
-                        forwarder, "/v1/chat/completions", ("POST",), CHAT_TOKEN_FIELD
+                        forwarder, "/v1/chat/completions", ("POST",),
+                        Route(token_field=CHAT_TOKEN_FIELD),
                     ),
-                }
+                },
+                fallback=passthrough,
             ),
-        }
+            b"responses": Forwarded(
+                forwarder, "/v1/responses", ("POST",),
+                Route(token_field=RESPONSES_TOKEN_FIELD, responses_events=True),
+            ),
+        },
+        fallback=passthrough,
     )
-    health = Forwarded(forwarder, "/", ("GET",), public=True)
+    health = Forwarded(forwarder, "/", ("GET",), probe)
     return Metadata(forwarder.config.upstream_display, {b"health": health, b"v1": v1})

@@ -19,13 +19,29 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.python.failure import Failure
-from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
+from twisted.web.client import (
+    RequestTransmissionFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
 from twisted.web.http_headers import Headers
 
-from .client import ConnectionPool, UpstreamResponse, serialize_head
+from .client import (
+    ConnectionPool,
+    RequestBody,
+    UpstreamResponse,
+    body_length,
+    serialize_head,
+)
 from .config import Config
 from .tls import client_tls, trust_root
-from .tunnel import ConnectTunnelEndpoint, ForwardProxy, ProxyConnectError, ProxyEndpoint, bypasses_proxy
+from .tunnel import (
+    ConnectTunnelEndpoint,
+    ForwardProxy,
+    ProxyConnectError,
+    ProxyEndpoint,
+    bypasses_proxy,
+)
 
 # Headers that describe one hop of a connection, never the end-to-end message.
 HOP_BY_HOP_HEADERS = frozenset(
@@ -287,7 +303,7 @@ class UpstreamClient:
         method: bytes,
         target: bytes,
         headers: Headers,
-        body: Optional[bytes],
+        body: RequestBody,
         on_retry: Callable[[int, float, UpstreamError], None],
         read: Optional[Callable[[UpstreamResponse], Any]] = None,
     ) -> Deferred[Any]:
@@ -297,7 +313,7 @@ class UpstreamClient:
         Each attempt must bring the response headers within REQUEST_TIMEOUT.
         """
         timeout = self.config.request_timeout
-        head = serialize_head(method, target, self._host_header, headers, body)
+        head = serialize_head(method, target, self._host_header, headers, body_length(body))
 
         def attempt() -> Deferred[Any]:
             d = self._pool.request(self._key, head, body, method == b"HEAD")

@@ -198,9 +198,9 @@ def test_idle_connections_expire():
     assert endpoint.transports[0].disconnecting
 
 
-@pytest.mark.parametrize("method, body, length", [(b"GET", None, None), (b"POST", None, b"0"), (b"POST", b"{}", b"2")])
-def test_serialize_head(method, body, length):
-    head = serialize_head(method, b"/v1/x?a=1", b"h:8080", Headers({b"X-A": [b"1", b"2"]}), body)
+@pytest.mark.parametrize("method, size, length", [(b"GET", 0, None), (b"POST", 0, b"0"), (b"POST", 2, b"2")])
+def test_serialize_head(method, size, length):
+    head = serialize_head(method, b"/v1/x?a=1", b"h:8080", Headers({b"X-A": [b"1", b"2"]}), size)
     lines = head.split(b"\r\n")
     assert lines[0] == method + b" /v1/x?a=1 HTTP/1.1"
     assert lines[1] == b"Host: h:8080"
@@ -235,3 +235,19 @@ def test_expired_idle_connection_is_not_handed_out():
     clock.advance(30)  # closing, but the connection is not lost yet
     fire(pool)
     assert len(endpoint.transports) == 2
+
+
+def test_file_body_is_streamed_and_resent_from_the_start(tmp_path):
+    from genaiproxy.client import body_length
+
+    path = tmp_path / "upload.bin"
+    path.write_bytes(b"x" * 100_000)
+    pool, clock, endpoint = make_pool()
+    with open(path, "rb") as body:
+        assert body_length(body) == 100_000
+        body.read(10)  # a retry finds the file wherever the last attempt left it
+        pool.request(("http", "h", 80), b"POST /u HTTP/1.1\r\n\r\n", body).addErrback(lambda f: None)
+        transport = endpoint.transports[0]
+        while transport.producer is not None:
+            transport.producer.resumeProducing()
+        assert transport.value() == b"POST /u HTTP/1.1\r\n\r\n" + b"x" * 100_000
