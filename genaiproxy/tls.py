@@ -13,6 +13,7 @@ from typing import Optional
 
 from cryptography.x509 import load_pem_x509_certificates
 from OpenSSL import SSL, crypto
+
 # IOpenSSLTrustRoot is the documented type of optionsForClientTLS's trustRoot
 # but is only importable from its implementation module.
 from twisted.internet._sslverify import IOpenSSLTrustRoot

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from support import ProxyProcess, run_mock_upstream, run_proxy
 
 MODELS_YAML = """\

@@ -6,7 +6,6 @@ import socket
 from urllib.parse import urlsplit
 
 import pytest
-
 from support import run_proxy
 
 TOKEN = "s3cret-token-for-tests"

@@ -11,8 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-
-from support import BASE_ENV, free_port, run_mock_upstream, run_proxy, run_proxy_expecting_failure, run_tinyproxy
+from support import (
+    BASE_ENV,
+    free_port,
+    run_mock_upstream,
+    run_proxy,
+    run_proxy_expecting_failure,
+    run_tinyproxy,
+)
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4.1", "messages": []}

@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-
 from support import BASE_ENV, run_proxy, run_proxy_expecting_failure
 
 KEY = BASE_ENV["GENAI_API_KEY"]

@@ -8,7 +8,6 @@ import uuid
 
 import httpx
 import pytest
-
 from support import BASE_ENV, free_port, run_mock_upstream, run_proxy
 
 CHAT = "/v1/chat/completions"

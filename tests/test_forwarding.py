@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 
-
 from conftest import upstream_saw
 from support import BASE_ENV, run_proxy
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from support import BIN, _clean_environment, _stop, free_port
 
 REPO = Path(__file__).resolve().parent.parent

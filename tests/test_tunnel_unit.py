@@ -9,7 +9,12 @@ from twisted.internet.defer import succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 
-from genaiproxy.tunnel import ConnectTunnelEndpoint, ForwardProxy, ProxyConnectError, bypasses_proxy
+from genaiproxy.tunnel import (
+    ConnectTunnelEndpoint,
+    ForwardProxy,
+    ProxyConnectError,
+    bypasses_proxy,
+)
 
 
 @pytest.mark.parametrize("host, port, no_proxy, direct", [

@@ -15,7 +15,13 @@ from twisted.web.client import ResponseNeverReceived
 from twisted.web.http_headers import Headers
 
 from genaiproxy.config import load_config
-from genaiproxy.upstream import RetryingCall, UpstreamClient, UpstreamError, classify, join_url
+from genaiproxy.upstream import (
+    RetryingCall,
+    UpstreamClient,
+    UpstreamError,
+    classify,
+    join_url,
+)
 
 ENV = {
     "GENAI_SUBSCRIPTION_NAME": "Ocp-Apim-Subscription-Key",
