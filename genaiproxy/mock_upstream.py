@@ -1,27 +1,39 @@
 """A mock OpenAI-compatible upstream: a real HTTP server on twisted.web.
 
 Used by tests, benchmarks and the quickstart demo as the thing the proxy
-forwards to.  It answers ``/v1/models``, ``/v1/health`` and
-``/v1/chat/completions`` (plain and SSE streaming) under any base-URL prefix,
-and misbehaves on request through ``X-Mock-*`` headers:
+forwards to.  Under any base-URL prefix it answers ``/v1/models``,
+``/v1/health``, ``/v1/chat/completions`` and the legacy ``/v1/completions``
+(plain and ``data:``-only SSE ending in ``[DONE]``), ``/v1/responses`` (plain,
+or the Responses API's typed ``event:``/``data:`` SSE with no ``[DONE]``) and
+``/v1/embeddings`` (float or base64 vectors derived from a hash of the text).
+Any other path under ``/v1/``, with any method, gets a ``mock.echo`` object
+reporting the method, path, query, content type and the body's length and
+SHA-256, so that a test can check an upload arrived intact.
+
+It misbehaves on request through ``X-Mock-*`` headers:
 
 ``X-Mock-Status: N``
     answer with status N and an OpenAI-style error body (429 adds
     ``Retry-After: 1``); streaming requests get the same plain JSON error.
 ``X-Mock-Events: N`` / ``X-Mock-Event-Delay: S``
-    override the stream's event count and the delay between events.
+    override the stream's content (delta) event count and the delay between
+    them.
 ``X-Mock-Drop-After: N``
-    streams: reset the connection after N content events; other requests:
-    reset it without answering.
+    streams: reset the connection after N content (delta) events; other
+    requests: reset it without answering.
 ``X-Mock-Hang: 1``
     never answer.
 ``X-Mock-Fail-First: N`` with ``X-Request-ID: id``
     reset the connection of the first N requests carrying that id.
 ``X-Mock-Content-Type: T``
-    answer a non-streaming completion with the bare reply text as type T.
+    answer a non-streaming chat, legacy or Responses completion with the bare
+    reply text as type T.
+``X-Mock-Header: Name: value`` (repeatable)
+    add that header to the answer.
 
-``GET /_mock/requests`` lists the last requests received (``DELETE`` clears
-them and the counters) and ``GET /_mock/stats`` reports counters.
+``GET /_mock/requests`` lists the last requests received, each body cut to
+its first 64 KiB (``body_length`` has the full size); ``DELETE`` clears them
+and the counters.  ``GET /_mock/stats`` reports counters.
 
 Run it with ``python -m genaiproxy.mock_upstream`` (see ``--help``); it prints
 ``mock upstream listening on http://HOST:PORT`` once listening, or embed it
@@ -31,12 +43,17 @@ with :func:`build_site`.
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
+import hashlib
+import itertools
 import json
+import math
 import re
 import socket
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,13 +67,22 @@ DEFAULT_EVENT_DELAY = 0.05
 DEFAULT_REPLY = "Hello from the mock upstream."
 MODEL_IDS = ("gpt-4.1", "gpt-5")
 DEFAULT_MODEL = MODEL_IDS[0]
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+EMBEDDING_DIMENSIONS = 8
+MAX_EMBEDDING_DIMENSIONS = 4096
 REQUEST_LOG_SIZE = 200
+# Bytes of each request body kept in the request log.
+REQUEST_LOG_BODY_LIMIT = 64 * 1024
 
 _JSON = b"application/json"
 _SSE = b"text/event-stream; charset=utf-8"
 _WORD = re.compile(r"\s*\S+\s*")
 # Reason phrases Twisted's http.RESPONSES lacks but clients may show.
 _EXTRA_REASONS = {422: b"Unprocessable Content", 429: b"Too Many Requests"}
+
+
+# A text-generating renderer: (request, JSON body, stream?, drop-after).
+_Generator = Callable[[server.Request, dict[str, Any], bool, int | None], bytes | int]
 
 
 class _BadRequest(Exception):
@@ -207,11 +233,13 @@ def _reset_after_flush(request: server.Request) -> None:
 
 
 class _Stream:
-    """One SSE chat-completion stream, paced by the clock.
+    """One SSE stream, paced by the clock.
 
-    Events are written from timer callbacks as they fall due; when the
-    client goes away the pending timer is cancelled and nothing more is
-    written to the request.
+    ``head`` (events that carry no content) goes out with the first content
+    chunk, each further chunk after ``delay``, then ``tail``.  Events are
+    written from timer callbacks as they fall due; when the client goes away
+    the pending timer is cancelled and nothing more is written to the
+    request.
     """
 
     def __init__(
@@ -223,6 +251,7 @@ class _Stream:
         tail: bytes,
         delay: float,
         drop_after: int | None,
+        head: bytes = b"",
     ) -> None:
         self._state = state
         self._clock = clock
@@ -231,6 +260,7 @@ class _Stream:
         self._tail = tail
         self._delay = delay
         self._drop_after = drop_after
+        self._head = head
         self._sent = 0
         self._call: IDelayedCall | None = None
         self._done = False
@@ -243,7 +273,7 @@ class _Stream:
         request.setHeader(b"content-type", _SSE)
         request.setHeader(b"cache-control", b"no-cache")
         request.notifyFinish().addErrback(self._client_gone)
-        request.write(b"")  # headers go out even if no event follows
+        request.write(self._head)  # headers go out even if no event follows
         self._step()
 
     def _step(self) -> None:
@@ -320,13 +350,15 @@ class MockResource(Resource):
                 value.decode("latin-1") for value in values
             ]
         _, _, query = request.uri.partition(b"?")
+        kept = body[:REQUEST_LOG_BODY_LIMIT]
         self.state.requests.append(
             {
                 "method": request.method.decode("latin-1"),
                 "path": path,
                 "query": query.decode("utf-8", "replace"),
                 "headers": headers,
-                "body": body.decode("utf-8", "replace"),
+                "body": kept.decode("utf-8", "replace"),
+                "body_length": len(body),
             }
         )
 
@@ -356,16 +388,26 @@ class MockResource(Resource):
         drop_after = _int_header(request, b"x-mock-drop-after")
 
         method = request.method
-        if path != "/" and path.endswith("/") and "/v1/" in path:
-            path = path[:-1]
-        if path.endswith("/v1/chat/completions"):
+        under_v1 = "/v1/" in path
+        route = path[:-1] if path != "/" and path.endswith("/") and under_v1 else path
+        generate = self._generator(route)
+        if generate is not None:
             if method != b"POST":
                 return self._not_allowed(request, b"POST")
-            return self._render_chat(request, body, drop_after)
+            payload = _json_object(body)
+            stream = payload.get("stream") is True
+            if drop_after is not None and not stream:
+                _abort(request)
+                return server.NOT_DONE_YET
+            return generate(request, payload, stream, drop_after)
         if drop_after is not None:
             _abort(request)
             return server.NOT_DONE_YET
-        if path.endswith("/v1/models"):
+        if route.endswith("/v1/embeddings"):
+            if method != b"POST":
+                return self._not_allowed(request, b"POST")
+            return self._render_embeddings(request, _json_object(body))
+        if route.endswith("/v1/models"):
             if method not in (b"GET", b"HEAD"):
                 return self._not_allowed(request, b"GET")
             models = [
@@ -373,16 +415,28 @@ class MockResource(Resource):
                 for model in MODEL_IDS
             ]
             return _send_json(request, {"object": "list", "data": models})
-        if path.endswith("/v1/health"):
+        if route.endswith("/v1/health"):
             if method not in (b"GET", b"HEAD"):
                 return self._not_allowed(request, b"GET")
             return _send_json(request, {"status": "ok"})
-        if path.endswith("/") and "/v1/" not in path:
+        if under_v1:
+            return self._render_echo(request, path, body)
+        if route.endswith("/"):
             if method not in (b"GET", b"HEAD"):
                 return self._not_allowed(request, b"GET")
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"mock upstream ok"
         return _send_error(request, 404, f"Unknown path: {path}")
+
+    def _generator(self, route: str) -> _Generator | None:
+        """The renderer of a text-generating path (POST, maybe streamed)."""
+        if route.endswith("/v1/chat/completions"):
+            return self._render_chat
+        if route.endswith("/v1/completions"):
+            return self._render_completions
+        if route.endswith("/v1/responses"):
+            return self._render_responses
+        return None
 
     def _render_mock_status(self, request: server.Request, status: int) -> bytes:
         """Answer an X-Mock-Status request with the requested error."""
@@ -402,89 +456,177 @@ class MockResource(Resource):
             request, 405, f"Method {request.method.decode('latin-1')} not allowed"
         )
 
-    def _render_chat(
-        self, request: server.Request, body: bytes, drop_after: int | None
-    ) -> bytes | int:
-        """A chat completion, plain or streamed."""
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            return _send_error(request, 400, "Request body is not valid JSON")
-        if not isinstance(payload, dict):
-            return _send_error(request, 400, "Request body must be a JSON object")
-        stream = payload.get("stream") is True
-        if drop_after is not None and not stream:
-            _abort(request)
-            return server.NOT_DONE_YET
+    def _next_number(self) -> int:
+        """A fresh number for the ids of a generated object."""
+        self.state.completion_count += 1
+        return self.state.completion_count
+
+    def _pacing(self, request: server.Request) -> tuple[int, float]:
+        """The stream's event count and delay: site defaults or headers."""
         events = _int_header(request, b"x-mock-events")
         delay = _float_header(request, b"x-mock-event-delay")
+        return (
+            self.events if events is None else events,
+            self.event_delay if delay is None else delay,
+        )
 
-        self.state.completion_count += 1
-        model = payload.get("model")
-        if not isinstance(model, str):
-            model = DEFAULT_MODEL
+    def _bare_reply(self, request: server.Request) -> bytes | None:
+        """The reply as plain bytes if X-Mock-Content-Type asks for it."""
+        content_type = _header(request, b"x-mock-content-type")
+        if not content_type:
+            return None
+        request.setHeader(b"content-type", content_type.encode("latin-1"))
+        return self.reply.encode()
+
+    def _render_chat(
+        self,
+        request: server.Request,
+        payload: dict[str, Any],
+        stream: bool,
+        drop_after: int | None,
+    ) -> bytes | int:
+        """A chat completion, plain or streamed."""
+        events, delay = self._pacing(request)
         base = {
-            "id": f"chatcmpl-mock-{self.state.completion_count}",
+            "id": f"chatcmpl-mock-{self._next_number()}",
             "object": "chat.completion",
             "created": int(self.clock.seconds()),
-            "model": model,
+            "model": _model(payload, DEFAULT_MODEL),
         }
-        usage = {
-            "prompt_tokens": _count_prompt_words(payload.get("messages")),
-            "completion_tokens": len(self.reply.split()),
-        }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage = _usage(payload.get("messages"), self.reply)
         if stream:
-            options = payload.get("stream_options")
-            include_usage = (
-                isinstance(options, dict) and options.get("include_usage") is True
-            )
-            self._start_stream(
-                request,
-                base,
-                usage if include_usage else None,
-                self.events if events is None else events,
-                self.event_delay if delay is None else delay,
-                drop_after,
-            )
+            base = {**base, "object": "chat.completion.chunk"}
+
+            def delta(content: dict[str, str], finish_reason: str | None) -> bytes:
+                choice = {"index": 0, "delta": content, "finish_reason": finish_reason}
+                return _data_event({**base, "choices": [choice]})
+
+            pieces = split_reply(self.reply, events)
+            chunks = [delta({"content": piece}, None) for piece in pieces[1:]]
+            if pieces:
+                chunks.insert(0, delta({"role": "assistant", "content": pieces[0]}, None))
+            tail = delta({}, "stop")
+            if _include_usage(payload):
+                tail += _data_event({**base, "choices": [], "usage": usage})
+            tail += b"data: [DONE]\n\n"
+            _Stream(self.state, self.clock, request, chunks, tail, delay, drop_after).start()
             return server.NOT_DONE_YET
 
-        content_type = _header(request, b"x-mock-content-type")
-        if content_type:
-            request.setHeader(b"content-type", content_type.encode("latin-1"))
-            return self.reply.encode()
+        bare = self._bare_reply(request)
+        if bare is not None:
+            return bare
         message = {"role": "assistant", "content": self.reply}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         return _send_json(request, {**base, "choices": [choice], "usage": usage})
 
-    def _start_stream(
+    def _render_completions(
         self,
         request: server.Request,
-        base: dict[str, Any],
-        usage: dict[str, int] | None,
-        events: int,
-        delay: float,
+        payload: dict[str, Any],
+        stream: bool,
         drop_after: int | None,
-    ) -> None:
-        """Pre-encode every SSE event and hand them to a paced _Stream."""
-        base = {**base, "object": "chat.completion.chunk"}
+    ) -> bytes | int:
+        """A legacy ``text_completion``, plain or streamed like chat."""
+        events, delay = self._pacing(request)
+        base = {
+            "id": f"cmpl-mock-{self._next_number()}",
+            "object": "text_completion",
+            "created": int(self.clock.seconds()),
+            "model": _model(payload, DEFAULT_MODEL),
+        }
+        usage = _usage(payload.get("prompt"), self.reply)
 
-        def event(payload: dict[str, Any]) -> bytes:
-            return b"data: " + json.dumps({**base, **payload}).encode() + b"\n\n"
+        def choice(text: str, finish_reason: str | None) -> dict[str, Any]:
+            return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}
 
-        def delta(content: dict[str, str], finish_reason: str | None) -> bytes:
-            choice = {"index": 0, "delta": content, "finish_reason": finish_reason}
-            return event({"choices": [choice]})
+        if stream:
+            chunks = [
+                _data_event({**base, "choices": [choice(piece, None)]})
+                for piece in split_reply(self.reply, events)
+            ]
+            tail = _data_event({**base, "choices": [choice("", "stop")]})
+            if _include_usage(payload):
+                tail += _data_event({**base, "choices": [], "usage": usage})
+            tail += b"data: [DONE]\n\n"
+            _Stream(self.state, self.clock, request, chunks, tail, delay, drop_after).start()
+            return server.NOT_DONE_YET
 
-        pieces = split_reply(self.reply, events)
-        chunks = [delta({"content": piece}, None) for piece in pieces[1:]]
-        if pieces:
-            chunks.insert(0, delta({"role": "assistant", "content": pieces[0]}, None))
-        tail = delta({}, "stop")
-        if usage is not None:
-            tail += event({"choices": [], "usage": usage})
-        tail += b"data: [DONE]\n\n"
-        _Stream(self.state, self.clock, request, chunks, tail, delay, drop_after).start()
+        bare = self._bare_reply(request)
+        if bare is not None:
+            return bare
+        return _send_json(
+            request, {**base, "choices": [choice(self.reply, "stop")], "usage": usage}
+        )
+
+    def _render_responses(
+        self,
+        request: server.Request,
+        payload: dict[str, Any],
+        stream: bool,
+        drop_after: int | None,
+    ) -> bytes | int:
+        """A Responses API ``response``, plain or as its typed event stream."""
+        events, delay = self._pacing(request)
+        pieces = split_reply(self.reply, events) if stream else [self.reply]
+        response = _response_object(
+            payload, self._next_number(), int(self.clock.seconds()), "".join(pieces)
+        )
+        if stream:
+            head, chunks, tail = _response_events(response, pieces)
+            _Stream(
+                self.state, self.clock, request, chunks, tail, delay, drop_after, head
+            ).start()
+            return server.NOT_DONE_YET
+        bare = self._bare_reply(request)
+        if bare is not None:
+            return bare
+        return _send_json(request, response)
+
+    def _render_embeddings(
+        self, request: server.Request, payload: dict[str, Any]
+    ) -> bytes:
+        """An embedding list: one hash-derived vector per input."""
+        inputs = _embedding_inputs(payload.get("input"))
+        dimensions = payload.get("dimensions", EMBEDDING_DIMENSIONS)
+        if type(dimensions) is not int or not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
+            raise _BadRequest(
+                f"'dimensions' must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}"
+            )
+        encoding = payload.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise _BadRequest("'encoding_format' must be 'float' or 'base64'")
+        data = []
+        for index, (text, _) in enumerate(inputs):
+            vector: list[float] | str = embedding_vector(text, dimensions)
+            if encoding == "base64":
+                vector = _pack_floats(vector)
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        tokens = sum(count for _, count in inputs)
+        return _send_json(
+            request,
+            {
+                "object": "list",
+                "data": data,
+                "model": _model(payload, DEFAULT_EMBEDDING_MODEL),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+
+    def _render_echo(self, request: server.Request, path: str, body: bytes) -> bytes:
+        """Describe the request received, for any other ``/v1/`` path."""
+        _, _, query = request.uri.partition(b"?")
+        return _send_json(
+            request,
+            {
+                "object": "mock.echo",
+                "method": request.method.decode("latin-1"),
+                "path": path,
+                "query": query.decode("utf-8", "replace"),
+                "body_bytes": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+                "content_type": _header(request, b"content-type"),
+            },
+        )
 
     def _render_introspection(self, request: server.Request, path: str) -> bytes:
         """``/_mock/requests`` and ``/_mock/stats``; never recorded."""
@@ -502,15 +644,213 @@ class MockResource(Resource):
         return _send_error(request, 404, f"Unknown path: {path}")
 
 
-def _count_prompt_words(messages: Any) -> int:
-    """A rough prompt "token" count: words in the string message contents."""
-    if not isinstance(messages, list):
-        return 0
-    return sum(
-        len(message["content"].split())
-        for message in messages
-        if isinstance(message, dict) and isinstance(message.get("content"), str)
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise _BadRequest("Request body is not valid JSON")
+    if not isinstance(payload, dict):
+        raise _BadRequest("Request body must be a JSON object")
+    return payload
+
+
+def _model(payload: dict[str, Any], default: str) -> str:
+    """The requested model, echoed back as real upstreams do."""
+    model = payload.get("model")
+    return model if isinstance(model, str) else default
+
+
+def _include_usage(payload: dict[str, Any]) -> bool:
+    """Whether a chat or legacy stream should end with a usage chunk."""
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _count_words(value: Any) -> int:
+    """A rough "token" count: words in the strings of a prompt.
+
+    Takes a plain string, a list of strings, or chat messages / Responses
+    input items whose ``content``, ``text`` or ``output`` hold the text.
+    """
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_count_words(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_count_words(value.get(key)) for key in ("content", "text", "output"))
+    return 0
+
+
+def _usage(prompt: Any, reply: str) -> dict[str, int]:
+    """Chat/legacy usage: prompt and reply word counts."""
+    prompt_tokens, completion_tokens = _count_words(prompt), len(reply.split())
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _data_event(payload: dict[str, Any]) -> bytes:
+    """One ``data:``-only SSE event (chat and legacy completions)."""
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _echoed(payload: dict[str, Any], name: str, kinds: tuple[type, ...], default: Any) -> Any:
+    """A request field the Responses API echoes back, if of the right type
+    (exact types, so that a bool is no number)."""
+    value = payload.get(name)
+    return value if type(value) in kinds else default
+
+
+def _response_object(
+    payload: dict[str, Any], number: int, created: int, text: str
+) -> dict[str, Any]:
+    """A completed Responses API ``response`` holding one message of ``text``.
+
+    Shaped like the real API's (the request's settings echoed, nulls where
+    unused) so that the openai SDKs parse it and ``output_text`` is ``text``.
+    """
+    message = {
+        "type": "message",
+        "id": f"msg_mock_{number}",
+        "status": "completed",
+        "role": "assistant",
+        "content": [
+            {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        ],
+    }
+    input_tokens = _count_words(payload.get("input")) + _count_words(
+        payload.get("instructions")
     )
+    output_tokens = len(text.split())
+    return {
+        "id": f"resp_mock_{number}",
+        "object": "response",
+        "created_at": created,
+        "status": "completed",
+        "background": False,
+        "completed_at": created,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": _echoed(payload, "instructions", (str, list), None),
+        "max_output_tokens": _echoed(payload, "max_output_tokens", (int,), None),
+        "model": _model(payload, DEFAULT_MODEL),
+        "output": [message],
+        "parallel_tool_calls": _echoed(payload, "parallel_tool_calls", (bool,), True),
+        "previous_response_id": _echoed(payload, "previous_response_id", (str,), None),
+        "reasoning": _echoed(payload, "reasoning", (dict,), {"effort": None, "summary": None}),
+        "service_tier": "default",
+        "store": _echoed(payload, "store", (bool,), True),
+        "temperature": _echoed(payload, "temperature", (int, float), 1.0),
+        "text": _echoed(payload, "text", (dict,), {"format": {"type": "text"}}),
+        "tool_choice": _echoed(payload, "tool_choice", (str, dict), "auto"),
+        "tools": _echoed(payload, "tools", (list,), []),
+        "top_p": _echoed(payload, "top_p", (int, float), 1.0),
+        "truncation": _echoed(payload, "truncation", (str,), "disabled"),
+        "usage": {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        },
+        "user": _echoed(payload, "user", (str,), None),
+        "metadata": _echoed(payload, "metadata", (dict,), {}),
+    }
+
+
+def _response_events(
+    response: dict[str, Any], pieces: list[str]
+) -> tuple[bytes, list[bytes], bytes]:
+    """The Responses API stream of ``response``: head, deltas and tail.
+
+    Each event is ``event: TYPE`` plus ``data: JSON`` carrying the same
+    ``type`` and a ``sequence_number`` counting from 0.  The stream opens
+    with the response ``in_progress`` and empty, adds the message and its
+    text part, sends one ``response.output_text.delta`` per piece, closes the
+    part and the message and ends with ``response.completed`` (no
+    ``[DONE]``: the real API sends none).
+    """
+    numbers = itertools.count()
+
+    def event(kind: str, **fields: Any) -> bytes:
+        data = {"type": kind, "sequence_number": next(numbers), **fields}
+        return b"event: %s\ndata: %s\n\n" % (kind.encode(), json.dumps(data).encode())
+
+    message = response["output"][0]
+    part = message["content"][0]
+    pending = {
+        **response,
+        "status": "in_progress",
+        "completed_at": None,
+        "output": [],
+        "usage": None,
+    }
+    where = {"item_id": message["id"], "output_index": 0, "content_index": 0}
+    head = (
+        event("response.created", response=pending)
+        + event("response.in_progress", response=pending)
+        + event(
+            "response.output_item.added",
+            output_index=0,
+            item={**message, "status": "in_progress", "content": []},
+        )
+        + event("response.content_part.added", **where, part={**part, "text": ""})
+    )
+    chunks = [
+        event("response.output_text.delta", **where, delta=piece, logprobs=[])
+        for piece in pieces
+    ]
+    tail = (
+        event("response.output_text.done", **where, text=part["text"], logprobs=[])
+        + event("response.content_part.done", **where, part=part)
+        + event("response.output_item.done", output_index=0, item=message)
+        + event("response.completed", response=response)
+    )
+    return head, chunks, tail
+
+
+def _embedding_inputs(value: Any) -> list[tuple[str, int]]:
+    """The inputs of an embeddings request as (text to hash, token count).
+
+    ``input`` may be a string, a list of strings, a token array or a list of
+    token arrays (hashed as their JSON text).
+    """
+    if isinstance(value, str):
+        return [(value, _count_words(value))]
+    if isinstance(value, list) and value:
+        if all(isinstance(item, str) for item in value):
+            return [(item, _count_words(item)) for item in value]
+        if all(type(item) is int for item in value):
+            return [(json.dumps(value), len(value))]
+        if all(
+            isinstance(item, list) and item and all(type(token) is int for token in item)
+            for item in value
+        ):
+            return [(json.dumps(item), len(item)) for item in value]
+    raise _BadRequest(
+        "'input' must be a string, a list of strings or of token arrays, not empty"
+    )
+
+
+def embedding_vector(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic unit-length vector for ``text``, from its SHAKE-256.
+
+    The values are exact float32 values, so the ``float`` encoding and the
+    decoded ``base64`` one give equal lists.
+    """
+    raw = hashlib.shake_256(text.encode("utf-8", "surrogatepass")).digest(4 * dimensions)
+    values = [number / 2**31 - 1.0 for number in struct.unpack(f"<{dimensions}I", raw)]
+    norm = math.sqrt(sum(value * value for value in values)) or 1.0
+    packed = struct.pack(f"<{dimensions}f", *(value / norm for value in values))
+    return list(struct.unpack(f"<{dimensions}f", packed))
+
+
+def _pack_floats(vector: list[float]) -> str:
+    """The ``base64`` embedding encoding: little-endian float32, base64."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
 class _MockChannel(http.HTTPChannel):
