@@ -80,14 +80,21 @@ class Forwarded(JSONResource):
     """A path whose requests go to the upstream C{upstream_path}."""
 
     def __init__(self, forwarder: Forwarder, upstream_path: str, methods: tuple[str, ...],
-                 route: Route = Route()) -> None:
+                 route: Route = Route(), below: Resource | None = None) -> None:
         super().__init__()
         self._forwarder = forwarder
         self._upstream_path = upstream_path
         self._route = route
+        self._below = below
         self.public = route.bare  # open probes are the only public forwards
         for method in methods:
             setattr(self, "render_" + method, self._forward)
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        """Paths below this one (C{/v1/responses/{id}}) go to C{below}, if given."""
+        if self._below is not None and path:
+            return self._below
+        return super().getChild(path, request)
 
     def _forward(self, request: Request) -> object:
         return self._forwarder.forward(request, self._upstream_path, self._route)
@@ -184,17 +191,17 @@ class Metadata(JSONResource):
 
 class Directory(JSONResource):
     """A path segment that only groups children; itself a 404.  Unknown
-    children go to C{fallback} when given (the passthrough under /v1)."""
+    children go to C{below} when given (the passthrough under /v1)."""
 
-    def __init__(self, children: dict[bytes, Resource], fallback: Resource | None = None) -> None:
+    def __init__(self, children: dict[bytes, Resource], below: Resource | None = None) -> None:
         super().__init__()
-        self._fallback = fallback
+        self._below = below
         for name, child in children.items():
             self.putChild(name, child)
 
     def getChild(self, path: bytes, request: Request) -> Resource:
-        if self._fallback is not None and path:
-            return self._fallback
+        if self._below is not None and path:
+            return self._below
         return super().getChild(path, request)
 
     def render(self, request: Request) -> bytes:
@@ -216,14 +223,15 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
                         Route(token_field=CHAT_TOKEN_FIELD),
                     ),
                 },
-                fallback=passthrough,
+                below=passthrough,
             ),
             b"responses": Forwarded(
                 forwarder, "/v1/responses", ("POST",),
                 Route(token_field=RESPONSES_TOKEN_FIELD, responses_events=True),
+                below=passthrough,
             ),
         },
-        fallback=passthrough,
+        below=passthrough,
     )
     health = Forwarded(forwarder, "/", ("GET",), probe)
     return Metadata(forwarder.config.upstream_display, {b"health": health, b"v1": v1})

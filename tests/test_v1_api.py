@@ -60,3 +60,65 @@ def test_passthrough_refuses_paths_leaving_v1(proxy, target):
 
     status, body = raw_get(proxy.url, target)
     assert status == 404, (target, status, body)
+
+
+def test_large_upload_streamed_through_intact(proxy, client, mock_url):
+    """A multi-megabyte upload reaches the upstream byte for byte (spooled by
+    the server, streamed from disk), with its method, path and query."""
+    import hashlib
+
+    body = bytes(range(256)) * (5 * 4096)  # 5 MiB
+    rid = new_id()
+    response = client.post(
+        proxy.url + "/v1/audio/transcriptions?language=nl", content=body,
+        headers={"Content-Type": "application/octet-stream", "X-Request-ID": rid})
+    assert response.status_code == 200
+    echo = response.json()
+    assert echo["path"] == "/v1/audio/transcriptions" and echo["query"] == "language=nl"
+    assert echo["body_bytes"] == len(body)
+    assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
+    logged = proxy.wait_for_event("request", id=rid)
+    assert logged["body_length"] == len(body) and "body" not in logged
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/v1/responses/resp_1/input_items?limit=5"), ("DELETE", "/v1/responses/resp_1"),
+    ("POST", "/v1/moderations"), ("GET", "/v1/files"), ("POST", "/v1/images/generations"),
+])
+def test_other_v1_paths_forwarded(proxy, client, method, path):
+    response = client.request(method, proxy.url + path, content=b"{}" if method == "POST" else None)
+    assert response.status_code == 200
+    echo = response.json()
+    assert echo["method"] == method and echo["path"] == path.split("?")[0]
+    assert response.headers["x-upstream-status"] == "200"
+
+
+def test_passthrough_needs_the_token(mock_url, client):
+    with run_proxy(mock_url, AUTH_TOKEN="tok") as guarded:
+        assert client.post(guarded.url + "/v1/embeddings", json={}).status_code == 401
+
+
+def test_gpt5_responses_normalized(proxy, client, mock_url):
+    import json
+
+    rid = new_id()
+    client.post(proxy.url + "/v1/responses", headers={"X-Request-ID": rid},
+                json={"model": "gpt-5", "input": "x", "max_tokens": 50, "temperature": 0.1})
+    body = json.loads(upstream_saw(mock_url, rid)[0]["body"])
+    assert body["max_output_tokens"] == 50 and "max_tokens" not in body and body["temperature"] == 1
+
+
+def test_responses_stream_bytes_unchanged(proxy, client, mock_url):
+    """SSE events (event: and data: lines) reach the client byte for byte."""
+    import httpx
+
+    body = {"model": "gpt-4.1", "input": "x", "stream": True}
+    direct = httpx.post(mock_url + "/v1/responses", json=body).content
+    proxied = client.post(proxy.url + "/v1/responses", json=body).content
+
+    def without_varying_fields(raw: bytes) -> bytes:
+        import re
+        return re.sub(rb'"(id|item_id|created_at|completed_at)": ?("[^"]*"|\d+)', b"", raw)
+
+    assert b"event: response.completed\n" in proxied
+    assert without_varying_fields(proxied) == without_varying_fields(direct)
