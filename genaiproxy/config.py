@@ -40,6 +40,7 @@ class Config:
     ca_bundle: str = ""
     ssl_cert_file: str = ""
     api_version: str = ""
+    shutdown_grace_sec: float = 30.0
 
     @property
     def upstream_display(self) -> str:
@@ -68,6 +69,7 @@ class Config:
             "NO_PROXY": self.no_proxy,
             "GENAI_CA_BUNDLE": self.ca_bundle,
             "GENAI_API_VERSION": self.api_version,
+            "SHUTDOWN_GRACE_SEC": self.shutdown_grace_sec,
             "AUTH_ENABLED": bool(self.auth_token),
         }
 
@@ -206,6 +208,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         ca_bundle=env.get("GENAI_CA_BUNDLE", "").strip(),
         ssl_cert_file=env.get("SSL_CERT_FILE", "").strip(),
         api_version=_api_version(env),
+        shutdown_grace_sec=_number(env, "SHUTDOWN_GRACE_SEC", 30.0, minimum=0.0),
     )
 
 

@@ -14,6 +14,7 @@ from time import monotonic
 from typing import Any, Optional
 from urllib.parse import quote
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
@@ -59,11 +60,44 @@ class Forwarder:
         self.config = upstream.config
         self.clock = upstream.clock
         self.secret_headers = secret_header_names([self.config.subscription_name])
+        self._in_flight: set[Any] = set()
+        self._idle_waiters: list[Deferred[None]] = []
 
     def forward(self, request: Any, path: str, route: "Route") -> object:
         """Send C{request} to the upstream C{path}; answer it asynchronously."""
+        self._in_flight.add(request)
+        request.notifyFinish().addBoth(self._finished, request)
         ForwardCall(self, request, path, route).start()
         return NOT_DONE_YET
+
+    @property
+    def in_flight(self) -> int:
+        """Requests forwarded and not yet answered in full (streams included)."""
+        return len(self._in_flight)
+
+    def idle(self) -> Deferred[None]:
+        """Fires once no forwarded request is in flight."""
+        if not self._in_flight:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    def cut_all(self) -> int:
+        """Close the connections of every request still in flight; their
+        upstream calls are cancelled in turn.  Returns how many there were."""
+        requests = list(self._in_flight)
+        for request in requests:
+            request.transport.abortConnection()
+        return len(requests)
+
+    def _finished(self, _: object, request: Any) -> None:
+        self._in_flight.discard(request)
+        if not self._in_flight:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.called:
+                    waiter.callback(None)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The model list served on C{/v1/models}, read from models.yaml.
 
-The file is read again whenever its modification time or size changes, so an
-edit shows on the next request.  Two layouts are accepted: a top-level list
+The file is read again whenever its modification time or size changes (on
+the next request, on SIGHUP, and by a periodic check), so an edit shows
+without a restart.  Two layouts are accepted: a top-level list
 of models, or that list under a C{models:} key.
 """
 
@@ -56,34 +57,55 @@ def parse_models(text: str, now: int) -> list[dict[str, Any]]:
 
 
 class ModelCatalog:
-    """models.yaml at C{path}, re-read when the file changes."""
+    """models.yaml at C{path}, read again when the file changes.
+
+    A file that changes into something unusable keeps the last good list in
+    service (and logs why); only when there never was a good list does
+    L{models} raise L{ModelsFileError}.
+    """
 
     def __init__(self, path: str, now: Callable[[], float] = time.time) -> None:
         self.path = path
         self._now = now
         self._stamp: Optional[tuple[int, int]] = None
-        self._models: list[dict[str, Any]] = []
+        self._models: Optional[list[dict[str, Any]]] = None
+        self._problem: Optional[ModelsFileError] = None
         self._missing_logged = False
 
     def models(self) -> list[dict[str, Any]]:
-        """The current model list; raises L{ModelsFileError} for a bad file."""
+        """The current model list (re-read first if the file changed)."""
+        self.refresh()
+        if self._models is None:
+            assert self._problem is not None
+            raise self._problem
+        return self._models
+
+    def refresh(self, force: bool = False) -> None:
+        """Read the file again if it changed (or always, with C{force})."""
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
             if not self._missing_logged:
                 log.warn("models_file_missing", path=self.path, models=0)
                 self._missing_logged = True
-            self._stamp = None
-            return []
+            self._stamp, self._models, self._problem = None, [], None
+            return
         self._missing_logged = False
         stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
+        if stamp == self._stamp and not force:
+            return
+        self._stamp = stamp
+        try:
             try:
                 with open(self.path, encoding="utf-8") as f:
                     text = f.read()
             except (OSError, UnicodeDecodeError) as e:
                 raise ModelsFileError(f"cannot read {self.path}: {e}") from None
-            self._models = parse_models(text, int(self._now()))
-            self._stamp = stamp
-            log.info("models_loaded", path=self.path, models=len(self._models))
-        return self._models
+            models = parse_models(text, int(self._now()))
+        except ModelsFileError as problem:
+            self._problem = problem
+            kept = None if self._models is None else len(self._models)
+            log.error("models_reload_failed", path=self.path, error=str(problem), models_kept=kept)
+            return
+        self._models, self._problem = models, None
+        log.info("models_loaded", path=self.path, models=len(models))

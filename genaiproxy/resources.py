@@ -2,6 +2,7 @@
 
     /                       metadata (name, version, upstream)
     /health                 probe of the upstream root          public
+    /livez                  liveness, no upstream call          public
     /v1/health              forwarded to the upstream           public
     /v1/models[/{id}]       local, from models.yaml
     /v1/chat/completions    forwarded, gpt-5 normalised, streams
@@ -189,6 +190,16 @@ class Metadata(JSONResource):
         return set_json(request, self._document)
 
 
+class Liveness(JSONResource):
+    """GET /livez: the process is up and serving; asks nothing of the upstream
+    (for container and orchestrator probes)."""
+
+    public = True
+
+    def render_GET(self, request: Request) -> bytes:
+        return set_json(request, {"status": "ok"})
+
+
 class Directory(JSONResource):
     """A path segment that only groups children; itself a 404.  Unknown
     children go to C{below} when given (the passthrough under /v1)."""
@@ -234,4 +245,7 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
         below=passthrough,
     )
     health = Forwarded(forwarder, "/", ("GET",), probe)
-    return Metadata(forwarder.config.upstream_display, {b"health": health, b"v1": v1})
+    return Metadata(
+        forwarder.config.upstream_display,
+        {b"health": health, b"livez": Liveness(), b"v1": v1},
+    )

@@ -11,8 +11,12 @@ from __future__ import annotations
 import hmac
 import random
 import uuid
-from typing import Optional
+from typing import Any, Optional
+from weakref import WeakSet
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
@@ -161,6 +165,10 @@ class ProxySite(Site):
     """A Site that tags each request with an id and applies access rules."""
 
     requestFactory = ProxyRequest
+    # Plain HTTP/1.1 channels (Twisted's default wraps them to negotiate
+    # HTTP/2, which needs the optional h2 package): their transports are
+    # what a graceful stop closes.
+    protocol = HTTPChannel
     noisy = False
 
     def __init__(self, resource: IResource, policy: AccessPolicy) -> None:
@@ -168,9 +176,39 @@ class ProxySite(Site):
         # submissions (which would also hold big uploads in memory twice).
         super().__init__(resource, parsePOSTFormSubmission=False)
         self.policy = policy
+        self._channels: WeakSet[Any] = WeakSet()
 
     def log(self, request: Request) -> None:
         """No access log: the forwarder logs each request as structured events."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        self._channels.add(channel)
+        return channel
+
+    def close_connections(self, clock: IReactorTime, timeout: float = 5.0) -> Deferred[int]:
+        """Close every client connection once what was written to it has gone
+        out (so the end of a finished stream is not lost); connections still
+        open after C{timeout} seconds are aborted.  Fires with how many were open."""
+        open_now = [c for c in self._channels if c.transport is not None and c.transport.connected]
+        for channel in open_now:
+            channel.transport.loseConnection()
+        deadline = clock.seconds() + timeout
+        done: Deferred[int] = Deferred()
+
+        def check() -> None:
+            still = [c for c in open_now if c.transport.connected]
+            if not still:
+                done.callback(len(open_now))
+            elif clock.seconds() >= deadline:
+                for channel in still:
+                    channel.transport.abortConnection()
+                done.callback(len(open_now))
+            else:
+                clock.callLater(0.05, check)
+
+        check()
+        return done
 
     def getResourceFor(self, request: Request) -> IResource:
         request.request_id = request_id_for(request)
