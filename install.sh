@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Install genai-proxy as a systemd service, in a container (podman or docker)
+# or natively (twistd from a virtualenv). Safe to run again: existing
+# settings and models.yaml are kept, changed unit files are replaced.
+#
+#   sudo ./install.sh [--mode container|native] [--no-start]
+#
+# Options for packaging and tests:
+#   --root DIR   install under DIR instead of / (no systemctl, no users)
+#   --no-build   container mode: do not build the image
+#   --no-venv    native mode: do not create the virtualenv
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+mode=""
+root=""
+start=yes
+build=yes
+venv=yes
+
+usage() {
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --mode) mode=${2:-}; shift 2 ;;
+        --mode=*) mode=${1#--mode=}; shift ;;
+        --root) root=${2:-}; shift 2 ;;
+        --root=*) root=${1#--root=}; shift ;;
+        --no-start) start=no; shift ;;
+        --no-build) build=no; shift ;;
+        --no-venv) venv=no; shift ;;
+        -h|--help) usage 0 ;;
+        *) echo "install.sh: unknown option: $1" >&2; usage 2 ;;
+    esac
+done
+
+engine=""
+if command -v podman >/dev/null 2>&1; then
+    engine=podman
+elif command -v docker >/dev/null 2>&1; then
+    engine=docker
+fi
+if [ -z "$mode" ]; then
+    if [ -n "$engine" ]; then mode=container; else mode=native; fi
+fi
+case "$mode" in
+    container|native) ;;
+    *) echo "install.sh: --mode must be container or native, not '$mode'" >&2; exit 2 ;;
+esac
+
+live=yes
+[ -n "$root" ] && live=no
+if [ "$live" = yes ] && [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: run as root (sudo ./install.sh)" >&2
+    exit 1
+fi
+
+etc="$root/etc/genai-proxy"
+opt="$root/opt/genai-proxy"
+units="$root/etc/systemd/system"
+env_file="$etc/genai-proxy.env"
+
+step() { printf '==> %s\n' "$*"; }
+
+echo "genai-proxy installer ($mode mode)"
+
+step "Preparing $opt and $etc"
+mkdir -p "$opt" "$etc" "$units"
+chmod 755 "$opt"
+
+step "Settings in $env_file"
+if [ -e "$env_file" ]; then
+    echo "    kept: it exists already (edit it, then: systemctl restart genai-proxy)"
+else
+    umask 077
+    {
+        echo "# genai-proxy settings (see README.md, Configuration). Mode 600: holds the key."
+        echo "GENAI_SUBSCRIPTION_NAME=${GENAI_SUBSCRIPTION_NAME:-Ocp-Apim-Subscription-Key}"
+        echo "GENAI_API_KEY=${GENAI_API_KEY:-change-me}"
+        echo "GENAI_BASE_URL=${GENAI_BASE_URL:-https://gateway.example.com/genai}"
+        echo "# HTTPS_PROXY=http://proxy.example:8080"
+        echo "# NO_PROXY=localhost,127.0.0.1"
+        echo "# GENAI_CA_BUNDLE=/etc/genai-proxy/ca.pem"
+        echo "# AUTH_TOKEN="
+        echo "# LOG_BODIES=false"
+    } > "$env_file"
+    umask 022
+    chmod 600 "$env_file"
+    echo "    written; fill in the key and URL before starting"
+fi
+
+step "Model list in $opt/models.yaml"
+if [ -e "$opt/models.yaml" ]; then
+    echo "    kept: it exists already (edits are picked up without a restart)"
+else
+    cp "$here/models.yaml" "$opt/models.yaml"
+    chmod 644 "$opt/models.yaml"
+    echo "    copied the example list"
+fi
+
+install_unit() {
+    local source=$1 target="$units/genai-proxy.service"
+    if [ -e "$target" ] && cmp -s "$source" "$target"; then
+        echo "    unchanged: $target"
+    else
+        install -m 644 "$source" "$target"
+        echo "    installed: $target"
+    fi
+}
+
+if [ "$mode" = container ]; then
+    step "Container image localhost/genai-proxy:latest"
+    if [ "$build" = no ]; then
+        echo "    skipped (--no-build)"
+    elif [ -z "$engine" ]; then
+        echo "install.sh: container mode needs podman or docker" >&2
+        exit 1
+    else
+        "$engine" build -t localhost/genai-proxy:latest -f "$here/Containerfile" "$here"
+    fi
+    step "systemd unit"
+    install_unit "$here/genai-proxy.service"
+else
+    step "Service user genai-proxy"
+    if [ "$live" = no ]; then
+        echo "    skipped (--root)"
+    elif id genai-proxy >/dev/null 2>&1; then
+        echo "    exists"
+    else
+        useradd --system --user-group --home-dir /opt/genai-proxy --shell /usr/sbin/nologin genai-proxy
+        echo "    created"
+    fi
+    step "Virtualenv $opt/venv"
+    if [ "$venv" = no ]; then
+        echo "    skipped (--no-venv)"
+    else
+        [ -x "$opt/venv/bin/python" ] || python3 -m venv "$opt/venv"
+        "$opt/venv/bin/pip" install --quiet --upgrade "$here"
+        echo "    genai-proxy installed (again) from $here"
+    fi
+    step "systemd unit"
+    install_unit "$here/deploy/genai-proxy-native.service"
+fi
+
+if [ "$live" = no ]; then
+    echo "==> Done (files under $root; systemctl not run)"
+    exit 0
+fi
+
+step "Reloading systemd"
+systemctl daemon-reload
+if [ "$start" = yes ]; then
+    step "Enabling and (re)starting genai-proxy"
+    systemctl enable genai-proxy.service
+    systemctl restart genai-proxy.service
+    systemctl --no-pager status genai-proxy.service || true
+else
+    echo "    not started (--no-start): systemctl enable --now genai-proxy"
+fi
+echo "==> Done"
