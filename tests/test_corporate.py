@@ -179,3 +179,8 @@ def test_client_disconnect_closes_the_tunnel(tls_upstream, pki, forward_proxy, c
         while cancelled() == before:
             assert time.monotonic() < deadline, "the origin kept streaming"
             time.sleep(0.05)
+
+
+def test_ssl_cert_file_is_trusted_too(tls_upstream, pki, client):
+    with run_proxy(tls_upstream, SSL_CERT_FILE=str(pki["ca"])) as proxy:
+        assert client.post(proxy.url + CHAT, json=BODY).status_code == 200

@@ -273,3 +273,13 @@ def test_upstream_hop_headers_not_returned(proxy, client):
     assert "x-secret-hop" not in response.headers
     assert "access-control-allow-origin" not in response.headers
     assert response.headers["x-kept"] == "yes"
+
+
+def test_upstream_request_id_kept_aside(proxy, client):
+    """The proxy's id stays in X-Request-ID; the upstream's own goes in
+    X-Upstream-Request-ID."""
+    rid = new_id()
+    response = client.get(proxy.url + "/v1/health", headers={
+        "X-Request-ID": rid, "X-Mock-Header": "x-request-id: req_upstream_42"})
+    assert response.headers["x-request-id"] == rid
+    assert response.headers["x-upstream-request-id"] == "req_upstream_42"

@@ -149,3 +149,15 @@ def test_observer_writes_one_json_object_per_line():
     assert first["event"] == "request" and first["level"] == "INFO" and first["id"] == "r1"
     assert second["level"] == "WARNING" and second["retry"] == 1
     assert third["message"] == "Site starting on 1"
+
+
+def test_any_origin_with_star():
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from genaiproxy.site import AccessPolicy
+
+    request = DummyRequest([b""])
+    request.requestHeaders.setRawHeaders(b"origin", [b"http://anything.example"])
+    assert AccessPolicy("", ("*",)).allowed_origin(request) == b"http://anything.example"
+    assert AccessPolicy("", ("http://other.example",)).allowed_origin(request) is None
+    assert AccessPolicy("", ()).allowed_origin(request) is None
