@@ -41,6 +41,7 @@ class Config:
     ssl_cert_file: str = ""
     api_version: str = ""
     shutdown_grace_sec: float = 30.0
+    max_request_body_mb: float = 100.0
 
     @property
     def upstream_display(self) -> str:
@@ -70,6 +71,7 @@ class Config:
             "GENAI_CA_BUNDLE": self.ca_bundle,
             "GENAI_API_VERSION": self.api_version,
             "SHUTDOWN_GRACE_SEC": self.shutdown_grace_sec,
+            "MAX_REQUEST_BODY_MB": self.max_request_body_mb,
             "AUTH_ENABLED": bool(self.auth_token),
         }
 
@@ -209,6 +211,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         ssl_cert_file=env.get("SSL_CERT_FILE", "").strip(),
         api_version=_api_version(env),
         shutdown_grace_sec=_number(env, "SHUTDOWN_GRACE_SEC", 30.0, minimum=0.0),
+        max_request_body_mb=_number(env, "MAX_REQUEST_BODY_MB", 100.0, minimum=0.0),
     )
 
 

@@ -150,7 +150,8 @@ def build_service(
     forwarder = Forwarder(UpstreamClient(config, reactor))
     catalog = ModelCatalog(models_path)
     site = ProxySite(build_tree(forwarder, catalog),
-                     AccessPolicy(config.auth_token, config.allowed_origins))
+                     AccessPolicy(config.auth_token, config.allowed_origins),
+                     max_body_bytes=int(config.max_request_body_mb * 1_000_000))
     try:
         listening = strports.service(listen, site, reactor=reactor)
     except ValueError as e:

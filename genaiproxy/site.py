@@ -31,11 +31,36 @@ _random_bits = random.Random().getrandbits
 
 
 class ProxyRequest(Request):
-    """A request that carries its id, and has no default content type
-    (a passed-through answer must keep the upstream's, or none)."""
+    """A request that carries its id, has no default content type (a
+    passed-through answer must keep the upstream's, or none), and stops
+    storing a body larger than the site's limit (twisted.web has none)."""
 
     defaultContentType = None
     request_id: str = ""
+    too_large = False
+    _body_bytes = 0
+
+    def _body_limit(self) -> int:
+        return getattr(self.channel.site, "max_body_bytes", 0)
+
+    def gotLength(self, length: Optional[int]) -> None:
+        limit = self._body_limit()
+        if limit and length is not None and length > limit:
+            self.too_large = True
+            length = 0  # nothing of it will be kept
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        self._body_bytes += len(data)
+        limit = self._body_limit()
+        if limit and self._body_bytes > limit:
+            self.too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
 
 
 def request_id_for(request: Request) -> str:
@@ -145,6 +170,19 @@ class ForbiddenOriginResource(Resource):
         )
 
 
+class TooLargeResource(Resource):
+    """The 413 answer for a body over MAX_REQUEST_BODY_MB (it was not kept)."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        limit_mb = getattr(request.channel.site, "max_body_bytes", 0) / 1_000_000
+        return set_json_error(
+            request, 413, f"Request body larger than MAX_REQUEST_BODY_MB ({limit_mb:g} MB)",
+            "invalid_request_error", code="request_too_large",
+        )
+
+
 class UnauthorizedResource(Resource):
     """The 401 answer for a missing or wrong bearer token."""
 
@@ -171,11 +209,12 @@ class ProxySite(Site):
     protocol = HTTPChannel
     noisy = False
 
-    def __init__(self, resource: IResource, policy: AccessPolicy) -> None:
+    def __init__(self, resource: IResource, policy: AccessPolicy, max_body_bytes: int = 0) -> None:
         # Bodies are forwarded as they are, never parsed as HTML form
         # submissions (which would also hold big uploads in memory twice).
         super().__init__(resource, parsePOSTFormSubmission=False)
         self.policy = policy
+        self.max_body_bytes = max_body_bytes
         self._channels: WeakSet[Any] = WeakSet()
 
     def log(self, request: Request) -> None:
@@ -234,4 +273,6 @@ class ProxySite(Site):
         resource = super().getResourceFor(request)
         if not getattr(resource, "public", False) and not self.policy.authorized(request):
             return UnauthorizedResource()
+        if request.too_large:
+            return TooLargeResource()
         return resource

@@ -122,3 +122,24 @@ def test_responses_stream_bytes_unchanged(proxy, client, mock_url):
 
     assert b"event: response.completed\n" in proxied
     assert without_varying_fields(proxied) == without_varying_fields(direct)
+
+
+def test_body_over_the_limit_is_413(mock_url, client):
+    """Bodies over MAX_REQUEST_BODY_MB are neither kept nor forwarded."""
+    with run_proxy(mock_url, MAX_REQUEST_BODY_MB="1") as p:
+        rid = new_id()
+        response = client.post(p.url + "/v1/audio/transcriptions", content=b"x" * 1_500_000,
+                               headers={"X-Request-ID": rid})
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "request_too_large"
+        assert upstream_saw(mock_url, rid) == []
+
+        def chunks():
+            for _ in range(15):
+                yield b"y" * 100_000
+
+        # Without a Content-Length (chunked upload) the limit holds as well.
+        chunked = client.post(p.url + "/v1/files", content=chunks(), headers={"X-Request-ID": rid})
+        assert chunked.status_code == 413
+        small = client.post(p.url + "/v1/files", content=b"z" * 900_000)
+        assert small.status_code == 200 and small.json()["body_bytes"] == 900_000
