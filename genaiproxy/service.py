@@ -139,6 +139,18 @@ class ProxyService(MultiService):
 MODELS_CHECK_INTERVAL = 2.0
 
 
+LISTEN_BACKLOG = 1024
+
+
+def with_backlog(listen: str) -> str:
+    """A TCP endpoint description with a listen queue of LISTEN_BACKLOG unless
+    it names its own: Twisted's default of 50 drops the connections of a
+    burst of clients (each then waits a second for the kernel to retry)."""
+    if listen.split(":", 1)[0] in ("tcp", "tcp6") and "backlog=" not in listen:
+        return f"{listen}:backlog={LISTEN_BACKLOG}"
+    return listen
+
+
 def build_service(
     config: Config, listen: str, models_path: str, reactor: Any = None
 ) -> ProxyService:
@@ -153,7 +165,7 @@ def build_service(
                      AccessPolicy(config.auth_token, config.allowed_origins),
                      max_body_bytes=int(config.max_request_body_mb * 1_000_000))
     try:
-        listening = strports.service(listen, site, reactor=reactor)
+        listening = strports.service(with_backlog(listen), site, reactor=reactor)
     except ValueError as e:
         raise ConfigError(f"invalid --listen {listen!r}: {e}") from None
     proxy = ProxyService(config, site, forwarder, catalog, reactor)

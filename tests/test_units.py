@@ -161,3 +161,11 @@ def test_any_origin_with_star():
     assert AccessPolicy("", ("*",)).allowed_origin(request) == b"http://anything.example"
     assert AccessPolicy("", ("http://other.example",)).allowed_origin(request) is None
     assert AccessPolicy("", ()).allowed_origin(request) is None
+
+
+def test_listen_backlog_default():
+    from genaiproxy.service import with_backlog
+
+    assert with_backlog("tcp:8111:interface=127.0.0.1") == "tcp:8111:interface=127.0.0.1:backlog=1024"
+    assert with_backlog("tcp:8111:backlog=10") == "tcp:8111:backlog=10"
+    assert with_backlog("systemd:domain=INET:index=0") == "systemd:domain=INET:index=0"
