@@ -32,12 +32,17 @@ NAME = "genai-proxy"
 class JSONResource(Resource):
     """Base resource: JSON 404 below it, JSON 405 for methods it lacks.
 
-    A trailing slash (C{/v1/models/}) names the same resource.
+    A trailing slash (C{/v1/models/}) names the same resource.  Unknown
+    children go to C{below} when one is set (the passthrough under /v1),
+    otherwise they are a 404.
     """
 
     public = False
+    below: Resource | None = None
 
     def getChild(self, path: bytes, request: Request) -> Resource:
+        if self.below is not None and path:
+            return self.below
         if path == b"" and not request.postpath:
             return self
         return NotFound()
@@ -86,16 +91,10 @@ class Forwarded(JSONResource):
         self._forwarder = forwarder
         self._upstream_path = upstream_path
         self._route = route
-        self._below = below
+        self.below = below  # paths below this one (/v1/responses/{id}), if given
         self.public = route.bare  # open probes are the only public forwards
         for method in methods:
             setattr(self, "render_" + method, self._forward)
-
-    def getChild(self, path: bytes, request: Request) -> Resource:
-        """Paths below this one (C{/v1/responses/{id}}) go to C{below}, if given."""
-        if self._below is not None and path:
-            return self._below
-        return super().getChild(path, request)
 
     def _forward(self, request: Request) -> object:
         return self._forwarder.forward(request, self._upstream_path, self._route)
@@ -201,19 +200,13 @@ class Liveness(JSONResource):
 
 
 class Directory(JSONResource):
-    """A path segment that only groups children; itself a 404.  Unknown
-    children go to C{below} when given (the passthrough under /v1)."""
+    """A path segment that only groups children; itself a 404."""
 
     def __init__(self, children: dict[bytes, Resource], below: Resource | None = None) -> None:
         super().__init__()
-        self._below = below
+        self.below = below
         for name, child in children.items():
             self.putChild(name, child)
-
-    def getChild(self, path: bytes, request: Request) -> Resource:
-        if self._below is not None and path:
-            return self._below
-        return super().getChild(path, request)
 
     def render(self, request: Request) -> bytes:
         return NotFound().render(request)
