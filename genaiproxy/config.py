@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,12 +44,12 @@ class Config:
     shutdown_grace_sec: float = 30.0
     max_request_body_mb: float = 100.0
 
-    @property
+    @cached_property
     def upstream_display(self) -> str:
         """The base URL with any user-info removed, safe to show anywhere."""
         return strip_userinfo(self.base_url)
 
-    @property
+    @cached_property
     def proxy_display(self) -> str:
         """HTTPS_PROXY with credentials removed, safe to log."""
         return strip_userinfo(self.https_proxy)

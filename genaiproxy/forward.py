@@ -21,7 +21,6 @@ from twisted.web.http import NO_BODY_CODES
 from twisted.web.server import NOT_DONE_YET
 
 from .client import RequestBody, UpstreamResponse, body_length
-from .config import strip_userinfo
 from .errors import error_document, json_bytes, set_json
 from .logs import LoggedHeaders, body_for_log, secret_header_names
 from .normalize import PreparedBody, parse_json, prepare_body
@@ -383,7 +382,7 @@ class ForwardCall:
             "id": self._id,
             "method": request.method.decode("latin-1"),
             "path": request.path.decode("latin-1"),
-            "upstream": strip_userinfo(self._fw.upstream.url_for(self._path, query).decode("ascii")),
+            "upstream": self._fw.upstream.url_for(self._path, query),
             "headers": LoggedHeaders(request.requestHeaders, self._fw.secret_headers),
         }
         if self._fw.config.log_bodies and body:

@@ -269,9 +269,10 @@ class UpstreamClient:
             endpoint = wrapClientTLS(client_tls(self._hostname, self._trust), endpoint)
         return endpoint
 
-    def url_for(self, path: str, query: bytes = b"") -> bytes:
-        """The full upstream URL for a proxy C{path} and the client's C{query}."""
-        return join_url(self.config.base_url, path, query)
+    def url_for(self, path: str, query: bytes = b"") -> str:
+        """The full upstream URL for a proxy C{path} and the client's C{query},
+        without any credentials of the base URL: fit for a log."""
+        return join_url(self.config.upstream_display, path, query).decode("ascii")
 
     def target_for(self, path: str, query: bytes = b"") -> bytes:
         """The request target sent upstream: base path + C{path} (+ C{?query})."""
