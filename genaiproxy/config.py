@@ -28,7 +28,7 @@ class Config:
 
     subscription_name: str
     api_key: str = field(repr=False)
-    base_url: str
+    base_url: str = field(repr=False)  # may carry user:password@
     request_timeout: float = 60.0
     max_retries: int = 2
     retry_backoff_sec: float = 0.5

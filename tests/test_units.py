@@ -41,10 +41,11 @@ def test_config_values():
 
 
 def test_secrets_stay_out_of_repr_and_summary():
-    config = load_config({**ENV, "AUTH_TOKEN": "tok-secret", "GENAI_BASE_URL": "http://gw.example",
+    config = load_config({**ENV, "AUTH_TOKEN": "tok-secret",
+                          "GENAI_BASE_URL": "http://gwuser:gw-secret@gw.example",
                           "HTTPS_PROXY": "http://user:pw-secret@proxy.example:3128"})
     text = repr(config) + json.dumps(config.summary())
-    for secret in ("abcd-very-secret", "tok-secret", "pw-secret"):
+    for secret in ("abcd-very-secret", "tok-secret", "pw-secret", "gw-secret"):
         assert secret not in text
     assert config.summary()["SUBSCRIPTION_KEY"] == "abcd" + "*" * 12
     assert config.summary()["HTTPS_PROXY"] == "http://proxy.example:3128"
