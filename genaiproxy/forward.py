@@ -23,7 +23,7 @@ from twisted.web.server import NOT_DONE_YET
 from .client import RequestBody, UpstreamResponse, body_length
 from .errors import error_document, json_bytes, set_json
 from .logs import LoggedHeaders, body_for_log, secret_header_names
-from .normalize import PreparedBody, parse_json, prepare_body
+from .normalize import NO_BODY, PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
 from .upstream import (
     HOP_BY_HOP_HEADERS,
@@ -149,17 +149,11 @@ class ForwardCall:
         its spool file when a passthrough upload is large."""
         content, route = self._request.content, self._route
         if content is None or route.bare:
-            return PreparedBody(b"", None, stream=False, gpt5=False), b""
+            return NO_BODY, b""
         content.seek(0)
         if route.passthrough and not isinstance(content, BytesIO):
-            return PreparedBody(b"", None, stream=False, gpt5=False), content
-        raw = content.read()
-        if route.token_field is not None:
-            prepared = prepare_body(raw, route.token_field)
-        else:
-            payload = parse_json(raw) if raw[:1] == b"{" else None
-            stream = isinstance(payload, dict) and payload.get("stream") is True
-            prepared = PreparedBody(raw, payload, stream=stream, gpt5=False)
+            return NO_BODY, content
+        prepared = prepare_body(content.read(), route.token_field)
         return prepared, prepared.body
 
     def start(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 GPT5_PREFIX = "gpt-5"
 
@@ -67,13 +67,17 @@ def normalize_gpt5(payload: dict[str, Any], token_field: str) -> bool:
     return changed
 
 
-def prepare_body(body: bytes, token_field: str) -> PreparedBody:
-    """Parse C{body} and normalise it when it asks for a gpt-5 model."""
+NO_BODY = PreparedBody(b"", None, stream=False, gpt5=False)
+
+
+def prepare_body(body: bytes, token_field: Optional[str]) -> PreparedBody:
+    """Parse C{body}; when it asks for a gpt-5 model and C{token_field} names
+    its API's token-limit field, normalise it (no field: never rewritten)."""
     payload = parse_json(body)
     if not isinstance(payload, dict):
         return PreparedBody(body, payload, stream=False, gpt5=False)
     stream = payload.get("stream") is True
-    gpt5 = is_gpt5(payload.get("model"))
+    gpt5 = token_field is not None and is_gpt5(payload.get("model"))
     if gpt5 and normalize_gpt5(payload, token_field):
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return PreparedBody(body, payload, stream=stream, gpt5=gpt5)

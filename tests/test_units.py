@@ -170,3 +170,9 @@ def test_listen_backlog_default():
     assert with_backlog("tcp:8111:interface=127.0.0.1") == "tcp:8111:interface=127.0.0.1:backlog=1024"
     assert with_backlog("tcp:8111:backlog=10") == "tcp:8111:backlog=10"
     assert with_backlog("systemd:domain=INET:index=0") == "systemd:domain=INET:index=0"
+
+
+def test_no_token_field_means_no_rewrite():
+    body = b'{"model": "gpt-5", "max_tokens": 3, "temperature": 0.2, "stream": true}'
+    prepared = prepare_body(body, None)
+    assert prepared.body == body and prepared.stream and not prepared.gpt5
