@@ -65,7 +65,6 @@ class Forwarder:
     def forward(self, request: Any, path: str, route: "Route") -> object:
         """Send C{request} to the upstream C{path}; answer it asynchronously."""
         self._in_flight.add(request)
-        request.notifyFinish().addBoth(self._finished, request)
         ForwardCall(self, request, path, route).start()
         return NOT_DONE_YET
 
@@ -90,7 +89,8 @@ class Forwarder:
             request.transport.abortConnection()
         return len(requests)
 
-    def _finished(self, _: object, request: Any) -> None:
+    def finished(self, _: object, request: Any) -> None:
+        """C{request} was answered in full, or its client went away."""
         self._in_flight.discard(request)
         if not self._in_flight:
             waiters, self._idle_waiters = self._idle_waiters, []
@@ -159,6 +159,10 @@ class ForwardCall:
     def start(self) -> None:
         request = self._request
         upstream = self._fw.upstream
+        # One notification serves both: the client leaving cancels the
+        # upstream call, and any end takes the request off the in-flight set.
+        ended = request.notifyFinish().addErrback(self._client_gone)
+        ended.addBoth(self._fw.finished, request)
         prepared, body = self._prepare()
         self._wants_stream = prepared.stream
         query = b"" if self._route.bare else request.uri.partition(b"?")[2]
@@ -169,7 +173,6 @@ class ForwardCall:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
         self._log_request(prepared, body, query)
 
-        request.notifyFinish().addErrback(self._client_gone)
         self._call = upstream.call(
             request.method, target, headers, body, self._on_retry, read=self._read
         )
