@@ -11,7 +11,7 @@ import gc
 import os
 import signal
 import sys
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from twisted.application import strports
 from twisted.application.service import MultiService
@@ -173,7 +173,7 @@ def build_service(
     return proxy
 
 
-def fail_start(message: str) -> None:
+def fail_start(message: str) -> NoReturn:
     """End start-up with one clear line on stderr and exit status 2."""
     sys.stderr.write(f"genai-proxy: {message}\n")
     sys.stderr.flush()
@@ -187,4 +187,3 @@ def makeService(options: Mapping[str, Any]) -> ProxyService:
         return build_service(config, options["listen"], options["models"])
     except ConfigError as e:
         fail_start(f"configuration error: {e}")
-    raise AssertionError("unreachable")

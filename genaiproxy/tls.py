@@ -9,7 +9,6 @@ there is no switch to turn verification off.
 from __future__ import annotations
 
 import warnings
-from typing import Optional
 
 from cryptography.x509 import load_pem_x509_certificates
 from OpenSSL import SSL, crypto
@@ -68,6 +67,6 @@ def trust_root(ca_bundle: str, ssl_cert_file: str) -> SystemAndExtraTrust:
     return SystemAndExtraTrust(extra)
 
 
-def client_tls(hostname: str, trust: Optional[SystemAndExtraTrust]) -> IOpenSSLClientConnectionCreator:
+def client_tls(hostname: str, trust: SystemAndExtraTrust) -> IOpenSSLClientConnectionCreator:
     """TLS options for talking to C{hostname}: SNI, chain and name checked."""
-    return optionsForClientTLS(hostname, trustRoot=trust if trust is not None else SystemAndExtraTrust([]))
+    return optionsForClientTLS(hostname, trustRoot=trust)
