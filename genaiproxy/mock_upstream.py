@@ -478,6 +478,34 @@ class MockResource(Resource):
         request.setHeader(b"content-type", content_type.encode("latin-1"))
         return self.reply.encode()
 
+    def _completion_base(self, id_prefix: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The fields every chat or legacy completion object starts with."""
+        return {
+            "id": f"{id_prefix}-mock-{self._next_number()}",
+            "object": kind,
+            "created": int(self.clock.seconds()),
+            "model": _model(payload, DEFAULT_MODEL),
+        }
+
+    def _data_stream(
+        self,
+        request: server.Request,
+        payload: dict[str, Any],
+        base: dict[str, Any],
+        chunks: list[bytes],
+        last: bytes,
+        usage: dict[str, Any],
+        delay: float,
+        drop_after: int | None,
+    ) -> int:
+        """Stream C{chunks}, then C{last}, the usage chunk when asked for, and [DONE]."""
+        tail = last
+        if _include_usage(payload):
+            tail += _data_event({**base, "choices": [], "usage": usage})
+        tail += b"data: [DONE]\n\n"
+        _Stream(self.state, self.clock, request, chunks, tail, delay, drop_after).start()
+        return server.NOT_DONE_YET
+
     def _render_chat(
         self,
         request: server.Request,
@@ -487,12 +515,7 @@ class MockResource(Resource):
     ) -> bytes | int:
         """A chat completion, plain or streamed."""
         events, delay = self._pacing(request)
-        base = {
-            "id": f"chatcmpl-mock-{self._next_number()}",
-            "object": "chat.completion",
-            "created": int(self.clock.seconds()),
-            "model": _model(payload, DEFAULT_MODEL),
-        }
+        base = self._completion_base("chatcmpl", "chat.completion", payload)
         usage = _usage(payload.get("messages"), self.reply)
         if stream:
             base = {**base, "object": "chat.completion.chunk"}
@@ -505,12 +528,9 @@ class MockResource(Resource):
             chunks = [delta({"content": piece}, None) for piece in pieces[1:]]
             if pieces:
                 chunks.insert(0, delta({"role": "assistant", "content": pieces[0]}, None))
-            tail = delta({}, "stop")
-            if _include_usage(payload):
-                tail += _data_event({**base, "choices": [], "usage": usage})
-            tail += b"data: [DONE]\n\n"
-            _Stream(self.state, self.clock, request, chunks, tail, delay, drop_after).start()
-            return server.NOT_DONE_YET
+            return self._data_stream(
+                request, payload, base, chunks, delta({}, "stop"), usage, delay, drop_after
+            )
 
         bare = self._bare_reply(request)
         if bare is not None:
@@ -528,12 +548,7 @@ class MockResource(Resource):
     ) -> bytes | int:
         """A legacy ``text_completion``, plain or streamed like chat."""
         events, delay = self._pacing(request)
-        base = {
-            "id": f"cmpl-mock-{self._next_number()}",
-            "object": "text_completion",
-            "created": int(self.clock.seconds()),
-            "model": _model(payload, DEFAULT_MODEL),
-        }
+        base = self._completion_base("cmpl", "text_completion", payload)
         usage = _usage(payload.get("prompt"), self.reply)
 
         def choice(text: str, finish_reason: str | None) -> dict[str, Any]:
@@ -544,12 +559,8 @@ class MockResource(Resource):
                 _data_event({**base, "choices": [choice(piece, None)]})
                 for piece in split_reply(self.reply, events)
             ]
-            tail = _data_event({**base, "choices": [choice("", "stop")]})
-            if _include_usage(payload):
-                tail += _data_event({**base, "choices": [], "usage": usage})
-            tail += b"data: [DONE]\n\n"
-            _Stream(self.state, self.clock, request, chunks, tail, delay, drop_after).start()
-            return server.NOT_DONE_YET
+            last = _data_event({**base, "choices": [choice("", "stop")]})
+            return self._data_stream(request, payload, base, chunks, last, usage, delay, drop_after)
 
         bare = self._bare_reply(request)
         if bare is not None:
