@@ -164,7 +164,7 @@ class StreamPump(Protocol):
         if not self._paused:
             self._timer.reset()
         self.bytes_sent += len(data)
-        self._tail = (self._tail + data)[-2:]
+        self._tail = (self._tail + data[-2:])[-2:]  # never copies a whole chunk
         self._request.write(data)
         if self._on_chunk is not None:
             self._on_chunk(data)
