@@ -11,10 +11,17 @@ setup(
     # explicitly and ship no __init__.py for it.
     packages=["genaiproxy", "twisted.plugins"],
     package_data={"twisted.plugins": ["genaiproxy_plugin.py"]},
+    # The design's stack: Twisted (with its tls extra, which brings
+    # pyOpenSSL and service-identity), treq for the upstream calls, PyYAML
+    # for models.yaml.  pyOpenSSL and service-identity are named as well, as
+    # the TLS code imports them directly (and cryptography, which pyOpenSSL
+    # itself requires, for reading PEM bundles).
     install_requires=[
         "Twisted[tls]>=23.10",
+        "treq>=24.9",
         "PyYAML>=6",
-        "httptools>=0.6",
+        "pyOpenSSL>=24",
+        "service-identity>=24",
     ],
     extras_require={
         "test": [

@@ -18,20 +18,16 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
+from twisted.web.iweb import IResponse
 from twisted.web.server import NOT_DONE_YET
 
-from .client import RequestBody, UpstreamResponse, body_length
+from .bodies import RequestBody, body_length
 from .errors import error_document, json_bytes, set_json
 from .logs import LoggedHeaders, body_for_log, secret_header_names
 from .normalize import NO_BODY, PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
-from .upstream import (
-    HOP_BY_HOP_HEADERS,
-    UpstreamClient,
-    UpstreamError,
-    classify,
-    connection_tokens,
-)
+from .failures import UpstreamError, classify
+from .upstream import HOP_BY_HOP_HEADERS, UpstreamClient, connection_tokens
 
 log = Logger(namespace="genaiproxy.forward")
 
@@ -167,19 +163,19 @@ class ForwardCall:
         self._wants_stream = prepared.stream
         query = b"" if self._route.bare else request.uri.partition(b"?")[2]
         query = with_api_version(query, self._fw.config.api_version)
-        target = upstream.target_for(self._path, query)
+        url = upstream.request_url(self._path, query)
         headers = upstream.headers_for(request.requestHeaders, self._id)
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
         self._log_request(prepared, body, query)
 
         self._call = upstream.call(
-            request.method, target, headers, body, self._on_retry, read=self._read
+            request.method, url, headers, body, self._on_retry, read=self._read
         )
         self._call.addCallbacks(self._respond, self._failed)
         self._call.addErrback(self._crashed)
 
-    def _read(self, response: UpstreamResponse) -> Any:
+    def _read(self, response: IResponse) -> Any:
         """Fire with C{(response, body)}, or C{(response, None)} for an answer
         to pump through as it comes."""
         if response.code < 400 and self._pumped(response):
@@ -190,7 +186,7 @@ class ForwardCall:
         d = collect_body(response, self._fw.clock, self._fw.config.request_timeout)
         return d.addCallback(lambda body: (response, body))
 
-    def _pumped(self, response: UpstreamResponse) -> bool:
+    def _pumped(self, response: IResponse) -> bool:
         if self._wants_stream:
             return True
         content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].lower()
@@ -213,7 +209,7 @@ class ForwardCall:
 
     # Inbound.
 
-    def _respond(self, result: tuple[UpstreamResponse, Optional[bytes]]) -> None:
+    def _respond(self, result: tuple[IResponse, Optional[bytes]]) -> None:
         response, body = result
         self._call = None
         request = self._request
@@ -238,7 +234,7 @@ class ForwardCall:
         else:
             self._answer_whole(response, body)
 
-    def _answer_whole(self, response: UpstreamResponse, body: bytes) -> None:
+    def _answer_whole(self, response: IResponse, body: bytes) -> None:
         request = self._request
         if request.method == b"HEAD":
             # No body, but the length the upstream announced for a GET.
@@ -261,7 +257,7 @@ class ForwardCall:
         request.write(body)
         request.finish()
 
-    def _start_stream(self, response: UpstreamResponse) -> None:
+    def _start_stream(self, response: IResponse) -> None:
         request = self._request
         content_type = response.headers.getRawHeaders(b"content-type")
         if not content_type:

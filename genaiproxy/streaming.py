@@ -20,7 +20,7 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from .upstream import UpstreamError, describe_failure
+from .failures import UpstreamError, describe_failure
 
 IDLE_TIMEOUT_KIND = "read_timeout"
 

@@ -7,7 +7,15 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 from support import ProxyProcess, run_mock_upstream, run_proxy
+
+# The suite runs beside real daemons on small shared machines: generating an
+# example may be slow there, which says nothing about the code under test.
+settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-machine")
 
 MODELS_YAML = """\
 models:

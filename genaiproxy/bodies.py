@@ -1,0 +1,64 @@
+"""Request bodies on their way upstream, as treq's C{data_to_body_producer} sees them.
+
+A body is bytes held in memory (the JSON APIs, small uploads) or a file
+twisted.web spooled a large upload to.  Bytes are written in one go, in the
+same reactor turn as the request head; a file is read in pieces by Twisted's
+L{FileBodyProducer}, paced by the connection, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, Any, Union
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IConsumer
+from twisted.web.client import FileBodyProducer
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+# A request body: in memory, or in a (spooled) file to stream from.
+RequestBody = Union[bytes, IO[bytes], None]
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """An L{IBodyProducer} for a body already in memory.
+
+    Twisted's L{FileBodyProducer} would hand a short body to the cooperator
+    and write it a reactor turn later; this writes it at once.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        """Nothing to pause: the body was written whole."""
+
+    def resumeProducing(self) -> None:
+        """Nothing to resume: the body was written whole."""
+
+    def stopProducing(self) -> None:
+        """Nothing to stop: the body was written whole."""
+
+
+def body_producer(data: Any) -> IBodyProducer:
+    """treq's C{data_to_body_producer}: bytes as they are, a file from where
+    it stands (the caller rewinds it before each attempt)."""
+    if isinstance(data, bytes):
+        return BytesProducer(data)
+    return FileBodyProducer(data)
+
+
+def body_length(body: RequestBody) -> int:
+    """The size of a request body held in memory or in a file."""
+    if body is None:
+        return 0
+    if isinstance(body, bytes):
+        return len(body)
+    return os.fstat(body.fileno()).st_size

@@ -1,0 +1,78 @@
+"""The retry chain: one outer Deferred around the attempts of one upstream call.
+
+Backoff waits run on an injected clock (C{task.deferLater}), so tests drive
+them with a L{twisted.internet.task.Clock}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from .failures import UpstreamError, classify
+
+OnRetry = Callable[[int, float, UpstreamError], None]
+
+
+class RetryingCall:
+    """Run C{attempt} until it succeeds, retrying retryable failures with backoff.
+
+    Retry I{n} (from 0) waits C{backoff_sec * 2**n}.  C{result} fires with the
+    first successful attempt's value, or fails with the last L{UpstreamError}.
+    Cancelling C{result} cancels whatever is in flight: the attempt (closing
+    its connection) or the backoff wait.
+    """
+
+    def __init__(
+        self,
+        attempt: Callable[[], Deferred[Any]],
+        clock: IReactorTime,
+        max_retries: int,
+        backoff_sec: float,
+        on_retry: OnRetry,
+    ) -> None:
+        self._attempt_fn = attempt
+        self._clock = clock
+        self._max_retries = max_retries
+        self._backoff_sec = backoff_sec
+        self._on_retry = on_retry
+        self._retries = 0
+        self._current: Optional[Deferred[Any]] = None
+        self._cancelled = False
+        self.result: Deferred[Any] = Deferred(self._cancel)
+
+    def start(self) -> Deferred[Any]:
+        """Make the first attempt; return L{result}."""
+        self._attempt()
+        return self.result
+
+    def _attempt(self) -> None:
+        current = self._current = defer.maybeDeferred(self._attempt_fn)
+        current.addCallbacks(self._succeeded, self._failed)
+
+    def _succeeded(self, value: Any) -> None:
+        self._current = None
+        self.result.callback(value)
+
+    def _failed(self, failure: Failure) -> None:
+        self._current = None
+        if self._cancelled:
+            return
+        problem = classify(failure)
+        if not problem.retryable or self._retries >= self._max_retries:
+            self.result.errback(problem)
+            return
+        delay = self._backoff_sec * 2**self._retries
+        self._retries += 1
+        self._on_retry(self._retries, delay, problem)
+        waiting = self._current = task.deferLater(self._clock, delay, self._attempt)
+        waiting.addErrback(lambda f: f.trap(defer.CancelledError))
+
+    def _cancel(self, _: Deferred[Any]) -> None:
+        self._cancelled = True
+        if self._current is not None:
+            self._current.cancel()
