@@ -30,6 +30,12 @@ It misbehaves on request through ``X-Mock-*`` headers:
     reply text as type T.
 ``X-Mock-Header: Name: value`` (repeatable)
     add that header to the answer.
+``X-Mock-Body-Bytes: N``
+    any other path under ``/v1/``: answer N bytes of
+    ``application/octet-stream`` (a large download) instead of the echo.
+``X-Mock-Gzip: 1`` (with ``Accept-Encoding: gzip``)
+    gzip the answer (``Content-Encoding: gzip``, no ``Content-Length``),
+    flushed after every write so that stream events still go out one by one.
 
 ``GET /_mock/requests`` lists the last requests received, each body cut to
 its first 64 KiB (``body_length`` has the full size); ``DELETE`` clears them
@@ -53,6 +59,7 @@ import re
 import socket
 import struct
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +67,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from twisted.web import http, server
-from twisted.web.resource import Resource
+from twisted.web.resource import EncodingResourceWrapper, Resource
 
 DEFAULT_EVENTS = 5
 DEFAULT_EVENT_DELAY = 0.05
@@ -419,6 +426,9 @@ class MockResource(Resource):
             if method not in (b"GET", b"HEAD"):
                 return self._not_allowed(request, b"GET")
             return _send_json(request, {"status": "ok"})
+        bulk = _int_header(request, b"x-mock-body-bytes")
+        if under_v1 and bulk is not None:
+            return self._render_bulk(request, bulk)
         if under_v1:
             return self._render_echo(request, path, body)
         if route.endswith("/"):
@@ -427,6 +437,16 @@ class MockResource(Resource):
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"mock upstream ok"
         return _send_error(request, 404, f"Unknown path: {path}")
+
+    def _render_bulk(self, request: server.Request, size: int) -> int:
+        """C{size} bytes of a download, written in 1 MiB pieces."""
+        request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"content-length", b"%d" % size)
+        piece = b"\x5a" * (1 << 20)
+        for start in range(0, size, len(piece)):
+            request.write(piece[: size - start])
+        request.finish()
+        return server.NOT_DONE_YET
 
     def _generator(self, route: str) -> _Generator | None:
         """The renderer of a text-generating path (POST, maybe streamed)."""
@@ -876,6 +896,34 @@ class _MockChannel(http.HTTPChannel):
         super().connectionLost(reason)
 
 
+class _SyncFlushGzip:
+    """A twisted.web request encoder that gzips and flushes every write."""
+
+    def __init__(self, request: server.Request) -> None:
+        self._request = request
+        self._compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+    def encode(self, data: bytes) -> bytes:
+        self._request.responseHeaders.removeHeader(b"content-length")
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        return self._compressor.flush()
+
+
+class _GzipOnRequest:
+    """Gzips the answers of requests that carry X-Mock-Gzip and accept gzip."""
+
+    def encoderForRequest(self, request: server.Request) -> _SyncFlushGzip | None:
+        if _header(request, b"x-mock-gzip") in (None, "", "0"):
+            return None
+        accepted = b",".join(request.requestHeaders.getRawHeaders(b"accept-encoding", []))
+        if b"gzip" not in accepted.lower():
+            return None
+        request.responseHeaders.setRawHeaders(b"content-encoding", [b"gzip"])
+        return _SyncFlushGzip(request)
+
+
 class MockSite(server.Site):
     """A quiet Site: no access log, no factory start/stop messages."""
 
@@ -883,7 +931,7 @@ class MockSite(server.Site):
     protocol = _MockChannel
 
     def __init__(self, resource: MockResource, clock: IReactorTime) -> None:
-        super().__init__(resource, reactor=clock)
+        super().__init__(EncodingResourceWrapper(resource, [_GzipOnRequest()]), reactor=clock)
         self.state = resource.state
 
     def startFactory(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import signal
 import sys
 from typing import Any, Mapping, NoReturn
@@ -77,6 +78,9 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         log.info("startup_config", **self.config.summary())
+        before, soft, hard = raise_open_files_limit()
+        log.info("open_files_limit", soft=soft, hard=hard, raised_from=before,
+                 streams_max=(soft - FDS_RESERVED) // 2)
         super().startService()
         self.catalog.refresh()
         self._model_check.start(MODELS_CHECK_INTERVAL, now=False)
@@ -137,6 +141,28 @@ class ProxyService(MultiService):
 
 
 MODELS_CHECK_INTERVAL = 2.0
+
+# Descriptors the process holds besides its connections (listening sockets,
+# log files, the reactor's own).
+FDS_RESERVED = 32
+
+
+def raise_open_files_limit() -> tuple[int, int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: each open stream holds
+    two descriptors (the client's connection and the upstream's), and the
+    usual soft limit of 1024 would cap the proxy near 500 streams.
+
+    Returns the soft limit before, the soft limit now, and the hard limit.
+    """
+    before, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(before, 1 << 20)
+    if before != resource.RLIM_INFINITY and before < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep what we have; the logged figures say so
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return before, soft, hard
 
 
 LISTEN_BACKLOG = 1024

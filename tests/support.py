@@ -156,11 +156,13 @@ def run_proxy(
     upstream: str,
     models: Optional[str] = None,
     startup_timeout: float = 20.0,
+    preexec: Optional[Callable[[], None]] = None,
     **settings: str,
 ) -> Iterator[ProxyProcess]:
     """Run the daemon in front of C{upstream} with extra environment C{settings}.
 
-    C{models} is the text of models.yaml (none written when C{None}).
+    C{models} is the text of models.yaml (none written when C{None});
+    C{preexec} runs in the child before the daemon starts (resource limits).
     """
     workdir = Path(tempfile.mkdtemp(prefix="genai-proxy-test-"))
     if models is not None:
@@ -176,6 +178,7 @@ def run_proxy(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=preexec,
     )
     proxy = ProxyProcess(process, workdir)
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from support import BASE_ENV, run_proxy, run_proxy_expecting_failure
@@ -73,6 +75,29 @@ def test_startup_logs_masked_configuration(proxy):
     assert event["LOG_BODIES"] is True
     assert event["ALLOWED_ORIGINS"] == []
     assert event["PROXY_ENABLED"] is False
+
+
+def _open_files_limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open files limit")
+
+
+def test_open_files_soft_limit_raised_to_the_hard_limit(mock_url):
+    """Each stream holds two descriptors: the daemon raises its soft limit to
+    the hard one at start-up and logs both."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert hard > 256
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    with run_proxy(mock_url, preexec=low_soft_limit) as limited:
+        event = limited.wait_for_event("open_files_limit")
+        assert (event["raised_from"], event["soft"], event["hard"]) == (256, hard, hard)
+        assert _open_files_limits(limited.process.pid) == (hard, hard)
 
 
 def test_every_line_is_json_and_no_secret_leaks(proxy, client):
