@@ -30,6 +30,13 @@ setup(
             "openai>=1.40",
             "hypothesis>=6",
             "trustme>=1.1",
+            # Types and lint, checked by run-tests before pytest.  Pinned:
+            # a new release of either may find new things in unchanged code,
+            # and mypy-zope supports a narrow range of mypy versions.
+            "mypy==2.4.1",
+            "mypy-zope==1.0.17",
+            "types-PyYAML",
+            "ruff==0.17.6",
         ],
     },
     entry_points={

@@ -9,7 +9,7 @@ L{FileBodyProducer}, paced by the connection, never loaded whole.
 from __future__ import annotations
 
 import os
-from typing import IO, Any, Union
+from typing import IO, Any, TypeAlias
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IConsumer
@@ -18,7 +18,7 @@ from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 # A request body: in memory, or in a (spooled) file to stream from.
-RequestBody = Union[bytes, IO[bytes], None]
+RequestBody: TypeAlias = bytes | IO[bytes] | None
 
 
 @implementer(IBodyProducer)

@@ -8,9 +8,9 @@ summary.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 

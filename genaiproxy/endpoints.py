@@ -16,7 +16,7 @@ is honoured for every route.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -61,7 +61,7 @@ class UpstreamEndpoints:
         reactor: Any,
         connect_timeout: float,
         trust: SystemAndExtraTrust,
-        proxy: Optional[ForwardProxy],
+        proxy: ForwardProxy | None,
         no_proxy: str,
     ) -> None:
         self._reactor = reactor
@@ -71,7 +71,7 @@ class UpstreamEndpoints:
         self._no_proxy = no_proxy
         self._made: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
 
-    def proxy_for(self, host: str, port: int) -> Optional[ForwardProxy]:
+    def proxy_for(self, host: str, port: int) -> ForwardProxy | None:
         """The forward proxy to reach C{host}:C{port} through, or None for direct."""
         if self._proxy is None or bypasses_proxy(host, port, self._no_proxy):
             return None

@@ -9,6 +9,7 @@ and whether another attempt may help.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from OpenSSL import SSL
 from service_identity import VerificationError
@@ -41,8 +42,14 @@ def _reasons(failure: Failure) -> list[Failure]:
     return list(reasons) if reasons else [failure]
 
 
+def _type_name(failure: Failure) -> str:
+    # Only a Failure of no exception lacks a type, and that cannot be made.
+    assert failure.type is not None
+    return failure.type.__name__
+
+
 def _describe(failures: list[Failure]) -> str:
-    return "; ".join(f.getErrorMessage() or f.type.__name__ for f in failures)
+    return "; ".join(f.getErrorMessage() or _type_name(f) for f in failures)
 
 
 def describe_failure(failure: Failure) -> str:
@@ -60,8 +67,7 @@ def classify(failure: Failure) -> UpstreamError:
     failures are not: another attempt would fail the same way.
     """
     if failure.check(UpstreamError):
-        problem: UpstreamError = failure.value
-        return problem
+        return cast(UpstreamError, failure.value)
     if failure.check(ProxyConnectError):
         return UpstreamError("proxy_error", failure.getErrorMessage(), True)
     if failure.check(defer.TimeoutError):

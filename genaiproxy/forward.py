@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from io import BytesIO
 from time import monotonic
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, succeed
@@ -23,10 +23,10 @@ from twisted.web.server import NOT_DONE_YET
 
 from .bodies import RequestBody, body_length
 from .errors import error_document, json_bytes, set_json
+from .failures import UpstreamError, classify
 from .logs import LoggedHeaders, body_for_log, secret_header_names
 from .normalize import NO_BODY, PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
-from .failures import UpstreamError, classify
 from .upstream import HOP_BY_HOP_HEADERS, UpstreamClient, connection_tokens
 
 log = Logger(namespace="genaiproxy.forward")
@@ -58,7 +58,7 @@ class Forwarder:
         self._in_flight: set[Any] = set()
         self._idle_waiters: list[Deferred[None]] = []
 
-    def forward(self, request: Any, path: str, route: "Route") -> object:
+    def forward(self, request: Any, path: str, route: Route) -> object:
         """Send C{request} to the upstream C{path}; answer it asynchronously."""
         self._in_flight.add(request)
         ForwardCall(self, request, path, route).start()
@@ -100,7 +100,7 @@ class Route:
     """How the requests of one kind of path are forwarded."""
 
     # The token-limit field of a JSON API whose gpt-5 requests are normalised.
-    token_field: Optional[str] = None
+    token_field: str | None = None
     # An open health probe: neither the caller's query string nor its body go.
     bare: bool = False
     # Any other /v1 path: bodies may be large (streamed from the spooled
@@ -133,7 +133,7 @@ class ForwardCall:
         self._id: str = request.request_id
         self._started = monotonic()
         self._call: Any = None
-        self._pump: Optional[StreamPump] = None
+        self._pump: StreamPump | None = None
         self._gone = False
         self._ended = False
         self._stream_type = b""
@@ -209,7 +209,7 @@ class ForwardCall:
 
     # Inbound.
 
-    def _respond(self, result: tuple[IResponse, Optional[bytes]]) -> None:
+    def _respond(self, result: tuple[IResponse, bytes | None]) -> None:
         response, body = result
         self._call = None
         request = self._request
@@ -288,7 +288,7 @@ class ForwardCall:
             preview=data[:limit].decode("utf-8", "replace"),
         )
 
-    def _stream_ended(self, problem: Optional[UpstreamError]) -> None:
+    def _stream_ended(self, problem: UpstreamError | None) -> None:
         self._ended = True
         request = self._request
         sent = self._pump.bytes_sent if self._pump is not None else 0
@@ -321,7 +321,7 @@ class ForwardCall:
         self._call = None
         if self._gone:
             return
-        problem = failure.value if failure.check(UpstreamError) else classify(failure)
+        problem = classify(failure)  # an UpstreamError passes through as it is
         document = self._error_document(problem)
         log.error("final_error", id=self._id, duration_ms=self._elapsed_ms(), **document)
         self._answer_error(502, document)

@@ -10,8 +10,9 @@ replaced before they reach an event.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import IO, Any, Iterable, Optional
+from typing import IO, Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import ILogObserver, LogLevel, formatEvent
@@ -126,13 +127,13 @@ class JSONLinesObserver:
     off its latency path.
     """
 
-    def __init__(self, stream: IO[str], clock: Optional[IReactorTime] = None,
+    def __init__(self, stream: IO[str], clock: IReactorTime | None = None,
                  flush_delay: float = 0.05) -> None:
         self._stream = stream
         self._clock = clock
         self._flush_delay = flush_delay
         self._pending: list[dict[str, Any]] = []
-        self._flush_call: Optional[IDelayedCall] = None
+        self._flush_call: IDelayedCall | None = None
 
     def flush(self) -> None:
         """Render and write out every gathered event now."""

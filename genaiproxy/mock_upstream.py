@@ -62,9 +62,17 @@ import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorSSL,
+    IReactorTime,
+    ISystemHandle,
+    ITCPTransport,
+)
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import EncodingResourceWrapper, Resource
@@ -197,7 +205,7 @@ def _int_header(request: server.Request, name: bytes) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise _BadRequest(f"{name.decode()} must be an integer, got {text!r}")
+        raise _BadRequest(f"{name.decode()} must be an integer, got {text!r}") from None
     if value < 0:
         raise _BadRequest(f"{name.decode()} must not be negative")
     return value
@@ -211,15 +219,20 @@ def _float_header(request: server.Request, name: bytes) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise _BadRequest(f"{name.decode()} must be a number, got {text!r}")
+        raise _BadRequest(f"{name.decode()} must be a number, got {text!r}") from None
     if not value >= 0:  # also rejects NaN
         raise _BadRequest(f"{name.decode()} must not be negative")
     return value
 
 
+def _connection(request: server.Request) -> ITCPTransport:
+    """The connection C{request} came on (TCP, or TLS over it)."""
+    return cast(ITCPTransport, request.channel.transport)
+
+
 def _abort(request: server.Request) -> None:
     """Reset the connection now, dropping anything not yet sent."""
-    request.channel.transport.abortConnection()
+    _connection(request).abortConnection()
 
 
 def _reset_after_flush(request: server.Request) -> None:
@@ -229,9 +242,10 @@ def _reset_after_flush(request: server.Request) -> None:
     transport's write buffer, so instead close with SO_LINGER 0: Twisted
     flushes, then the kernel sends a RST instead of a graceful close.
     """
-    transport = request.channel.transport
+    transport = _connection(request)
     try:
-        transport.getHandle().setsockopt(
+        handle = cast(ISystemHandle, transport).getHandle()
+        cast(socket.socket, handle).setsockopt(
             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
         )
     except (AttributeError, OSError):
@@ -628,9 +642,10 @@ class MockResource(Resource):
             raise _BadRequest("'encoding_format' must be 'float' or 'base64'")
         data = []
         for index, (text, _) in enumerate(inputs):
-            vector: list[float] | str = embedding_vector(text, dimensions)
+            floats = embedding_vector(text, dimensions)
+            vector: list[float] | str = floats
             if encoding == "base64":
-                vector = _pack_floats(vector)
+                vector = _pack_floats(floats)
             data.append({"object": "embedding", "index": index, "embedding": vector})
         tokens = sum(count for _, count in inputs)
         return _send_json(
@@ -680,7 +695,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
-        raise _BadRequest("Request body is not valid JSON")
+        raise _BadRequest("Request body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise _BadRequest("Request body must be a JSON object")
     return payload
@@ -891,7 +906,7 @@ class _MockChannel(http.HTTPChannel):
         super().connectionMade()
         self.factory.state.open_connections += 1
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.state.open_connections -= 1
         super().connectionLost(reason)
 
@@ -928,7 +943,9 @@ class MockSite(server.Site):
     """A quiet Site: no access log, no factory start/stop messages."""
 
     noisy = False
-    protocol = _MockChannel
+    # HTTPFactory types its protocol as the HTTP/2-negotiating wrapper only,
+    # though buildProtocol works with any HTTPChannel.
+    protocol = _MockChannel  # type: ignore[assignment]
 
     def __init__(self, resource: MockResource, clock: IReactorTime) -> None:
         super().__init__(EncodingResourceWrapper(resource, [_GzipOnRequest()]), reactor=clock)
@@ -937,7 +954,7 @@ class MockSite(server.Site):
     def startFactory(self) -> None:
         """No access log, so no log file or per-second timestamp timer."""
 
-    def log(self, request: server.Request) -> None:
+    def log(self, request: http.Request) -> None:
         """Skip the per-request access log: it is costly and noisy."""
 
 
@@ -953,7 +970,9 @@ def build_site(
     the global reactor.  The site's counters are at ``site.state``.
     """
     if clock is None:
-        from twisted.internet import reactor as clock
+        from twisted.internet import reactor
+
+        clock = reactor
     resource = MockResource(MockState(), clock, events, event_delay, reply)
     return MockSite(resource, clock)
 
@@ -1013,13 +1032,17 @@ def main(argv: list[str] | None = None) -> None:
 
         with open(args.tls_cert) as f:
             options = PrivateCertificate.loadPEM(f.read()).options()
-        port = reactor.listenSSL(args.port, site, options, interface=args.interface)
+        # The reactor module is typed with the interfaces every reactor has;
+        # the default one also listens with TLS.
+        port = cast(IReactorSSL, reactor).listenSSL(args.port, site, options, interface=args.interface)
         scheme = "https"
     else:
-        port = reactor.listenTCP(args.port, site, interface=args.interface)
+        # listenTCP's ServerFactory[Protocol] does not admit twisted.web's Site.
+        port = reactor.listenTCP(args.port, site, interface=args.interface)  # type: ignore[arg-type]
         scheme = "http"
     host = args.interface if ":" not in args.interface else f"[{args.interface}]"
-    print(f"mock upstream listening on {scheme}://{host}:{port.getHost().port}", flush=True)
+    address = cast(IPv4Address | IPv6Address, port.getHost())
+    print(f"mock upstream listening on {scheme}://{host}:{address.port}", flush=True)
     reactor.run()
 
 

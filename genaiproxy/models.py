@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 from twisted.logger import Logger
@@ -67,9 +68,9 @@ class ModelCatalog:
     def __init__(self, path: str, now: Callable[[], float] = time.time) -> None:
         self.path = path
         self._now = now
-        self._stamp: Optional[tuple[int, int]] = None
-        self._models: Optional[list[dict[str, Any]]] = None
-        self._problem: Optional[ModelsFileError] = None
+        self._stamp: tuple[int, int] | None = None
+        self._models: list[dict[str, Any]] | None = None
+        self._problem: ModelsFileError | None = None
         self._missing_logged = False
 
     def models(self) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 GPT5_PREFIX = "gpt-5"
 
@@ -70,7 +70,7 @@ def normalize_gpt5(payload: dict[str, Any], token_field: str) -> bool:
 NO_BODY = PreparedBody(b"", None, stream=False, gpt5=False)
 
 
-def prepare_body(body: bytes, token_field: Optional[str]) -> PreparedBody:
+def prepare_body(body: bytes, token_field: str | None) -> PreparedBody:
     """Parse C{body}; when it asks for a gpt-5 model and C{token_field} names
     its API's token-limit field, normalise it (no field: never rewritten)."""
     payload = parse_json(body)
@@ -78,6 +78,7 @@ def prepare_body(body: bytes, token_field: Optional[str]) -> PreparedBody:
         return PreparedBody(body, payload, stream=False, gpt5=False)
     stream = payload.get("stream") is True
     gpt5 = token_field is not None and is_gpt5(payload.get("model"))
-    if gpt5 and normalize_gpt5(payload, token_field):
+    # (gpt5 implies a token_field; said again for the type checker.)
+    if gpt5 and token_field is not None and normalize_gpt5(payload, token_field):
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return PreparedBody(body, payload, stream=stream, gpt5=gpt5)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import cast
 
 DEMO_KEY_NAME = "Ocp-Apim-Subscription-Key"
 DEMO_KEY = "demo-key-not-secret"
@@ -21,20 +21,20 @@ DEMO_KEY = "demo-key-not-secret"
 def _start_mock_upstream() -> str:
     """Listen with the mock upstream on a free loopback port; return its URL."""
     from twisted.internet import reactor
+    from twisted.internet.address import IPv4Address
 
     from .mock_upstream import build_site
 
-    port = reactor.listenTCP(  # type: ignore[attr-defined]
-        0, build_site(events=8, event_delay=0.15, reply="Hello from the mock upstream."),
-        interface="127.0.0.1",
-    )
-    return f"http://127.0.0.1:{port.getHost().port}"
+    site = build_site(events=8, event_delay=0.15, reply="Hello from the mock upstream.")
+    # listenTCP's ServerFactory[Protocol] does not admit twisted.web's Site.
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[arg-type]
+    return f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}"
 
 
 def _listen_port(args: list[str]) -> str:
     """The port from a C{--listen tcp:PORT:...} argument, for the banner."""
     for i, arg in enumerate(args):
-        value: Optional[str] = None
+        value: str | None = None
         if arg.startswith("--listen="):
             value = arg.split("=", 1)[1]
         elif arg in ("--listen", "-l") and i + 1 < len(args):
@@ -60,11 +60,14 @@ def _banner(port: str, mocked: bool, token: str) -> str:
 
 
 def _show(text: str) -> None:
-    sys.__stdout__.write(text)
-    sys.__stdout__.flush()
+    stdout = sys.__stdout__
+    if stdout is None:  # started without a standard output: nowhere to show it
+        return
+    stdout.write(text)
+    stdout.flush()
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     mocked = not os.environ.get("GENAI_BASE_URL")
     if mocked:
@@ -77,7 +80,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     banner = _banner(_listen_port(args), mocked, os.environ.get("AUTH_TOKEN", ""))
     # twistd sends print() into the log by then: write to the real stdout.
-    reactor.callWhenRunning(_show, banner)  # type: ignore[attr-defined]
+    reactor.callWhenRunning(_show, banner)
     sys.argv = ["twistd", "--nodaemon", "--pidfile=", "genaiproxy", *args]
     run()
 

@@ -25,6 +25,7 @@ from .errors import set_json, set_json_error
 from .forward import Forwarder, Route
 from .models import ModelCatalog, ModelsFileError
 from .normalize import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD
+from .site import ProxyRequest
 
 NAME = "genai-proxy"
 
@@ -47,7 +48,8 @@ class JSONResource(Resource):
             return self
         return NotFound()
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: Request) -> object:
+        """The answer's bytes, or C{NOT_DONE_YET} from a forwarding handler."""
         method = request.method.decode("ascii", "replace")
         handler = getattr(self, "render_" + method, None)
         if handler is None and method == "HEAD":
@@ -82,11 +84,14 @@ class NotFound(JSONResource):
         )
 
 
+_PLAIN = Route()
+
+
 class Forwarded(JSONResource):
     """A path whose requests go to the upstream C{upstream_path}."""
 
     def __init__(self, forwarder: Forwarder, upstream_path: str, methods: tuple[str, ...],
-                 route: Route = Route(), below: Resource | None = None) -> None:
+                 route: Route = _PLAIN, below: Resource | None = None) -> None:
         super().__init__()
         self._forwarder = forwarder
         self._upstream_path = upstream_path
@@ -122,7 +127,7 @@ class Passthrough(JSONResource):
         return self._forwarder.forward(request, request.path.decode("ascii"), _PASSTHROUGH)
 
 
-def _catalog_error(request: Request, problem: ModelsFileError) -> bytes:
+def _catalog_error(request: ProxyRequest, problem: ModelsFileError) -> bytes:
     return set_json_error(
         request, 500, f"models.yaml could not be loaded: {problem}", "proxy_error",
         request_id=request.request_id,
@@ -140,11 +145,12 @@ class Models(JSONResource):
         if path == b"" and not request.postpath:
             return self
         # Model ids may hold slashes ("org/model"): the rest of the path is the id.
+        assert request.postpath is not None  # set before the traversal began
         model_id = b"/".join([path, *request.postpath])
         request.postpath = []
         return Model(self._catalog, model_id.decode("utf-8", "replace"))
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: ProxyRequest) -> bytes:
         try:
             models = self._catalog.models()
         except ModelsFileError as e:
@@ -162,7 +168,7 @@ class Model(JSONResource):
         self._catalog = catalog
         self._model_id = model_id
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: ProxyRequest) -> bytes:
         try:
             models = self._catalog.models()
         except ModelsFileError as e:

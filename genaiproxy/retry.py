@@ -6,7 +6,8 @@ them with a L{twisted.internet.task.Clock}.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
@@ -41,7 +42,7 @@ class RetryingCall:
         self._backoff_sec = backoff_sec
         self._on_retry = on_retry
         self._retries = 0
-        self._current: Optional[Deferred[Any]] = None
+        self._current: Deferred[Any] | None = None
         self._cancelled = False
         self.result: Deferred[Any] = Deferred(self._cancel)
 

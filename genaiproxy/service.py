@@ -12,7 +12,8 @@ import os
 import resource
 import signal
 import sys
-from typing import Any, Mapping, NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from twisted.application import strports
 from twisted.application.service import MultiService

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hmac
 import random
 import uuid
-from typing import Any, Optional
+from typing import Any
 from weakref import WeakSet
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
@@ -30,6 +31,12 @@ _MAX_REQUEST_ID = 128
 _random_bits = random.Random().getrandbits
 
 
+def _max_body_bytes(channel: HTTPChannel) -> int:
+    """The body limit of the site whose channel C{channel} is (0: none)."""
+    # Site.buildProtocol sets channel.site; HTTPChannel does not declare it.
+    return getattr(channel.site, "max_body_bytes", 0)  # type: ignore[attr-defined]
+
+
 class ProxyRequest(Request):
     """A request that carries its id, has no default content type (a
     passed-through answer must keep the upstream's, or none), and stops
@@ -41,9 +48,9 @@ class ProxyRequest(Request):
     _body_bytes = 0
 
     def _body_limit(self) -> int:
-        return getattr(self.channel.site, "max_body_bytes", 0)
+        return _max_body_bytes(self.channel)
 
-    def gotLength(self, length: Optional[int]) -> None:
+    def gotLength(self, length: int | None) -> None:
         limit = self._body_limit()
         if limit and length is not None and length > limit:
             self.too_large = True
@@ -57,6 +64,8 @@ class ProxyRequest(Request):
         limit = self._body_limit()
         if limit and self._body_bytes > limit:
             self.too_large = True
+            # gotLength made the file before any chunk could arrive.
+            assert self.content is not None
             self.content.seek(0)
             self.content.truncate()
             return
@@ -91,7 +100,7 @@ class AccessPolicy:
             credentials.strip(), self._token
         )
 
-    def allowed_origin(self, request: Request) -> Optional[bytes]:
+    def allowed_origin(self, request: Request) -> bytes | None:
         """The request's C{Origin} when CORS is on and it is allowed."""
         if not self.cors_enabled:
             return None
@@ -133,7 +142,7 @@ class PreflightResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, origin: Optional[bytes]) -> None:
+    def __init__(self, origin: bytes | None) -> None:
         super().__init__()
         self._origin = origin
 
@@ -176,7 +185,7 @@ class TooLargeResource(Resource):
     isLeaf = True
 
     def render(self, request: Request) -> bytes:
-        limit_mb = getattr(request.channel.site, "max_body_bytes", 0) / 1_000_000
+        limit_mb = _max_body_bytes(request.channel) / 1_000_000
         return set_json_error(
             request, 413, f"Request body larger than MAX_REQUEST_BODY_MB ({limit_mb:g} MB)",
             "invalid_request_error", code="request_too_large",
@@ -205,8 +214,9 @@ class ProxySite(Site):
     requestFactory = ProxyRequest
     # Plain HTTP/1.1 channels (Twisted's default wraps them to negotiate
     # HTTP/2, which needs the optional h2 package): their transports are
-    # what a graceful stop closes.
-    protocol = HTTPChannel
+    # what a graceful stop closes.  (HTTPFactory types its protocol as that
+    # wrapper only, though buildProtocol works with any HTTPChannel.)
+    protocol = HTTPChannel  # type: ignore[assignment]
     noisy = False
 
     def __init__(self, resource: IResource, policy: AccessPolicy, max_body_bytes: int = 0) -> None:
@@ -217,7 +227,7 @@ class ProxySite(Site):
         self.max_body_bytes = max_body_bytes
         self._channels: WeakSet[Any] = WeakSet()
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         """No access log: the forwarder logs each request as structured events."""
 
     def buildProtocol(self, addr: Any) -> Any:
@@ -249,7 +259,7 @@ class ProxySite(Site):
         check()
         return done
 
-    def getResourceFor(self, request: Request) -> IResource:
+    def getResourceFor(self, request: ProxyRequest) -> IResource:
         request.request_id = request_id_for(request)
         request.setHeader(b"server", SERVER_HEADER)
         request.setHeader(b"x-request-id", request.request_id.encode("ascii"))

@@ -9,15 +9,15 @@ has arrived for REQUEST_TIMEOUT: an idle timeout, not a cap on total time.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from .failures import UpstreamError, describe_failure
@@ -32,7 +32,7 @@ class IdleTimer:
         self._clock = clock
         self._timeout = timeout
         self._on_idle = on_idle
-        self._call: Optional[IDelayedCall] = None
+        self._call: IDelayedCall | None = None
 
     def reset(self) -> None:
         """(Re)start the countdown."""
@@ -61,6 +61,16 @@ def _finished_cleanly(reason: Failure) -> bool:
     return reason.check(ResponseDone, PotentialDataLoss) is not None
 
 
+def _upstream(protocol: Protocol) -> IPushProducer | None:
+    """The transport a response body is delivered on (None until then).
+
+    C{IResponse.deliverBody} connects the protocol to a producer of the
+    body (twisted.web's C{TransportProxyProducer}), typed by Twisted as the
+    plain C{ITransport} of any protocol.
+    """
+    return cast("IPushProducer | None", protocol.transport)
+
+
 class BodyCollector(Protocol):
     """Collect a whole response body; C{done} fires with the bytes.
 
@@ -70,7 +80,7 @@ class BodyCollector(Protocol):
     def __init__(self, clock: IReactorTime, idle_timeout: float) -> None:
         self._chunks: list[bytes] = []
         self._timer = IdleTimer(clock, idle_timeout, self._idle)
-        self._failed_with: Optional[UpstreamError] = None
+        self._failed_with: UpstreamError | None = None
         self.done: Deferred[bytes] = Deferred(lambda _: self._stop())
 
     def start_timer(self) -> None:
@@ -102,8 +112,9 @@ class BodyCollector(Protocol):
 
     def _stop(self) -> None:
         self._timer.stop()
-        if self.transport is not None:
-            self.transport.stopProducing()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.stopProducing()
 
 
 def collect_body(response: Any, clock: IReactorTime, idle_timeout: float) -> Deferred[bytes]:
@@ -130,11 +141,11 @@ class StreamPump(Protocol):
 
     def __init__(
         self,
-        request: IRequest,
+        request: IConsumer,
         clock: IReactorTime,
         idle_timeout: float,
-        on_chunk: Optional[Callable[[bytes], None]],
-        on_end: Callable[[Optional[UpstreamError]], None],
+        on_chunk: Callable[[bytes], None] | None,
+        on_end: Callable[[UpstreamError | None], None],
     ) -> None:
         self._request = request
         self._on_chunk = on_chunk
@@ -142,7 +153,7 @@ class StreamPump(Protocol):
         self._timer = IdleTimer(clock, idle_timeout, self._idle)
         self._gone = False
         self._paused = False
-        self._broken: Optional[UpstreamError] = None
+        self._broken: UpstreamError | None = None
         self._tail = b"\n\n"
         self.bytes_sent = 0
 
@@ -186,22 +197,25 @@ class StreamPump(Protocol):
         self._broken = UpstreamError(
             IDLE_TIMEOUT_KIND, "the upstream stopped sending for longer than REQUEST_TIMEOUT", False
         )
-        if self.transport is not None:
-            self.transport.stopProducing()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.stopProducing()
 
     # IPushProducer: the client side drives these.
 
     def pauseProducing(self) -> None:
         self._paused = True
         self._timer.stop()
-        if self.transport is not None:
-            self.transport.pauseProducing()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.pauseProducing()
 
     def resumeProducing(self) -> None:
         self._paused = False
         self._timer.reset()
-        if self.transport is not None:
-            self.transport.resumeProducing()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.resumeProducing()
 
     def stopProducing(self) -> None:
         self.client_gone()
@@ -212,5 +226,6 @@ class StreamPump(Protocol):
             return
         self._gone = True
         self._timer.stop()
-        if self.transport is not None:
-            self.transport.stopProducing()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.stopProducing()

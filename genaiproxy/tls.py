@@ -50,6 +50,7 @@ class SystemAndExtraTrust:
     def _addCACertsToContext(self, context: SSL.Context) -> None:
         context.set_default_verify_paths()
         store = context.get_cert_store()
+        assert store is not None  # every OpenSSL context is made with one
         for certificate in self._extra:
             try:
                 store.add_cert(certificate)

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import Any, Optional
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+    ITCPTransport,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -30,7 +35,7 @@ _MAX_HEAD = 16384
 class ProxyConnectError(Exception):
     """The forward proxy could not be reached or refused the tunnel."""
 
-    def __init__(self, message: str, status: Optional[int] = None) -> None:
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
@@ -44,7 +49,7 @@ class ForwardProxy:
         self.port: int = parts.port or (443 if parts.scheme == "https" else 8080)
         self.display = strip_userinfo(url)
         self.tls = parts.scheme == "https"
-        self.authorization: Optional[bytes] = None
+        self.authorization: bytes | None = None
         if parts.username is not None:
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             self.authorization = b"Basic " + base64.b64encode(credentials.encode("utf-8"))
@@ -71,7 +76,7 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
             continue
         if entry == "*":
             return True
-        entry_port: Optional[int] = None
+        entry_port: int | None = None
         if entry.count(":") == 1 and entry.rsplit(":", 1)[1].isdigit():
             entry, port_text = entry.rsplit(":", 1)
             entry_port = int(port_text)
@@ -94,20 +99,25 @@ class _TunnelProtocol(Protocol):
     """Sends CONNECT, waits for the proxy's answer, then becomes a pipe to
     the protocol built by the wrapped factory."""
 
-    def __init__(self, endpoint: "ConnectTunnelEndpoint", factory: Factory, addr: Any) -> None:
+    def __init__(self, endpoint: ConnectTunnelEndpoint, factory: IProtocolFactory, addr: Any) -> None:
         self._endpoint = endpoint
         self._factory = factory
         self._addr = addr
         self._head = b""
-        self._inner: Optional[Protocol] = None
-        self.established: Deferred[Protocol] = Deferred(lambda _: self.transport.abortConnection())
+        self._inner: IProtocol | None = None
+        self.established: Deferred[IProtocol] = Deferred(lambda _: self._connection().abortConnection())
+
+    def _connection(self) -> ITCPTransport:
+        """The connection to the proxy (TCP, or TLS over it), made before
+        this protocol is used."""
+        return cast(ITCPTransport, self.transport)
 
     def connectionMade(self) -> None:
         target = self._endpoint.target
         lines = [b"CONNECT " + target + b" HTTP/1.1", b"Host: " + target]
         if self._endpoint.proxy.authorization is not None:
             lines.append(b"Proxy-Authorization: " + self._endpoint.proxy.authorization)
-        self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        self._connection().write(b"\r\n".join(lines) + b"\r\n\r\n")
 
     def dataReceived(self, data: bytes) -> None:
         if self._inner is not None:
@@ -133,21 +143,21 @@ class _TunnelProtocol(Protocol):
             return
         inner = self._factory.buildProtocol(self._addr)
         if inner is None:
-            self.transport.loseConnection()
+            self._connection().loseConnection()
             return
         self._inner = inner
-        inner.makeConnection(self.transport)
+        inner.makeConnection(self._connection())
         if not self.established.called:
             self.established.callback(inner)
         if rest:
             inner.dataReceived(rest)
 
-    def _refuse(self, why: str, status: Optional[int]) -> None:
+    def _refuse(self, why: str, status: int | None) -> None:
         if not self.established.called:
             self.established.errback(
                 ProxyConnectError(f"proxy {self._endpoint.proxy.display} {why}", status)
             )
-        self.transport.loseConnection()
+        self._connection().loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._inner is not None:
@@ -164,12 +174,18 @@ class _TunnelProtocol(Protocol):
 class _TunnelFactory(Factory):
     noisy = False
 
-    def __init__(self, endpoint: "ConnectTunnelEndpoint", wrapped: Factory) -> None:
+    def __init__(self, endpoint: ConnectTunnelEndpoint, wrapped: IProtocolFactory) -> None:
         self._endpoint = endpoint
         self._wrapped = wrapped
 
     def buildProtocol(self, addr: Any) -> _TunnelProtocol:
         return _TunnelProtocol(self._endpoint, self._wrapped, addr)
+
+
+def _established(tunnel: IProtocol) -> Deferred[IProtocol]:
+    """The protocol on top, once the proxy accepted the CONNECT."""
+    # The endpoint built it with a _TunnelFactory.
+    return cast(_TunnelProtocol, tunnel).established
 
 
 def _unreachable(failure: Failure, proxy: ForwardProxy) -> Failure:
@@ -184,15 +200,17 @@ def _unreachable(failure: Failure, proxy: ForwardProxy) -> Failure:
 class ConnectTunnelEndpoint:
     """An endpoint whose connections are CONNECT tunnels through C{proxy}."""
 
-    def __init__(self, proxy_endpoint: IStreamClientEndpoint, proxy: ForwardProxy, host: str, port: int) -> None:
+    def __init__(
+        self, proxy_endpoint: IStreamClientEndpoint, proxy: ForwardProxy, host: str, port: int
+    ) -> None:
         self._proxy_endpoint = proxy_endpoint
         self.proxy = proxy
         name = host.encode("idna") if ":" not in host else b"[" + host.encode("ascii") + b"]"
         self.target = name + b":%d" % port
 
-    def connect(self, protocolFactory: Factory) -> Deferred[Protocol]:
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         connecting = self._proxy_endpoint.connect(_TunnelFactory(self, protocolFactory))
-        connecting.addCallback(lambda tunnel: tunnel.established)
+        connecting.addCallback(_established)
         connecting.addErrback(_unreachable, self.proxy)
         return connecting
 
@@ -206,5 +224,5 @@ class ProxyEndpoint:
         self._proxy_endpoint = proxy_endpoint
         self.proxy = proxy
 
-    def connect(self, protocolFactory: Factory) -> Deferred[Protocol]:
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         return self._proxy_endpoint.connect(protocolFactory).addErrback(_unreachable, self.proxy)

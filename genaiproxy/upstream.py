@@ -18,8 +18,9 @@ retry chain of L{genaiproxy.retry} runs the attempts.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from http.cookiejar import Cookie
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import Request as UrllibRequest
 
@@ -64,7 +65,7 @@ _NOT_FORWARDED = HOP_BY_HOP_HEADERS | {
 }
 
 
-def connection_tokens(values: Optional[list[bytes]]) -> frozenset[bytes]:
+def connection_tokens(values: Sequence[bytes] | None) -> frozenset[bytes]:
     """The header names a C{Connection} header declares hop-by-hop."""
     if not values:
         return frozenset()
@@ -130,7 +131,8 @@ def make_pool(reactor: Any) -> HTTPConnectionPool:
     """The persistent connection pool of the upstream client."""
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = POOL_IDLE_PER_ORIGIN
-    pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT_SEC
+    # Twisted infers int from its default (240), but any number of seconds works.
+    pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT_SEC  # type: ignore[assignment]
     return pool
 
 
@@ -141,7 +143,7 @@ class UpstreamClient:
     treq's in-memory C{RequestTraversalAgent}).
     """
 
-    def __init__(self, config: Config, reactor: Any, agent: Optional[IAgent] = None) -> None:
+    def __init__(self, config: Config, reactor: Any, agent: IAgent | None = None) -> None:
         self.config = config
         self.clock: IReactorTime = reactor
         base = urlsplit(config.base_url)
@@ -177,7 +179,7 @@ class UpstreamClient:
             self._inject.append((b"Proxy-Authorization", self._proxy.authorization))
 
     @property
-    def via_proxy(self) -> Optional[str]:
+    def via_proxy(self) -> str | None:
         """The forward proxy in use (credentials removed), or None when direct."""
         return self._proxy.display if self._proxy is not None else None
 
@@ -218,7 +220,7 @@ class UpstreamClient:
         headers: Headers,
         body: RequestBody,
         on_retry: OnRetry,
-        read: Optional[Callable[[IResponse], Any]] = None,
+        read: Callable[[IResponse], Any] | None = None,
     ) -> Deferred[Any]:
         """Send one request with retries; fire with the response (or with
         C{read(response)} when given, so that reading the body is retried too).
@@ -229,8 +231,10 @@ class UpstreamClient:
         def attempt() -> Deferred[Any]:
             if body is not None and not isinstance(body, bytes):
                 body.seek(0)  # a spooled upload is sent again from its start
+            # treq's type for data lists what its default data_to_body_producer
+            # takes; ours (bodies.body_producer) also takes any binary file.
             d = self._http.request(
-                method_name, url, headers=headers, data=body,
+                method_name, url, headers=headers, data=body,  # type: ignore[arg-type]
                 allow_redirects=False, unbuffered=True,
             )
             d.addTimeout(timeout, self.clock, onTimeoutCancel=_timed_out)

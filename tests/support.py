@@ -20,9 +20,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 BIN = Path(sys.executable).parent
 TWISTD = str(BIN / "twistd")
@@ -58,7 +58,9 @@ def _stop(process: subprocess.Popen[Any]) -> None:
 
 
 @contextlib.contextmanager
-def run_mock_upstream(*args: str, startup_timeout: float = 20.0) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def run_mock_upstream(
+    *args: str, startup_timeout: float = 20.0
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Start the mock upstream on a free port; yield ``(base_url, process)``."""
     process = subprocess.Popen(
         [sys.executable, "-m", "genaiproxy.mock_upstream", "--port", "0", *args],
@@ -111,7 +113,7 @@ class ProxyProcess:
         with self._changed:
             self._changed.notify_all()
 
-    def events(self, name: Optional[str] = None) -> list[dict[str, Any]]:
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """The JSON log events printed so far (optionally only those named C{name})."""
         parsed = []
         for line in list(self.lines):
@@ -138,7 +140,7 @@ class ProxyProcess:
 
     def wait_for_event(self, name: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         """The first log event named C{name} whose fields match C{fields}."""
-        def find() -> Optional[dict[str, Any]]:
+        def find() -> dict[str, Any] | None:
             for event in self.events(name):
                 if all(event.get(k) == v for k, v in fields.items()):
                     return event
@@ -154,9 +156,9 @@ class ProxyProcess:
 @contextlib.contextmanager
 def run_proxy(
     upstream: str,
-    models: Optional[str] = None,
+    models: str | None = None,
     startup_timeout: float = 20.0,
-    preexec: Optional[Callable[[], None]] = None,
+    preexec: Callable[[], None] | None = None,
     **settings: str,
 ) -> Iterator[ProxyProcess]:
     """Run the daemon in front of C{upstream} with extra environment C{settings}.
@@ -182,7 +184,7 @@ def run_proxy(
     )
     proxy = ProxyProcess(process, workdir)
     try:
-        def port() -> Optional[str]:
+        def port() -> str | None:
             if process.poll() is not None:
                 raise RuntimeError("proxy exited:\n" + "\n".join(proxy.lines))
             for line in proxy.lines:
@@ -196,7 +198,9 @@ def run_proxy(
         proxy.stop()
 
 
-def run_proxy_expecting_failure(env: dict[str, str], timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+def run_proxy_expecting_failure(
+    env: dict[str, str], timeout: float = 20.0
+) -> subprocess.CompletedProcess[str]:
     """Start the daemon with C{env} (merged over a clean environment) and
     return how it ended; used for start-up errors."""
     full = _clean_environment()
@@ -212,7 +216,7 @@ def run_proxy_expecting_failure(env: dict[str, str], timeout: float = 20.0) -> s
 
 
 @contextlib.contextmanager
-def run_tinyproxy(basic_auth: Optional[tuple[str, str]] = None) -> Iterator[tuple[str, Path]]:
+def run_tinyproxy(basic_auth: tuple[str, str] | None = None) -> Iterator[tuple[str, Path]]:
     """Run Debian's tinyproxy on a free loopback port as a corporate forward
     proxy; yield ``(proxy_url, log_path)``. ``.ci/run`` installs it."""
     binary = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
@@ -234,9 +238,9 @@ def run_tinyproxy(basic_auth: Optional[tuple[str, str]] = None) -> Iterator[tupl
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
-            except OSError:
+            except OSError as e:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("tinyproxy did not start")
+                    raise RuntimeError("tinyproxy did not start") from e
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}", log
     finally:

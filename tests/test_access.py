@@ -15,7 +15,9 @@ ORIGIN = "http://app.example:3000"
 @pytest.fixture(scope="module")
 def guarded(mock_url):
     """A proxy with AUTH_TOKEN and ALLOWED_ORIGINS set."""
-    with run_proxy(mock_url, models="- id: gpt-4.1\n", AUTH_TOKEN=TOKEN, ALLOWED_ORIGINS=ORIGIN + ", http://other.example") as p:
+    with run_proxy(
+        mock_url, models="- id: gpt-4.1\n", AUTH_TOKEN=TOKEN, ALLOWED_ORIGINS=ORIGIN + ", http://other.example"
+    ) as p:
         yield p
 
 

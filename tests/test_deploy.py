@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from support import BASE_ENV, TWISTD, _clean_environment, _stop, free_port
 
 REPO = Path(__file__).resolve().parent.parent

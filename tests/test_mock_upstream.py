@@ -197,7 +197,7 @@ def test_stream_events_are_spaced_by_the_delay(client: httpx.Client) -> None:
     assert "".join(content) == DEFAULT_REPLY
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:4])]
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:4], strict=False)]
     assert all(gap >= delay * 0.5 for gap in gaps), gaps
 
 

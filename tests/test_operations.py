@@ -9,7 +9,6 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
-
 from support import run_proxy
 
 CHAT = "/v1/chat/completions"

@@ -35,3 +35,17 @@ def test_twistd_lists_the_plugin(tmp_path):
                              cwd=tmp_path, check=True)
     assert "--listen" in options.stdout and "tcp:8111:interface=127.0.0.1" in options.stdout
     assert "--models" in options.stdout and "./models.yaml" in options.stdout
+
+
+def test_dependencies_are_the_design_stack():
+    """The installed package depends on treq (which performs the upstream
+    calls) and the rest of the design's stack, and no longer on httptools."""
+    from importlib.metadata import requires
+
+    names = {
+        requirement.split(";")[0].split("[")[0].split(">")[0].split("=")[0].strip().lower()
+        for requirement in requires("genai-proxy") or []
+        if "extra ==" not in requirement
+    }
+    assert {"twisted", "treq", "pyyaml", "service-identity", "pyopenssl"} <= names
+    assert "httptools" not in names

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import error
 from twisted.internet.task import Clock
@@ -49,7 +49,7 @@ class FakeClientRequest:
 
 def make_pump(timeout: float = 5.0):
     clock, request, transport = Clock(), FakeClientRequest(), FakeUpstreamTransport()
-    ended: list[Optional[Any]] = []
+    ended: list[Any | None] = []
     chunks: list[bytes] = []
     pump = StreamPump(request, clock, timeout, chunks.append, ended.append)
     pump.makeConnection(transport)

@@ -90,7 +90,9 @@ def test_refused_connect_names_proxy_and_status():
     [failure] = results
     assert failure.check(ProxyConnectError)
     assert failure.value.status == 407
-    assert str(failure.value) == "proxy http://proxy:3128 refused CONNECT with 407 Proxy Authentication Required"
+    assert str(failure.value) == (
+        "proxy http://proxy:3128 refused CONNECT with 407 Proxy Authentication Required"
+    )
     assert fake.transport.disconnecting
 
 

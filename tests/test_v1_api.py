@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from conftest import upstream_saw
 from support import run_proxy
 
