@@ -40,6 +40,7 @@ from .failures import UpstreamError
 from .retry import OnRetry, RetryingCall
 from .tls import trust_root
 from .tunnel import ForwardProxy
+from .urls import as_sent, join_url, target_safe
 
 # Headers that describe one hop of a connection, never the end-to-end message.
 HOP_BY_HOP_HEADERS = frozenset(
@@ -70,13 +71,6 @@ def connection_tokens(values: Sequence[bytes] | None) -> frozenset[bytes]:
     if not values:
         return frozenset()
     return frozenset(t.strip().lower() for v in values for t in v.split(b","))
-
-
-def join_url(base_url: str, path: str, query: bytes = b"") -> bytes:
-    """C{base_url} + C{path} (+ C{?query}), with exactly one slash between."""
-    url = base_url.rstrip("/") + "/" + path.lstrip("/")
-    encoded = url.encode("ascii")
-    return encoded + b"?" + query if query else encoded
 
 
 def _timed_out(result: Any, timeout: float) -> Failure:
@@ -166,7 +160,8 @@ class UpstreamClient:
         self._proxy = endpoints.proxy_for(hostname, port)
         if agent is None:
             agent = upstream_agent(reactor, endpoints, self.pool, scheme, hostname, port)
-        self._http = HTTPClient(agent, cookiejar=NoCookies(), data_to_body_producer=body_producer)
+        self._jar = NoCookies()
+        self._http = HTTPClient(agent, cookiejar=self._jar, data_to_body_producer=body_producer)
         self._drop = _NOT_FORWARDED
         self._inject: list[tuple[bytes, bytes]] = []
         if config.subscription_name:
@@ -190,8 +185,8 @@ class UpstreamClient:
 
     def request_url(self, path: str, query: bytes = b"") -> bytes:
         """The URL requested upstream: base URL + C{path} (+ C{?query})."""
-        url = self._base + b"/" + path.lstrip("/").encode("ascii")
-        return url + b"?" + query if query else url
+        url = self._base + b"/" + target_safe(path.lstrip("/").encode("ascii"))
+        return url + b"?" + target_safe(query) if query else url
 
     def headers_for(self, incoming: Headers, request_id: str) -> Headers:
         """The headers to send upstream for a client request with C{incoming}.
@@ -227,15 +222,18 @@ class UpstreamClient:
         """
         timeout = self.config.request_timeout
         method_name = method.decode("ascii")
+        target = as_sent(url)
 
         def attempt() -> Deferred[Any]:
             if body is not None and not isinstance(body, bytes):
                 body.seek(0)  # a spooled upload is sent again from its start
             # treq's type for data lists what its default data_to_body_producer
             # takes; ours (bodies.body_producer) also takes any binary file.
+            # cookies: our empty jar, so that treq does not make a new jar
+            # for every request only to merge nothing from it into ours.
             d = self._http.request(
-                method_name, url, headers=headers, data=body,  # type: ignore[arg-type]
-                allow_redirects=False, unbuffered=True,
+                method_name, target, headers=headers, data=body,  # type: ignore[arg-type]
+                cookies=self._jar, allow_redirects=False, unbuffered=True,
             )
             d.addTimeout(timeout, self.clock, onTimeoutCancel=_timed_out)
             d.addCallback(_without_empty_encoding)

@@ -149,3 +149,17 @@ def test_key_and_request_id_injected_credentials_dropped():
     assert seen.getRawHeaders(b"authorization") is None
     assert seen.getRawHeaders(b"x-custom") == [b"kept"]
     assert seen.getRawHeaders(b"host") == [b"upstream.invalid"]
+
+
+def test_query_string_reaches_the_upstream_as_the_client_wrote_it():
+    """treq would re-encode the query (brackets, commas); the proxy sends it
+    as it came, percent-encoding only what a request target cannot carry."""
+    upstream = Upstream(lambda request, n: request.uri)
+    client, agent, reactor = make_client(upstream)
+    results: list[Any] = []
+    url = client.request_url("/v1/files", b"ids=[1,2]&q=a b\xc3\xa9&x=%2F")
+    d = client.call(b"GET", url, client.headers_for(Headers(), "rid"), None, lambda *_: None,
+                    read=lambda r: collect_body(r, reactor, 5))
+    d.addBoth(results.append)
+    agent.flush()
+    assert results == [b"/genai/v1/files?ids=[1,2]&q=a%20b%C3%A9&x=%2F"]

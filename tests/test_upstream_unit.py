@@ -20,7 +20,8 @@ from zope.interface import implementer
 from genaiproxy.config import load_config
 from genaiproxy.failures import UpstreamError, classify
 from genaiproxy.retry import RetryingCall
-from genaiproxy.upstream import UpstreamClient, join_url
+from genaiproxy.upstream import UpstreamClient
+from genaiproxy.urls import as_sent, join_url, target_safe
 
 ENV = {
     "GENAI_SUBSCRIPTION_NAME": "Ocp-Apim-Subscription-Key",
@@ -215,3 +216,23 @@ def test_call_times_out_each_attempt_and_retries():
     failures = []
     result.addErrback(failures.append)
     assert failures[0].value.kind == "read_timeout"
+
+
+@given(st.binary(max_size=64))
+def test_target_safe_leaves_printable_ascii_and_encodes_the_rest(raw):
+    """Only bytes a request target may not carry are percent-encoded, and
+    decoding gives back the original."""
+    from urllib.parse import unquote_to_bytes
+
+    safe = target_safe(raw)
+    assert all(0x21 <= byte <= 0x7E for byte in safe)
+    if all(0x21 <= byte <= 0x7E for byte in raw):
+        assert safe == raw
+    if b"%" not in raw:
+        assert unquote_to_bytes(safe) == raw
+
+
+def test_as_sent_urls_render_unchanged():
+    """treq's to_uri().to_text() of an as_sent URL is the URL itself."""
+    url = b"https://gw.example.com/genai/v1/x?ids=[1,2]&api-version=2024-10-21"
+    assert as_sent(url).to_uri().to_text().encode("ascii") == url
