@@ -9,6 +9,7 @@ import gzip
 from typing import Any
 
 from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
@@ -163,3 +164,21 @@ def test_query_string_reaches_the_upstream_as_the_client_wrote_it():
     d.addBoth(results.append)
     agent.flush()
     assert results == [b"/genai/v1/files?ids=[1,2]&q=a%20b%C3%A9&x=%2F"]
+
+
+def test_close_closes_the_pools_cached_connections():
+    """Stopping the service closes the idle keep-alive connections of the pool."""
+    client, _, _ = make_client(Upstream(lambda request, n: b"{}"))
+    closed: list[bool] = []
+    client.pool.closeCachedConnections = lambda: closed.append(True) or succeed(None)  # type: ignore[method-assign]
+    client.close()
+    assert closed == [True]
+
+
+def test_pool_keeps_many_idle_connections_for_a_while():
+    """Idle connections are kept for bursts of concurrent requests (Twisted
+    keeps 2 per host by default) and dropped before servers drop them."""
+    client, _, _ = make_client(Upstream(lambda request, n: b"{}"))
+    assert client.pool.persistent
+    assert client.pool.maxPersistentPerHost >= 128
+    assert 10 <= client.pool.cachedConnectionTimeout < 60
