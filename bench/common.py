@@ -1,0 +1,215 @@
+"""Constants and small helpers shared by every part of the benchmark.
+
+The request every phase sends, the promises' limits, logging to stderr,
+percentiles, and two raw-socket HTTP helpers (a blocking POST, and an
+incremental SSE parser that time-stamps each event as its last byte arrives).
+Raw sockets on purpose: no proxy variables, no hidden buffering, no package
+beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+HOST = "127.0.0.1"
+PATH = "/v1/chat/completions"
+SUBSCRIPTION_NAME = "Ocp-Apim-Subscription-Key"
+API_KEY = "bench-key"
+MODEL = "gpt-4.1"
+CHAT_BODY = b'{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}'
+STREAM_BODY = b'{"model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+
+# The promises checked (see README.md).
+ADDED_P50_CEILING_MS = 0.5  # genai-proxy p50 - direct p50 at 1 connection
+RPS_FLOOR = 0.08  # genai-proxy req/s >= 8 % of nginx (1 worker) at 32 connections
+LITELLM_FACTOR = 10.0  # genai-proxy >= 10x LiteLLM's req/s, added p50 <= 1/10 of LiteLLM's
+OPEN_STREAMS_WANTED = 10_000  # the issue's figure
+OPEN_STREAMS_RSS_CEILING_MB = 350.0
+OPEN_STREAMS_FIRST_EVENT_S = 1.0
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on (a process failed to start, a tool is missing)."""
+
+
+def log(message: str) -> None:
+    """One time-stamped progress line on stderr (the report goes to stdout)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of C{values}; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of C{values}; NaN when empty."""
+    return statistics.median(values) if values else float("nan")
+
+
+def tail(path: Path, limit: int = 1500) -> str:
+    """The last C{limit} characters of a (log) file, or ''."""
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def listen_overflows() -> int | None:
+    """The machine's TcpExt ListenOverflows counter (SYNs dropped because an
+    accept queue was full), or None when unreadable."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            row = dict(zip(names.split(), values.split(), strict=False))
+            return int(row["ListenOverflows"]) if "ListenOverflows" in row else None
+    return None
+
+
+def http_post(port: int, body: bytes = CHAT_BODY, headers: dict[str, str] | None = None,
+              timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """One POST to C{PATH} on loopback; return (status, headers lower-cased, body)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("POST", PATH, body=body,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        head = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, head, response.read()
+    finally:
+        conn.close()
+
+
+def stream_request(events: int, delay: float, tag: str = "") -> bytes:
+    """The raw bytes of one streaming chat request for the Python mock upstream:
+    C{events} events C{delay} seconds apart; C{tag} asks the benchmark's mock
+    launcher to time-stamp each event it writes."""
+    head = (
+        f"POST {PATH} HTTP/1.1\r\n"
+        f"Host: {HOST}\r\n"
+        "Content-Type: application/json\r\n"
+        "Accept: text/event-stream\r\n"
+        f"X-Mock-Events: {events}\r\n"
+        f"X-Mock-Event-Delay: {delay:g}\r\n"
+        + (f"X-Bench-Stream: {tag}\r\n" if tag else "")
+        + "Connection: close\r\n"
+        f"Content-Length: {len(STREAM_BODY)}\r\n\r\n"
+    )
+    return head.encode("ascii") + STREAM_BODY
+
+
+class SSEResponse:
+    """Incremental parser of one HTTP/1.1 SSE response; stamps each event
+    with the time the bytes completing it were received."""
+
+    __slots__ = ("_buf", "_sse", "_data_left", "_crlf_left", "status", "chunked",
+                 "body_ended", "events", "saw_done")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._sse = b""
+        self._data_left = 0
+        self._crlf_left = 0
+        self.status: int | None = None
+        self.chunked = False
+        self.body_ended = False
+        self.events: list[tuple[float, bytes]] = []
+        self.saw_done = False
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Take the bytes C{data}, received at C{now} (time.monotonic())."""
+        self._buf += data
+        if self.status is None:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self._buf[:end].decode("latin-1").split("\r\n")
+            self._buf = self._buf[end + 4:]
+            self.status = int(head[0].split()[1])
+            for line in head[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
+                    self.chunked = True
+        if self.chunked:
+            pieces = []
+            while self._buf and not self.body_ended:
+                if self._data_left:
+                    piece = self._buf[:self._data_left]
+                    self._buf = self._buf[len(piece):]
+                    self._data_left -= len(piece)
+                    pieces.append(piece)
+                elif self._crlf_left:
+                    skip = min(self._crlf_left, len(self._buf))
+                    self._buf = self._buf[skip:]
+                    self._crlf_left -= skip
+                else:
+                    line_end = self._buf.find(b"\r\n")
+                    if line_end < 0:
+                        break
+                    size = int(self._buf[:line_end].split(b";")[0], 16)
+                    self._buf = self._buf[line_end + 2:]
+                    if size == 0:
+                        self.body_ended = True
+                    else:
+                        self._data_left, self._crlf_left = size, 2
+            body = b"".join(pieces)
+        else:
+            body, self._buf = self._buf, b""
+        self._sse += body
+        while True:
+            end = self._sse.find(b"\n\n")
+            if end < 0:
+                break
+            event, self._sse = self._sse[:end], self._sse[end + 2:]
+            self.events.append((now, event))
+            if event.strip() == b"data: [DONE]":
+                self.saw_done = True
+
+
+def read_stream(port: int, request: bytes, timeout: float) -> tuple[float, SSEResponse]:
+    """Send C{request} and read the whole streamed answer with a blocking
+    socket; return (time the request was sent, parsed answer)."""
+    deadline = time.monotonic() + timeout
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        parsed = SSEResponse()
+        sent = time.monotonic()
+        sock.sendall(request)
+        while not (parsed.saw_done or parsed.body_ended):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            now = time.monotonic()
+            if not data:
+                break
+            parsed.feed(data, now)
+        return sent, parsed
+    finally:
+        sock.close()
