@@ -167,11 +167,13 @@ class ForwardCall:
         headers = upstream.headers_for(request.requestHeaders, self._id)
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
-        self._log_request(prepared, body, query)
-
         self._call = upstream.call(
             request.method, url, headers, body, self._on_retry, read=self._read
         )
+        # Logged once the request is on its way upstream (its bytes are
+        # written at once on a pooled connection), before any answer is
+        # handled: the event's cost stays off the request's latency path.
+        self._log_request(prepared, body, query)
         self._call.addCallbacks(self._respond, self._failed)
         self._call.addErrback(self._crashed)
 
@@ -243,19 +245,21 @@ class ForwardCall:
                 request.responseHeaders.setRawHeaders(b"content-length", length[-1:])
         elif response.code not in NO_BODY_CODES:
             request.setHeader(b"content-length", b"%d" % len(body))
+        duration_ms = self._elapsed_ms()
+        self._ended = True
+        request.write(body)
+        request.finish()
+        # Logged after the answer went out, so that it does not wait for this.
         fields: dict[str, Any] = {
             "id": self._id,
             "status": response.code,
-            "duration_ms": self._elapsed_ms(),
+            "duration_ms": duration_ms,
             "headers": LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
         }
         if self._fw.config.log_bodies:
             content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
             fields.update(body_for_log(body, content_type.decode("latin-1")))
         log.info("response", **fields)
-        self._ended = True
-        request.write(body)
-        request.finish()
 
     def _start_stream(self, response: IResponse) -> None:
         request = self._request
