@@ -47,12 +47,34 @@ class BytesProducer:
         """Nothing to stop: the body was written whole."""
 
 
+class KeepOpen:
+    """A file as L{FileBodyProducer} reads it, except that its C{close} does
+    nothing: the producer closes its file when done, but a spooled upload is
+    read again by the next attempt of a retried call, and twisted.web closes
+    it with the request."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        """Leave the file open for the next attempt."""
+
+
 def body_producer(data: Any) -> IBodyProducer:
     """treq's C{data_to_body_producer}: bytes as they are, a file from where
     it stands (the caller rewinds it before each attempt)."""
     if isinstance(data, bytes):
         return BytesProducer(data)
-    return FileBodyProducer(data)
+    return FileBodyProducer(KeepOpen(data))
 
 
 def body_length(body: RequestBody) -> int:

@@ -80,6 +80,24 @@ def test_large_upload_streamed_through_intact(proxy, client, mock_url):
     assert logged["body_length"] == len(body) and "body" not in logged
 
 
+def test_large_upload_is_sent_whole_again_on_retry(proxy, client):
+    """When the upstream drops the first attempt, the retry streams the
+    spooled upload again from its first byte."""
+    import hashlib
+
+    body = bytes(range(256)) * 4096  # 1 MiB: spooled to a file by the server
+    rid = new_id()
+    response = client.post(
+        proxy.url + "/v1/files", content=body,
+        headers={"Content-Type": "application/octet-stream", "X-Request-ID": rid,
+                 "X-Mock-Fail-First": "1"})
+    assert response.status_code == 200
+    echo = response.json()
+    assert echo["body_bytes"] == len(body)
+    assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert [e["retry"] for e in proxy.events("retry") if e["id"] == rid] == [1]
+
+
 @pytest.mark.parametrize("method, path", [
     ("GET", "/v1/responses/resp_1/input_items?limit=5"), ("DELETE", "/v1/responses/resp_1"),
     ("POST", "/v1/moderations"), ("GET", "/v1/files"), ("POST", "/v1/images/generations"),
