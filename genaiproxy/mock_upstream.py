@@ -117,6 +117,7 @@ class MockState:
     streams_cancelled: int = 0
     streams_dropped: int = 0
     open_connections: int = 0
+    connections_accepted: int = 0
     completion_count: int = 0
     # X-Request-ID -> connections already reset for X-Mock-Fail-First.
     failed_by_request_id: dict[str, int] = field(default_factory=dict)
@@ -130,6 +131,7 @@ class MockState:
         self.request_count = 0
         self.streams_started = self.streams_completed = 0
         self.streams_cancelled = self.streams_dropped = 0
+        self.connections_accepted = 0
         return cleared
 
     def stats(self) -> dict[str, int]:
@@ -141,6 +143,7 @@ class MockState:
             "streams_cancelled": self.streams_cancelled,
             "streams_dropped": self.streams_dropped,
             "open_connections": self.open_connections,
+            "connections_accepted": self.connections_accepted,
         }
 
 
@@ -905,6 +908,7 @@ class _MockChannel(http.HTTPChannel):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.factory.state.open_connections += 1
+        self.factory.state.connections_accepted += 1
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.state.open_connections -= 1

@@ -4,6 +4,7 @@ a body in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -94,3 +95,36 @@ def test_large_download_is_never_held_in_memory(mock_url):
         growth = _peak_rss(proxy.process.pid) - before
     assert received == 64 * MIB
     assert growth < 24 * MIB, f"peak RSS grew by {growth / MIB:.1f} MiB"
+
+
+def test_upstream_connections_are_kept_alive_and_reused(mock_url):
+    """Sequential requests share one pooled upstream connection; concurrent
+    streams each get their own, and reuse them afterwards."""
+    def accepted() -> int:
+        return int(httpx.get(mock_url + "/_mock/stats").json()["connections_accepted"])
+
+    with run_proxy(mock_url) as proxy, httpx.Client(timeout=30) as client:
+        before = accepted()
+        for _ in range(20):
+            assert client.post(proxy.url + CHAT, json={"model": "gpt-4.1", "messages": []}).status_code == 200
+        # The stats call itself is one connection; the 20 requests one more.
+        assert accepted() - before == 2
+
+        def four_streams(http: httpx.Client) -> None:
+            streams = [http.stream("POST", proxy.url + CHAT, headers={"X-Mock-Event-Delay": "0.2"},
+                                     json={"model": "gpt-4.1", "messages": [], "stream": True})
+                       for _ in range(4)]
+            with contextlib.ExitStack() as stack:
+                responses = [stack.enter_context(s) for s in streams]
+                for response in responses:
+                    assert response.read().endswith(b"data: [DONE]\n\n")
+
+        before = accepted()
+        four_streams(client)
+        opened = accepted() - before - 1
+        before = accepted()
+        four_streams(client)
+        reopened = accepted() - before - 1
+    # Four at once: the pooled connection and three new ones; then none new.
+    assert opened == 3
+    assert reopened == 0
