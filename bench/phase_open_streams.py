@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import json
 import math
 import os
@@ -53,7 +54,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the "bench" package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
 from bench.common import (
     HOST,
     OPEN_STREAMS_WANTED,
@@ -64,17 +64,14 @@ from bench.common import (
     percentile,
     stream_request,
 )
-from bench.info import gather_info
 from bench.launch import proxy_specs, start_genai_proxy, start_mock, venv_bindir
+from bench.phase import phase_main
 from bench.procs import (
     Session,
-    add_common_arguments,
-    command_line,
     group_cpu_seconds,
     process_nofile,
     raise_nofile,
     rss_kib,
-    run_main,
 )
 
 
@@ -355,8 +352,8 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
             target = start_genai_proxy(session, spec, f"http://127.0.0.1:{mock.target.port}")
             result["runs"].append(session.repeat_if_disturbed(
                 "the open-streams measurement",
-                lambda key=spec.key: hold(session, key, plan["n"], events, args.hold_delay,
-                                          args.ramp_rate, mock.target.port, mock.target.proc.pid)))
+                functools.partial(hold, session, spec.key, plan["n"], events, args.hold_delay,
+                                  args.ramp_rate, mock.target.port, mock.target.proc.pid)))
             session.stop(target.proc, target.label)
             del session.targets[spec.key]
     finally:
@@ -365,19 +362,7 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(p)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    check_arguments(p, args)
-
-    def body(session: Session) -> str:
-        info = gather_info(args)
-        started = report.now()
-        result = run(session, args)
-        return report.build(info, command_line(), started, {"open_streams": result}, session)
-
-    return run_main(args, body)
+    return phase_main(__doc__ or "", "open_streams", add_arguments, check_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -31,20 +31,16 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import nginx as nginx_mod
-from bench import report
 from bench.common import BenchError, log
-from bench.info import gather_info
 from bench.launch import proxy_specs, start_genai_proxy
 from bench.litellm_peer import DEFAULT_VENV, start_litellm
+from bench.phase import phase_main
 from bench.procs import (
     ProcessGone,
     Session,
-    add_common_arguments,
-    command_line,
     find_tool,
     process_nofile,
     rss_kib,
-    run_main,
 )
 from bench.wrk import run_wrk, write_lua
 
@@ -157,22 +153,7 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Prints a Markdown report; exit status 0 whether the "
-                                "promises pass or not, 1 when runs saw errors, 2 on set-up "
-                                "failure, 130 on Ctrl-C.")
-    add_common_arguments(p)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    check_arguments(p, args)
-
-    def body(session: Session) -> str:
-        info = gather_info(args)
-        started = report.now()
-        result = run(session, args)
-        return report.build(info, command_line(), started, {"requests": result}, session)
-
-    return run_main(args, body)
+    return phase_main(__doc__ or "", "requests", add_arguments, check_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the "bench" package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
 from bench.common import SSEResponse, log, read_stream, stream_request
-from bench.info import gather_info
 from bench.launch import proxy_specs, start_genai_proxy, start_mock, venv_bindir
 from bench.nginx import start_nginx_proxy
-from bench.procs import Session, add_common_arguments, command_line, find_tool, run_main
+from bench.phase import phase_main
+from bench.procs import Session, find_tool
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -127,19 +126,7 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(p)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    check_arguments(p, args)
-
-    def body(session: Session) -> str:
-        info = gather_info(args)
-        started = report.now()
-        result = run(session, args)
-        return report.build(info, command_line(), started, {"streaming": result}, session)
-
-    return run_main(args, body)
+    return phase_main(__doc__ or "", "streaming", add_arguments, check_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             text.write("```\n")
         return "\n".join(head) + text.getvalue()
 
-    return run_main(args, body)  # type: ignore[arg-type]
+    return run_main(args, body)
 
 
 if __name__ == "__main__":
