@@ -19,6 +19,7 @@ from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
@@ -76,6 +77,14 @@ class ProxyService(MultiService):
         if isinstance(parent, Componentized) and parent.getComponent(ILogObserver) is None:
             parent.setComponent(ILogObserver, self.log_observer)
         super().setServiceParent(parent)
+
+    def privilegedStartService(self) -> None:
+        """Listen (twistd does this before it runs the reactor); a port that
+        is taken or not permitted ends start-up with one line and status 2."""
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            fail_start(f"cannot listen on {describe_listen_error(e)}")
 
     def startService(self) -> None:
         log.info("startup_config", **self.config.summary())
@@ -211,10 +220,28 @@ def build_service(
     return proxy
 
 
+def describe_listen_error(error: CannotListenError) -> str:
+    """C{host:port: cause} for a port that could not be listened on, the cause
+    in lower case as a sentence part (C{address already in use})."""
+    interface = error.interface or "0.0.0.0"
+    host = f"[{interface}]" if ":" in interface else interface
+    cause = error.socketError
+    if isinstance(cause, OSError) and cause.strerror:
+        reason = cause.strerror[0].lower() + cause.strerror[1:]
+    else:
+        reason = str(cause)
+    return f"{host}:{error.port}: {reason}"
+
+
 def fail_start(message: str) -> NoReturn:
-    """End start-up with one clear line on stderr and exit status 2."""
-    sys.stderr.write(f"genai-proxy: {message}\n")
-    sys.stderr.flush()
+    """End start-up with one clear line on stderr and exit status 2.
+
+    The process's own stderr: once twistd has begun logging, C{sys.stderr}
+    is a log file object that would turn the line into a log event.
+    """
+    stream = sys.__stderr__ or sys.stderr
+    stream.write(f"genai-proxy: {message}\n")
+    stream.flush()
     raise SystemExit(2)
 
 

@@ -41,7 +41,7 @@ def test_bad_configuration_stops_startup(change, variable):
         else:
             env[name] = value
     result = run_proxy_expecting_failure(env)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -62,6 +62,42 @@ def test_bad_listen_description_stops_startup():
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--listen" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_one_line_and_status_2():
+    """A port another process holds ends start-up with one line on stderr
+    naming the address and the cause, status 2, and no traceback anywhere."""
+    import socket
+    import subprocess
+    import tempfile
+
+    from support import TWISTD, _clean_environment
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**_clean_environment(), **GOOD}
+        result = subprocess.run(
+            [TWISTD, "-n", "--pidfile=", "genaiproxy", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+            cwd=tempfile.mkdtemp(), env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr == f"genai-proxy: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert "Traceback" not in result.stdout
+
+
+def test_listen_errors_described_in_a_few_words():
+    """The cause of a listen failure reads as part of a sentence."""
+    from twisted.internet.error import CannotListenError
+
+    from genaiproxy.service import describe_listen_error
+
+    denied = CannotListenError("127.0.0.1", 80, PermissionError(13, "Permission denied"))
+    assert describe_listen_error(denied) == "127.0.0.1:80: permission denied"
+    everywhere = CannotListenError("", 8111, OSError(98, "Address already in use"))
+    assert describe_listen_error(everywhere) == "0.0.0.0:8111: address already in use"
+    v6 = CannotListenError("::1", 8111, OSError(98, "Address already in use"))
+    assert describe_listen_error(v6) == "[::1]:8111: address already in use"
 
 
 def test_startup_logs_masked_configuration(proxy):
