@@ -25,11 +25,13 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 from twisted.python.components import Componentized
 
+from . import __version__
 from .config import Config, ConfigError, load_config
 from .forward import Forwarder
 from .logs import JSONLinesObserver
 from .models import ModelCatalog
 from .resources import build_tree
+from .settings import environment_help
 from .site import AccessPolicy, ProxySite
 from .upstream import UpstreamClient
 
@@ -46,6 +48,23 @@ class Options(usage.Options):
         ["listen", "l", DEFAULT_LISTEN, "Where to listen, as a strports endpoint description."],
         ["models", "m", DEFAULT_MODELS, "Path of models.yaml, the list served on /v1/models."],
     ]
+
+    def opt_version(self) -> NoReturn:
+        """Print genai-proxy's version (and Twisted's and treq's) and exit."""
+        print(version_text())
+        raise SystemExit(0)
+
+    def getUsage(self, width: int | None = None) -> str:
+        """The options, then the environment settings."""
+        return super().getUsage(width) + "\n" + environment_help()
+
+
+def version_text() -> str:
+    """genai-proxy's version, with the versions of the stack it runs on."""
+    from importlib.metadata import version
+
+    return (f"genai-proxy {__version__} (Twisted {version('Twisted')}, treq {version('treq')}, "
+            f"Python {sys.version.split()[0]})")
 
 
 class ProxyService(MultiService):

@@ -49,3 +49,46 @@ def test_dependencies_are_the_design_stack():
     }
     assert {"twisted", "treq", "pyyaml", "service-identity", "pyopenssl"} <= names
     assert "httptools" not in names
+
+
+def test_version_is_genai_proxys(tmp_path):
+    """`twistd genaiproxy --version` names genai-proxy and its version."""
+    from genaiproxy import __version__
+
+    result = subprocess.run([TWISTD, "genaiproxy", "--version"], capture_output=True, text=True,
+                            cwd=tmp_path, check=True)
+    assert result.stdout.startswith(f"genai-proxy {__version__} (Twisted ")
+
+
+def test_help_lists_every_setting_the_daemon_reads(tmp_path):
+    """`--help` ends with the environment settings: each variable the
+    configuration reads, with its default; and each is in the README."""
+    from genaiproxy.config import load_config
+    from genaiproxy.settings import ENVIRONMENT
+
+    class Recording(dict):
+        read: set[str] = set()
+
+        def get(self, key, default=None):
+            self.read.add(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            self.read.add(key)
+            return super().__getitem__(key)
+
+        def __contains__(self, key):
+            self.read.add(key)
+            return super().__contains__(key)
+
+    env = Recording(GENAI_SUBSCRIPTION_NAME="k", GENAI_API_KEY="v", GENAI_BASE_URL="http://u")
+    load_config(env)
+    listed = {name for name, _, _ in ENVIRONMENT}
+    # The lower-case https_proxy / no_proxy are honoured as the usual aliases.
+    assert {name.upper() for name in env.read} == listed
+    shown = subprocess.run([TWISTD, "genaiproxy", "--help"], capture_output=True, text=True,
+                           cwd=tmp_path, check=True).stdout
+    readme = (REPO / "README.md").read_text()
+    for name, default, _ in ENVIRONMENT:
+        assert f"  {name} " in shown and (f"[{default}]" if default else "[empty]") in shown
+        assert f"`{name}`" in readme, name

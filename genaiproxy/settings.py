@@ -1,0 +1,38 @@
+"""The environment settings, one line each, for C{twistd genaiproxy --help}.
+
+The README's Configuration table says more; this list is what a terminal
+shows, so that nobody needs the README to find a setting's name.
+"""
+
+from __future__ import annotations
+
+# (variable, default as shown, what it does)
+ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
+    ("GENAI_SUBSCRIPTION_NAME", "required", "header that carries the key (empty: no key)"),
+    ("GENAI_API_KEY", "required", "the key sent in that header"),
+    ("GENAI_BASE_URL", "required", "upstream base URL; request paths are appended"),
+    ("GENAI_API_VERSION", "", "adds api-version=<value> to upstream query strings"),
+    ("REQUEST_TIMEOUT", "60", "seconds to connect and get headers; longest silence in a body"),
+    ("MAX_RETRIES", "2", "retries of a failed upstream attempt (0: none)"),
+    ("RETRY_BACKOFF_SEC", "0.5", "wait before retry n: RETRY_BACKOFF_SEC * 2^n"),
+    ("LOG_BODIES", "true", "log request and response bodies"),
+    ("LOG_STREAM_MAX_BYTES", "0", "above 0: log each streamed chunk, previewing this many bytes"),
+    ("AUTH_TOKEN", "", "clients must send Authorization: Bearer <token>"),
+    ("ALLOWED_ORIGINS", "", "comma-separated browser origins allowed by CORS (* for any)"),
+    ("MAX_REQUEST_BODY_MB", "100", "largest request body accepted (0: no limit)"),
+    ("SHUTDOWN_GRACE_SEC", "30", "on SIGTERM, time for requests in flight to finish"),
+    ("HTTPS_PROXY", "", "forward proxy for upstream calls, http://[user:pass@]host:port"),  # also https_proxy
+    ("NO_PROXY", "", "upstream hosts reached directly: names, IPs, networks, *"),
+    ("GENAI_CA_BUNDLE", "", "PEM file of extra CAs to trust for an https upstream"),
+    ("SSL_CERT_FILE", "", "the same, honoured as well"),
+)
+
+
+def environment_help() -> str:
+    """The settings as a block of text: name, default, meaning."""
+    width = max(len(name) for name, _, _ in ENVIRONMENT)
+    lines = ["Environment settings (default in brackets; see the README for more):"]
+    for name, default, meaning in ENVIRONMENT:
+        shown = f"[{default}]" if default else "[empty]"
+        lines.append(f"  {name:<{width}}  {shown:<10} {meaning}")
+    return "\n".join(lines) + "\n"
