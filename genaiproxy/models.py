@@ -66,7 +66,8 @@ class ModelCatalog:
     """
 
     def __init__(self, path: str, now: Callable[[], float] = time.time) -> None:
-        self.path = path
+        # Absolute, so that every message names the very file looked at.
+        self.path = os.path.abspath(path)
         self._now = now
         self._stamp: tuple[int, int] | None = None
         self._models: list[dict[str, Any]] | None = None
@@ -105,8 +106,11 @@ class ModelCatalog:
             models = parse_models(text, int(self._now()))
         except ModelsFileError as problem:
             self._problem = problem
-            kept = None if self._models is None else len(self._models)
-            log.error("models_reload_failed", path=self.path, error=str(problem), models_kept=kept)
+            if self._models is None:
+                log.error("models_load_failed", path=self.path, error=str(problem))
+            else:
+                log.error("models_reload_failed", path=self.path, error=str(problem),
+                          models_kept=len(self._models))
             return
         self._models, self._problem = models, None
         log.info("models_loaded", path=self.path, models=len(models))

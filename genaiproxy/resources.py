@@ -127,9 +127,9 @@ class Passthrough(JSONResource):
         return self._forwarder.forward(request, request.path.decode("ascii"), _PASSTHROUGH)
 
 
-def _catalog_error(request: ProxyRequest, problem: ModelsFileError) -> bytes:
+def _catalog_error(request: ProxyRequest, catalog: ModelCatalog, problem: ModelsFileError) -> bytes:
     return set_json_error(
-        request, 500, f"models.yaml could not be loaded: {problem}", "proxy_error",
+        request, 500, f"the models file {catalog.path} could not be loaded: {problem}", "proxy_error",
         request_id=request.request_id,
     )
 
@@ -154,7 +154,7 @@ class Models(JSONResource):
         try:
             models = self._catalog.models()
         except ModelsFileError as e:
-            return _catalog_error(request, e)
+            return _catalog_error(request, self._catalog, e)
         return set_json(request, {"object": "list", "data": models})
 
 
@@ -172,7 +172,7 @@ class Model(JSONResource):
         try:
             models = self._catalog.models()
         except ModelsFileError as e:
-            return _catalog_error(request, e)
+            return _catalog_error(request, self._catalog, e)
         for model in models:
             if model["id"] == self._model_id:
                 return set_json(request, model)

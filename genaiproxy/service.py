@@ -46,7 +46,9 @@ class Options(usage.Options):
 
     optParameters = [
         ["listen", "l", DEFAULT_LISTEN, "Where to listen, as a strports endpoint description."],
-        ["models", "m", DEFAULT_MODELS, "Path of models.yaml, the list served on /v1/models."],
+        ["models", "m", None,
+         f"Path of the model list served on /v1/models [default: {DEFAULT_MODELS}, "
+         "which may be missing; a path given here must exist]."],
     ]
 
     def opt_version(self) -> NoReturn:
@@ -268,6 +270,11 @@ def makeService(options: Mapping[str, Any]) -> ProxyService:
     """twistd's entry point for the genaiproxy plugin."""
     try:
         config = load_config(os.environ)
-        return build_service(config, options["listen"], options["models"])
+        models = options["models"]
+        if models is None:
+            models = DEFAULT_MODELS
+        elif not os.path.isfile(models):
+            raise ConfigError(f"--models {models!r}: no such file ({os.path.abspath(models)})")
+        return build_service(config, options["listen"], models)
     except ConfigError as e:
         fail_start(f"configuration error: {e}")

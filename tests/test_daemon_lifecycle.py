@@ -172,7 +172,26 @@ def test_models_file_missing_gives_empty_list(mock_url, client):
         response = client.get(bare.url + "/v1/models")
         assert response.status_code == 200
         assert response.json() == {"object": "list", "data": []}
-        assert bare.wait_for_event("models_file_missing")["level"] == "WARNING"
+        missing = bare.wait_for_event("models_file_missing")
+        assert missing["level"] == "WARNING"
+        assert missing["path"] == str((bare.workdir / "models.yaml").resolve())
+
+
+def test_explicit_models_path_must_exist(tmp_path):
+    """A --models file that is not there stops start-up with one line naming
+    it, status 2 (the default ./models.yaml may be missing: see below)."""
+    import subprocess
+
+    from support import TWISTD, _clean_environment
+
+    env = {**_clean_environment(), **GOOD}
+    result = subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "genaiproxy", "--listen", "tcp:0:interface=127.0.0.1",
+         "--models", "team-models.yaml"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(tmp_path / "team-models.yaml") in lines[0], result.stderr
 
 
 def test_invalid_models_file_is_a_clear_500(mock_url, client):
@@ -183,7 +202,11 @@ def test_invalid_models_file_is_a_clear_500(mock_url, client):
         assert response.status_code == 500
         error = response.json()["error"]
         assert error["type"] == "proxy_error"
-        assert "models.yaml" in error["message"] and "YAML" in error["message"]
+        models_path = str((p.workdir / "models.yaml").resolve())
+        assert models_path in error["message"] and "YAML" in error["message"]
+        # Never loaded: a load failure, not a reload failure.
+        assert p.wait_for_event("models_load_failed")["path"] == models_path
+        assert not p.events("models_reload_failed")
         assert client.get(p.url + "/health").status_code == 200
         chat = client.post(p.url + "/v1/chat/completions", json={"model": "gpt-4.1", "messages": []})
         assert chat.status_code == 200
