@@ -19,7 +19,10 @@ build=yes
 venv=yes
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    # The comment block at the top of this file, without its "# ".
+    local text
+    text=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
+    if [ "${1:-0}" -eq 0 ]; then echo "$text"; else echo "$text" >&2; fi
     exit "${1:-0}"
 }
 

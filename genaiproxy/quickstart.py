@@ -16,6 +16,7 @@ from typing import cast
 
 DEMO_KEY_NAME = "Ocp-Apim-Subscription-Key"
 DEMO_KEY = "demo-key-not-secret"
+DEMO_REPLY = "Hello from the mock upstream, streamed to you through genai-proxy."
 
 
 def _start_mock_upstream() -> str:
@@ -25,7 +26,9 @@ def _start_mock_upstream() -> str:
 
     from .mock_upstream import build_site
 
-    site = build_site(events=8, event_delay=0.15, reply="Hello from the mock upstream.")
+    # As many words as stream events, so that the streamed demo answer is
+    # the sentence once, one word an event (more events would repeat it).
+    site = build_site(events=len(DEMO_REPLY.split()), event_delay=0.15, reply=DEMO_REPLY)
     # listenTCP's ServerFactory[Protocol] does not admit twisted.web's Site.
     port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[arg-type]
     return f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}"

@@ -151,3 +151,17 @@ def test_install_rejects_bad_options(tmp_path):
     result = subprocess.run([str(REPO / "install.sh"), "--mode", "kubernetes", "--root", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "container or native" in result.stderr
+
+
+def test_install_help_prints_only_the_help():
+    """--help prints the usage text from the script's header, nothing of its
+    code, and exits 0; an unknown option puts the usage on stderr, status 2."""
+    result = subprocess.run([str(REPO / "install.sh"), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Install genai-proxy as a systemd service")
+    assert lines[-1].strip().startswith("--no-venv")
+    assert not any(line.startswith(("set ", "#!")) or "#" in line for line in lines)
+    bad = subprocess.run([str(REPO / "install.sh"), "--frobnicate"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "unknown option: --frobnicate" in bad.stderr and "--no-venv" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -37,6 +38,14 @@ def test_quickstart_serves_the_mock_reply():
         assert "gpt-5" in [m["id"] for m in models["data"]]
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                            json={"model": "gpt-4.1", "messages": []}).json()
-        assert reply["choices"][0]["message"]["content"] == "Hello from the mock upstream."
+        sentence = reply["choices"][0]["message"]["content"]
+        assert sentence.startswith("Hello from the mock upstream") and sentence.endswith(".")
+        # The streamed demo answer is that sentence once, not wrapped around.
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions",
+                          json={"model": "gpt-4.1", "stream": True, "messages": []}) as stream:
+            events = [json.loads(line[6:]) for line in stream.iter_lines()
+                      if line.startswith("data: {")]
+        streamed = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+        assert streamed == sentence
     finally:
         _stop(process)
