@@ -10,12 +10,15 @@ replaced before they reach an event.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+import sys
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, Protocol, cast
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import ILogObserver, LogLevel, formatEvent
+from twisted.python.logfile import LogFile
 from twisted.python.threadable import isInIOThread
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
@@ -50,6 +53,14 @@ _OWN_NAMESPACE = "genaiproxy"
 # behind while a quiet one pauses for a few events' worth of work at a time.
 _SLICE = 8
 _BACKLOG_SHARE = 16
+
+
+class TextSink(Protocol):
+    """Where rendered log lines are written: a text file, stdout, syslog."""
+
+    def write(self, text: str, /) -> Any: ...
+
+    def flush(self) -> None: ...
 
 
 def secret_header_names(extra: Iterable[str]) -> frozenset[bytes]:
@@ -127,7 +138,7 @@ class JSONLinesObserver:
     off its latency path.
     """
 
-    def __init__(self, stream: IO[str], clock: IReactorTime | None = None,
+    def __init__(self, stream: TextSink, clock: IReactorTime | None = None,
                  flush_delay: float = 0.05) -> None:
         self._stream = stream
         self._clock = clock
@@ -195,3 +206,43 @@ class JSONLinesObserver:
         except (TypeError, ValueError):
             return json.dumps({"time": record["time"], "level": record["level"],
                                "event": "unserializable_log_event", "repr": repr(record)}) + "\n"
+
+
+class SyslogStream:
+    """A text stream whose lines go to syslog, one message each (twistd
+    C{--syslog}); the priority follows the line's level."""
+
+    def __init__(self, prefix: str) -> None:
+        import syslog
+
+        self._syslog = syslog
+        syslog.openlog(prefix, syslog.LOG_PID, syslog.LOG_DAEMON)
+
+    def write(self, text: str) -> None:
+        syslog = self._syslog
+        for line in text.splitlines():
+            if '"level": "ERROR"' in line or '"level": "CRITICAL"' in line:
+                priority = syslog.LOG_ERR
+            elif '"level": "WARNING"' in line:
+                priority = syslog.LOG_WARNING
+            else:
+                priority = syslog.LOG_INFO
+            syslog.syslog(priority, line)
+
+    def flush(self) -> None:
+        """Each line was sent as it was written."""
+
+
+def log_stream(twistd_options: Mapping[str, Any] | None) -> TextSink:
+    """Where log lines go, by twistd's own options, as twistd decides for
+    its own log: C{--syslog}; C{--logfile PATH} (C{-} for stdout); otherwise
+    stdout in the foreground (C{-n}) and C{twistd.log} when daemonized."""
+    if not twistd_options:
+        return sys.stdout
+    if twistd_options.get("syslog"):
+        return SyslogStream(twistd_options.get("prefix") or "twisted")
+    name = twistd_options.get("logfile")
+    if name == "-" or (not name and twistd_options.get("nodaemon")):
+        return sys.stdout
+    # Absolute: a daemon may change directory (--rundir) after this.
+    return cast(IO[str], LogFile.fromFullPath(os.path.abspath(name or "twistd.log")))

@@ -28,7 +28,7 @@ from twisted.python.components import Componentized
 from . import __version__
 from .config import Config, ConfigError, load_config
 from .forward import Forwarder
-from .logs import JSONLinesObserver
+from .logs import JSONLinesObserver, TextSink, log_stream
 from .models import ModelCatalog
 from .resources import build_tree
 from .settings import environment_help
@@ -82,14 +82,14 @@ class ProxyService(MultiService):
     """
 
     def __init__(self, config: Config, site: ProxySite, forwarder: Forwarder,
-                 catalog: ModelCatalog, reactor: Any) -> None:
+                 catalog: ModelCatalog, reactor: Any, log_to: TextSink = sys.stdout) -> None:
         super().__init__()
         self.config = config
         self.site = site
         self.forwarder = forwarder
         self.catalog = catalog
         self._reactor = reactor
-        self.log_observer = JSONLinesObserver(sys.stdout, clock=reactor)
+        self.log_observer = JSONLinesObserver(log_to, clock=reactor)
         reactor.addSystemEventTrigger("after", "shutdown", self.log_observer.flush)
         self._model_check = LoopingCall(catalog.refresh)
         self._model_check.clock = reactor
@@ -220,7 +220,8 @@ def with_backlog(listen: str) -> str:
 
 
 def build_service(
-    config: Config, listen: str, models_path: str, reactor: Any = None
+    config: Config, listen: str, models_path: str, reactor: Any = None,
+    log_to: TextSink = sys.stdout,
 ) -> ProxyService:
     """Wire the proxy together: upstream client, resource tree, site, port."""
     if reactor is None:
@@ -236,7 +237,7 @@ def build_service(
         listening = strports.service(with_backlog(listen), site, reactor=reactor)
     except ValueError as e:
         raise ConfigError(f"invalid --listen {listen!r}: {e}") from None
-    proxy = ProxyService(config, site, forwarder, catalog, reactor)
+    proxy = ProxyService(config, site, forwarder, catalog, reactor, log_to)
     listening.setServiceParent(proxy)
     return proxy
 
@@ -275,6 +276,11 @@ def makeService(options: Mapping[str, Any]) -> ProxyService:
             models = DEFAULT_MODELS
         elif not os.path.isfile(models):
             raise ConfigError(f"--models {models!r}: no such file ({os.path.abspath(models)})")
-        return build_service(config, options["listen"], models)
+        # twistd's own options (--logfile, --syslog, -n) say where logs go.
+        try:
+            log_to = log_stream(getattr(options, "parent", None))
+        except OSError as e:
+            raise ConfigError(f"cannot open the log file: {e}") from None
+        return build_service(config, options["listen"], models, log_to=log_to)
     except ConfigError as e:
         fail_start(f"configuration error: {e}")
