@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.server import NOT_DONE_YET
 
@@ -173,7 +174,7 @@ class ForwardCall:
         # Logged once the request is on its way upstream (its bytes are
         # written at once on a pooled connection), before any answer is
         # handled: the event's cost stays off the request's latency path.
-        self._log_request(prepared, body, query)
+        self._log_request(prepared, body, query, headers)
         self._call.addCallbacks(self._respond, self._failed)
         self._call.addErrback(self._crashed)
 
@@ -373,7 +374,8 @@ class ForwardCall:
 
     # Logging helpers.
 
-    def _log_request(self, prepared: PreparedBody, body: RequestBody, query: bytes) -> None:
+    def _log_request(self, prepared: PreparedBody, body: RequestBody, query: bytes,
+                     sent: Headers) -> None:
         request = self._request
         fields: dict[str, Any] = {
             "id": self._id,
@@ -381,6 +383,8 @@ class ForwardCall:
             "path": request.path.decode("latin-1"),
             "upstream": self._fw.upstream.url_for(self._path, query),
             "headers": LoggedHeaders(request.requestHeaders, self._fw.secret_headers),
+            # What left the proxy, after rewriting (secret values masked).
+            "upstream_headers": LoggedHeaders(sent, self._fw.secret_headers),
         }
         if self._fw.config.log_bodies and body:
             content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")

@@ -147,6 +147,12 @@ def test_every_line_is_json_and_no_secret_leaks(proxy, client):
     assert request["method"] == "POST" and request["path"] == "/v1/chat/completions"
     assert request["upstream"].endswith("/v1/chat/completions")
     assert request["headers"]["authorization"] == "[redacted]"
+    # What left the proxy: the key header (masked) and the id, not the
+    # client's credential.
+    sent = request["upstream_headers"]
+    assert sent["ocp-apim-subscription-key"] == "[redacted]"
+    assert sent["x-request-id"] == rid and "authorization" not in sent
+    assert "ocp-apim-subscription-key" not in request["headers"]
     assert request["body"] == {"model": "gpt-4.1", "messages": []}
     assert response["status"] == 200 and response["duration_ms"] >= 0
     assert response["body"]["object"] == "chat.completion"
