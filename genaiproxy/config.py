@@ -43,6 +43,8 @@ class Config:
     api_version: str = ""
     shutdown_grace_sec: float = 30.0
     max_request_body_mb: float = 100.0
+    log_format: str = ""  # "json" or "text"; empty: decided by where logs go
+    log_level: str = "info"
 
     @cached_property
     def upstream_display(self) -> str:
@@ -73,6 +75,7 @@ class Config:
             "GENAI_API_VERSION": self.api_version,
             "SHUTDOWN_GRACE_SEC": self.shutdown_grace_sec,
             "MAX_REQUEST_BODY_MB": self.max_request_body_mb,
+            "LOG_LEVEL": self.log_level,
             "AUTH_ENABLED": bool(self.auth_token),
         }
 
@@ -123,6 +126,21 @@ def _integer(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {raw!r}")
     return value
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw == "warning" and "warn" in choices:
+        return "warn"
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -213,6 +231,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         api_version=_api_version(env),
         shutdown_grace_sec=_number(env, "SHUTDOWN_GRACE_SEC", 30.0, minimum=0.0),
         max_request_body_mb=_number(env, "MAX_REQUEST_BODY_MB", 100.0, minimum=0.0),
+        log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, ""),
+        log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     )
 
 

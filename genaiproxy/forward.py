@@ -138,6 +138,7 @@ class ForwardCall:
         self._gone = False
         self._ended = False
         self._stream_type = b""
+        self._model: str | None = None
 
     # Outbound.
 
@@ -162,6 +163,9 @@ class ForwardCall:
         ended.addBoth(self._fw.finished, request)
         prepared, body = self._prepare()
         self._wants_stream = prepared.stream
+        payload = prepared.payload
+        if isinstance(payload, dict) and isinstance(payload.get("model"), str):
+            self._model = payload["model"]
         query = b"" if self._route.bare else request.uri.partition(b"?")[2]
         query = with_api_version(query, self._fw.config.api_version)
         url = upstream.request_url(self._path, query)
@@ -252,7 +256,7 @@ class ForwardCall:
         request.finish()
         # Logged after the answer went out, so that it does not wait for this.
         fields: dict[str, Any] = {
-            "id": self._id,
+            **self._about(),
             "status": response.code,
             "duration_ms": duration_ms,
             "headers": LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
@@ -271,7 +275,7 @@ class ForwardCall:
         self._stream_type = content_type[0].lower()
         log.info(
             "streaming_start",
-            id=self._id,
+            **self._about(),
             status=response.code,
             duration_ms=self._elapsed_ms(),
             headers=LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
@@ -297,12 +301,15 @@ class ForwardCall:
         self._ended = True
         request = self._request
         sent = self._pump.bytes_sent if self._pump is not None else 0
+        events = self._pump.events_sent if self._pump is not None else 0
         if problem is None:
-            log.info("streaming_end", id=self._id, bytes=sent, duration_ms=self._elapsed_ms())
             request.finish()
+            log.info("streaming_end", **self._about(), bytes=sent, events=events,
+                     duration_ms=self._elapsed_ms())
             return
         document = self._error_document(problem)
-        log.error("stream_broken", id=self._id, bytes=sent, duration_ms=self._elapsed_ms(), **document)
+        log.error("stream_broken", **self._about(), bytes=sent, events=events,
+                  duration_ms=self._elapsed_ms(), **document)
         if self._stream_type.startswith(SSE_TYPE):
             # Finish any event the upstream left half-written, so that the
             # error event parses on its own.
@@ -382,6 +389,7 @@ class ForwardCall:
             "method": request.method.decode("latin-1"),
             "path": request.path.decode("latin-1"),
             "upstream": self._fw.upstream.url_for(self._path, query),
+            **({"model": self._model} if self._model is not None else {}),
             "headers": LoggedHeaders(request.requestHeaders, self._fw.secret_headers),
             # What left the proxy, after rewriting (secret values masked).
             "upstream_headers": LoggedHeaders(sent, self._fw.secret_headers),
@@ -395,6 +403,15 @@ class ForwardCall:
             else:
                 fields.update(body_length=body_length(body), content_type=content_type)
         log.info("request", **fields)
+
+    def _about(self) -> dict[str, Any]:
+        """The fields that say which request an answer's events are about."""
+        request = self._request
+        about: dict[str, Any] = {"id": self._id, "method": request.method.decode("latin-1"),
+                                 "path": request.path.decode("latin-1")}
+        if self._model is not None:
+            about["model"] = self._model
+        return about
 
     def _elapsed_ms(self) -> float:
         return int((monotonic() - self._started) * 10000) / 10

@@ -23,6 +23,8 @@ from twisted.python.threadable import isInIOThread
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from .logtext import render_text
+
 REDACTED = "[redacted]"
 
 # Header names whose values are never logged, whatever the configuration.
@@ -126,9 +128,18 @@ def _for_json(value: Any) -> Any:
     return render() if render is not None else str(value)
 
 
+# How severe each level is, to drop the events below LOG_LEVEL.
+_SEVERITY = {LogLevel.debug: 0, LogLevel.info: 1, LogLevel.warn: 2, LogLevel.error: 3,
+             LogLevel.critical: 4}
+LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
+          "error": LogLevel.error}
+
+
 @implementer(ILogObserver)
-class JSONLinesObserver:
-    """Write each log event to C{stream} as one JSON object and a newline.
+class LinesObserver:
+    """Write each log event to C{stream} as one line: a JSON object, or with
+    C{text} a line a person reads (L{genaiproxy.logtext}).  Events less severe
+    than C{level} are dropped.
 
     Without a C{clock} every event is rendered, written and flushed at once.
     With one, events logged on the reactor thread while the reactor runs are
@@ -139,8 +150,12 @@ class JSONLinesObserver:
     """
 
     def __init__(self, stream: TextSink, clock: IReactorTime | None = None,
-                 flush_delay: float = 0.05) -> None:
+                 flush_delay: float = 0.05, text: bool = False,
+                 level: LogLevel = LogLevel.info) -> None:
         self._stream = stream
+        self._text = text
+        self._least = _SEVERITY[level]
+        self._debug = level is LogLevel.debug
         self._clock = clock
         self._flush_delay = flush_delay
         self._pending: list[dict[str, Any]] = []
@@ -171,6 +186,8 @@ class JSONLinesObserver:
         self._stream.flush()
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if _SEVERITY.get(event.get("log_level"), 1) < self._least:
+            return
         clock = self._clock
         if clock is None or not getattr(clock, "running", True) or not isInIOThread():
             self._stream.write(self.render(event))
@@ -181,7 +198,18 @@ class JSONLinesObserver:
             self._flush_call = clock.callLater(self._flush_delay, self._drain)
 
     def render(self, event: dict[str, Any]) -> str:
-        """One event as a JSON line."""
+        """One event as a line of JSON or text."""
+        record = self._record(event)
+        if self._text:
+            return render_text(record, self._debug, _for_json)
+        try:
+            return json.dumps(record, default=_for_json) + "\n"
+        except (TypeError, ValueError):
+            return json.dumps({"time": record["time"], "level": record["level"],
+                               "event": "unserializable_log_event", "repr": repr(record)}) + "\n"
+
+    def _record(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The fields of one event, in the order they are shown."""
         record: dict[str, Any] = {
             "time": datetime.fromtimestamp(event.get("log_time", 0), timezone.utc)
             .isoformat(timespec="milliseconds")
@@ -201,11 +229,7 @@ class JSONLinesObserver:
         failure = event.get("log_failure")
         if failure is not None:
             record["traceback"] = failure.getTraceback()
-        try:
-            return json.dumps(record, default=_for_json) + "\n"
-        except (TypeError, ValueError):
-            return json.dumps({"time": record["time"], "level": record["level"],
-                               "event": "unserializable_log_event", "repr": repr(record)}) + "\n"
+        return record
 
 
 class SyslogStream:

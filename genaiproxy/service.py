@@ -28,7 +28,7 @@ from twisted.python.components import Componentized
 from . import __version__
 from .config import Config, ConfigError, load_config
 from .forward import Forwarder
-from .logs import JSONLinesObserver, TextSink, log_stream
+from .logs import LEVELS, LinesObserver, TextSink, log_stream
 from .models import ModelCatalog
 from .resources import build_tree
 from .settings import environment_help
@@ -82,14 +82,17 @@ class ProxyService(MultiService):
     """
 
     def __init__(self, config: Config, site: ProxySite, forwarder: Forwarder,
-                 catalog: ModelCatalog, reactor: Any, log_to: TextSink = sys.stdout) -> None:
+                 catalog: ModelCatalog, reactor: Any, log_to: TextSink = sys.stdout,
+                 log_format: str = "json") -> None:
         super().__init__()
         self.config = config
         self.site = site
         self.forwarder = forwarder
         self.catalog = catalog
         self._reactor = reactor
-        self.log_observer = JSONLinesObserver(log_to, clock=reactor)
+        self.log_format = log_format
+        self.log_observer = LinesObserver(log_to, clock=reactor, text=log_format == "text",
+                                          level=LEVELS[config.log_level])
         reactor.addSystemEventTrigger("after", "shutdown", self.log_observer.flush)
         self._model_check = LoopingCall(catalog.refresh)
         self._model_check.clock = reactor
@@ -108,7 +111,7 @@ class ProxyService(MultiService):
             fail_start(f"cannot listen on {describe_listen_error(e)}")
 
     def startService(self) -> None:
-        log.info("startup_config", **self.config.summary())
+        log.info("startup_config", **self.config.summary(), LOG_FORMAT=self.log_format)
         before, soft, hard = raise_open_files_limit()
         log.info("open_files_limit", soft=soft, hard=hard, raised_from=before,
                  streams_max=(soft - FDS_RESERVED) // 2)
@@ -221,7 +224,7 @@ def with_backlog(listen: str) -> str:
 
 def build_service(
     config: Config, listen: str, models_path: str, reactor: Any = None,
-    log_to: TextSink = sys.stdout,
+    log_to: TextSink = sys.stdout, log_format: str = "json",
 ) -> ProxyService:
     """Wire the proxy together: upstream client, resource tree, site, port."""
     if reactor is None:
@@ -237,7 +240,7 @@ def build_service(
         listening = strports.service(with_backlog(listen), site, reactor=reactor)
     except ValueError as e:
         raise ConfigError(f"invalid --listen {listen!r}: {e}") from None
-    proxy = ProxyService(config, site, forwarder, catalog, reactor, log_to)
+    proxy = ProxyService(config, site, forwarder, catalog, reactor, log_to, log_format)
     listening.setServiceParent(proxy)
     return proxy
 
@@ -281,6 +284,11 @@ def makeService(options: Mapping[str, Any]) -> ProxyService:
             log_to = log_stream(getattr(options, "parent", None))
         except OSError as e:
             raise ConfigError(f"cannot open the log file: {e}") from None
-        return build_service(config, options["listen"], models, log_to=log_to)
+        # Text for a person at a terminal, JSON for systemd, containers, files.
+        log_format = config.log_format or (
+            "text" if log_to is sys.stdout and sys.__stdout__ is not None
+            and sys.__stdout__.isatty() else "json")
+        return build_service(config, options["listen"], models, log_to=log_to,
+                             log_format=log_format)
     except ConfigError as e:
         fail_start(f"configuration error: {e}")

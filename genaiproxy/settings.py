@@ -17,6 +17,8 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("RETRY_BACKOFF_SEC", "0.5", "wait before retry n: RETRY_BACKOFF_SEC * 2^n"),
     ("LOG_BODIES", "true", "log request and response bodies"),
     ("LOG_STREAM_MAX_BYTES", "0", "above 0: log each streamed chunk, previewing this many bytes"),
+    ("LOG_FORMAT", "text on a terminal, else json", "json (an object a line) or text (for people)"),
+    ("LOG_LEVEL", "info", "debug, info, warn or error: the least severe events logged"),
     ("AUTH_TOKEN", "", "clients must send Authorization: Bearer <token>"),
     ("ALLOWED_ORIGINS", "", "comma-separated browser origins allowed by CORS (* for any)"),
     ("MAX_REQUEST_BODY_MB", "100", "largest request body accepted (0: no limit)"),

@@ -156,6 +156,7 @@ class StreamPump(Protocol):
         self._broken: UpstreamError | None = None
         self._tail = b"\n\n"
         self.bytes_sent = 0
+        self.events_sent = 0
 
     @property
     def at_event_boundary(self) -> bool:
@@ -175,6 +176,8 @@ class StreamPump(Protocol):
         if not self._paused:
             self._timer.reset()
         self.bytes_sent += len(data)
+        # Server-sent events end with a blank line; one may straddle chunks.
+        self.events_sent += data.count(b"\n\n") + (self._tail[-1:] == b"\n" == data[:1])
         self._tail = (self._tail + data[-2:])[-2:]  # never copies a whole chunk
         self._request.write(data)
         if self._on_chunk is not None:

@@ -25,6 +25,8 @@ GOOD = {**BASE_ENV, "GENAI_BASE_URL": "http://127.0.0.1:9"}
         ({"MAX_RETRIES": "-1"}, "MAX_RETRIES"),
         ({"RETRY_BACKOFF_SEC": "fast"}, "RETRY_BACKOFF_SEC"),
         ({"LOG_BODIES": "maybe"}, "LOG_BODIES"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
         ({"LOG_STREAM_MAX_BYTES": "1k"}, "LOG_STREAM_MAX_BYTES"),
         ({"HTTPS_PROXY": "proxy.example:8080"}, "HTTPS_PROXY"),
         ({"HTTPS_PROXY": "http://proxy.example:port"}, "HTTPS_PROXY"),

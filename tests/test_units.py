@@ -12,7 +12,7 @@ from twisted.logger import Logger, LogPublisher
 from twisted.web.http_headers import Headers
 
 from genaiproxy.config import ConfigError, load_config, mask, strip_userinfo
-from genaiproxy.logs import JSONLinesObserver, redact_headers, secret_header_names
+from genaiproxy.logs import LinesObserver, redact_headers, secret_header_names
 from genaiproxy.models import ModelCatalog, ModelsFileError, parse_models
 from genaiproxy.normalize import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD, prepare_body
 
@@ -141,7 +141,7 @@ def test_redaction():
 
 def test_observer_writes_one_json_object_per_line():
     stream = io.StringIO()
-    publisher = LogPublisher(JSONLinesObserver(stream))
+    publisher = LogPublisher(LinesObserver(stream))
     log = Logger(namespace="genaiproxy.test", observer=publisher)
     log.info("request", id="r1", headers={"a": "b"})
     log.warn("retry", id="r1", retry=1)
