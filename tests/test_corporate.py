@@ -87,9 +87,22 @@ def test_wrong_hostname_fails_closed(pki, client):
 def test_missing_bundle_stops_startup(variable):
     env = {**BASE_ENV, "GENAI_BASE_URL": "https://localhost:9", variable: "/nonexistent/ca.pem"}
     result = run_proxy_expecting_failure(env)
-    assert result.returncode != 0
+    assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and variable in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("variable", ["GENAI_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_bundle_that_is_not_pem_stops_startup(variable, tmp_path):
+    """A CA bundle that holds no PEM certificate stops start-up: one line
+    naming the variable, status 2."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("this is not a certificate\n")
+    env = {**BASE_ENV, "GENAI_BASE_URL": "https://localhost:9", variable: str(bundle)}
+    result = run_proxy_expecting_failure(env)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and variable in lines[0] and "PEM" in lines[0], result.stderr
 
 
 def test_https_through_connect_tunnel(tls_upstream, pki, forward_proxy, client):

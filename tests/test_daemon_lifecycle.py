@@ -112,6 +112,7 @@ def test_startup_logs_masked_configuration(proxy):
     assert event["LOG_BODIES"] is True
     assert event["ALLOWED_ORIGINS"] == []
     assert event["PROXY_ENABLED"] is False
+    assert event["MAX_REQUEST_BODY_MB"] == 100.0 and event["SHUTDOWN_GRACE_SEC"] == 30.0
 
 
 def _open_files_limits(pid: int) -> tuple[int, int]:
@@ -220,3 +221,29 @@ def test_invalid_models_file_is_a_clear_500(mock_url, client):
         assert chat.status_code == 200
         (p.workdir / "models.yaml").write_text("models:\n  - id: fixed-model\n")
         assert client.get(p.url + "/v1/models").json()["data"][0]["id"] == "fixed-model"
+
+
+def test_secret_headers_redacted_and_token_never_logged(mock_url, client):
+    """api-key, x-api-key, Cookie and Set-Cookie values are logged as
+    [redacted], and a token-protected daemon never logs its AUTH_TOKEN."""
+    token = "tok-" + uuid.uuid4().hex
+    with run_proxy(mock_url, AUTH_TOKEN=token) as guarded:
+        rid = "redact-" + uuid.uuid4().hex
+        response = client.post(
+            guarded.url + "/v1/chat/completions", json={"model": "gpt-4.1", "messages": []},
+            headers={"X-Request-ID": rid, "Authorization": f"Bearer {token}",
+                     "api-key": "client-api-key-1", "x-api-key": "client-x-api-key-2",
+                     "Cookie": "session=cookie-secret-3",
+                     "X-Mock-Header": "Set-Cookie: upstream=cookie-secret-4"})
+        assert response.status_code == 200
+        request = guarded.wait_for_event("request", id=rid)
+        answer = guarded.wait_for_event("response", id=rid)
+        for name in ("authorization", "api-key", "x-api-key", "cookie"):
+            assert request["headers"][name] == "[redacted]", name
+        assert answer["headers"]["set-cookie"] == "[redacted]"
+        log = "\n".join(guarded.lines)
+        for secret in (token, "client-api-key-1", "client-x-api-key-2", "cookie-secret-3", KEY):
+            assert secret not in log, secret
+        # (The request event shows the mock's control header that asked for
+        # the cookie; the answer's Set-Cookie itself is not logged.)
+        assert "cookie-secret-4" not in json.dumps(answer)

@@ -57,6 +57,9 @@ def test_retries_exhausted_give_502(client):
         final = proxy.wait_for_event("final_error", id=rid)  # logged after the retries
         assert len([e for e in proxy.events("retry") if e["id"] == rid]) == 2
         assert final["level"] == "ERROR" and final["error"]["type"] == "proxy_error"
+        # The health probe of an unreachable upstream says so: 502, as JSON.
+        health = client.get(proxy.url + "/health")
+        assert health.status_code == 502 and health.json()["error"]["type"] == "proxy_error"
 
 
 def test_connection_lost_before_response_is_retried(proxy, client):
