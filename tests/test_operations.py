@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -104,3 +105,19 @@ def test_models_reload_on_change_and_on_sighup(mock_url, client):
         p.wait_for_event("models_loaded", models=1)
         assert p.process.poll() is None  # SIGHUP did not stop it
         assert [m["id"] for m in client.get(p.url + "/v1/models").json()["data"]] == ["fourth"]
+
+
+def test_sighup_reloads_even_what_the_periodic_check_cannot_see(mock_url, client):
+    """SIGHUP reads models.yaml again at once: even a change that keeps the
+    file's size and modification time (which the periodic check compares)."""
+    with run_proxy(mock_url, models="- id: aaaa\n") as p:
+        p.wait_for_event("models_loaded", models=1)
+        models_file = p.workdir / "models.yaml"
+        before = models_file.stat()
+        models_file.write_text("- id: bbbb\n")
+        os.utime(models_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+        time.sleep(2.5)  # a periodic check passes and, rightly, sees nothing new
+        assert [m["id"] for m in client.get(p.url + "/v1/models").json()["data"]] == ["aaaa"]
+        p.process.send_signal(signal.SIGHUP)
+        p.wait_for(lambda: len(p.events("models_loaded")) >= 2)
+        assert [m["id"] for m in client.get(p.url + "/v1/models").json()["data"]] == ["bbbb"]

@@ -151,3 +151,24 @@ def test_slow_reader_pauses_the_upstream(proxy):
     assert b"data: [DONE]" in received
     end = proxy.wait_for_event("streaming_end", id=rid)
     assert end["bytes"] > 5_000_000
+
+
+def test_broken_responses_stream_ends_with_an_error_event(proxy, client):
+    """On the Responses API a broken stream ends with `event: error`, whose
+    data carries type, code and message as the API's clients read them."""
+    rid = "broken-resp-" + uuid.uuid4().hex
+    lines: list[str] = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        with client.stream("POST", proxy.url + "/v1/responses",
+                           json={"model": "gpt-4.1", "input": "hi", "stream": True},
+                           headers={"X-Mock-Drop-After": "2", "X-Request-ID": rid}) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                lines.append(line)
+    events = [line for line in lines if line.startswith("event: ")]
+    assert events[-1] == "event: error"
+    last = json.loads([line for line in lines if line.startswith("data: ")][-1][len("data: "):])
+    assert last["type"] == "error" and last["code"] == "proxy_error"
+    assert "upstream request failed" in last["message"]
+    assert last["error"]["request_id"] == rid
+    assert not any('"type": "response.completed"' in line for line in lines)
