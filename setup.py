@@ -26,6 +26,8 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
+            # A silent daemon fails its test after a while instead of hanging.
+            "pytest-timeout>=2.3",
             "httpx>=0.27",
             "openai>=1.40",
             "hypothesis>=6",

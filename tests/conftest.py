@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 from support import ProxyProcess, run_mock_upstream, run_proxy
+
+# HTTP clients of the tests talk to loopback only: a forward proxy set for
+# the runner (HTTP_PROXY, ALL_PROXY, ...) must not be used by them.
+for _name in [name for name in os.environ if name.upper().endswith("_PROXY")]:
+    del os.environ[_name]
 
 # The suite runs beside real daemons on small shared machines: generating an
 # example may be slow there, which says nothing about the code under test.

@@ -37,12 +37,14 @@ BASE_ENV = {
 
 
 def _clean_environment() -> dict[str, str]:
-    """The test process's environment without any proxy setting of the user."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
-    for name in ("GENAI_SUBSCRIPTION_NAME", "GENAI_API_KEY", "GENAI_BASE_URL", "AUTH_TOKEN",
-                 "ALLOWED_ORIGINS", "REQUEST_TIMEOUT", "MAX_RETRIES", "RETRY_BACKOFF_SEC",
-                 "LOG_BODIES", "LOG_STREAM_MAX_BYTES"):
-        env.pop(name, None)
+    """The test process's environment without any setting the proxy reads
+    (every variable of its --help, forward proxies in any letter case, CA
+    bundles): a runner's own settings must not change what a test sees."""
+    from genaiproxy.settings import ENVIRONMENT
+
+    read = {name for name, _, _ in ENVIRONMENT} | {"SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.upper().endswith("_PROXY") and k.upper() not in read}
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
