@@ -33,6 +33,8 @@ It misbehaves on request through ``X-Mock-*`` headers:
 ``X-Mock-Body-Bytes: N``
     any other path under ``/v1/``: answer N bytes of
     ``application/octet-stream`` (a large download) instead of the echo.
+``X-Mock-No-Content-Type: 1``
+    streams: send no ``Content-Type`` header.
 ``X-Mock-Gzip: 1`` (with ``Accept-Encoding: gzip``)
     gzip the answer (``Content-Encoding: gzip``, no ``Content-Length``),
     flushed after every write so that stream events still go out one by one.
@@ -294,7 +296,10 @@ class _Stream:
         self._state.streams_started += 1
         request = self._request
         request.setResponseCode(200)
-        request.setHeader(b"content-type", _SSE)
+        if _header(request, b"x-mock-no-content-type") in (None, "", "0"):
+            request.setHeader(b"content-type", _SSE)
+        else:
+            request.defaultContentType = None  # twisted.web would add text/html
         request.setHeader(b"cache-control", b"no-cache")
         request.notifyFinish().addErrback(self._client_gone)
         request.write(self._head)  # headers go out even if no event follows

@@ -175,3 +175,12 @@ def test_broken_responses_stream_ends_with_an_error_event(proxy, client):
     assert "upstream request failed" in last["message"]
     assert last["error"]["request_id"] == rid
     assert not any('"type": "response.completed"' in line for line in lines)
+
+
+def test_stream_without_upstream_content_type_gets_the_default(proxy, client):
+    """A stream whose upstream sends no Content-Type reaches the client as
+    text/event-stream; charset=utf-8, once."""
+    with client.stream("POST", proxy.url + CHAT, json=STREAM_BODY,
+                       headers={"X-Mock-No-Content-Type": "1"}) as response:
+        assert response.headers.get_list("content-type") == ["text/event-stream; charset=utf-8"]
+        assert list(response.iter_lines())[-2] == "data: [DONE]"
