@@ -289,3 +289,23 @@ def test_upstream_request_id_kept_aside(proxy, client):
         "X-Request-ID": rid, "X-Mock-Header": "x-request-id: req_upstream_42"})
     assert response.headers["x-request-id"] == rid
     assert response.headers["x-upstream-request-id"] == "req_upstream_42"
+
+
+def test_http_upstream_through_an_authenticating_proxy_gets_credentials(mock_url, client):
+    """An http upstream behind a forward proxy whose URL carries credentials:
+    each request to the proxy carries them as Proxy-Authorization (Basic),
+    and the password appears in no log line."""
+    import base64
+
+    with_credentials = mock_url.replace("http://", "http://alice:pw-s3cret@")
+    with run_proxy("http://upstream.invalid:9/genai", HTTPS_PROXY=with_credentials) as proxied:
+        rid = new_id()
+        response = client.post(proxied.url + CHAT, json={"model": "gpt-4.1", "messages": []},
+                               headers={"X-Request-ID": rid})
+        assert response.status_code == 200
+        [seen] = upstream_saw(mock_url, rid)
+        expected = "Basic " + base64.b64encode(b"alice:pw-s3cret").decode("ascii")
+        assert seen["headers"]["proxy-authorization"] == [expected]
+        assert seen["path"] == "http://upstream.invalid:9/genai/v1/chat/completions"
+        proxied.wait_for_event("response", id=rid)
+        assert not [line for line in proxied.lines if "pw-s3cret" in line or expected in line]
