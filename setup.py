@@ -25,13 +25,18 @@ setup(
     ],
     extras_require={
         "test": [
-            "pytest>=8",
+            # Pinned: a new release can change what a test sees (the openai
+            # SDK's exception for a broken stream, say) without any change here.
+            "pytest==9.2.0",
             # A silent daemon fails its test after a while instead of hanging.
-            "pytest-timeout>=2.3",
-            "httpx>=0.27",
-            "openai>=1.40",
-            "hypothesis>=6",
-            "trustme>=1.1",
+            "pytest-timeout==2.4.0",
+            "httpx==0.28.1",
+            "openai==3.57.0",
+            "hypothesis==6.170.17",
+            "trustme==1.2.1",
+            # The wheel test builds without build isolation, so without network.
+            "setuptools>=64",
+            "wheel",
             # Types and lint, checked by run-tests before pytest.  Pinned:
             # a new release of either may find new things in unchanged code,
             # and mypy-zope supports a narrow range of mypy versions.
