@@ -25,6 +25,9 @@ It misbehaves on request through ``X-Mock-*`` headers:
     never answer.
 ``X-Mock-Fail-First: N`` with ``X-Request-ID: id``
     reset the connection of the first N requests carrying that id.
+``X-Mock-Fail-Mid-Body: 1`` (with ``X-Mock-Fail-First``)
+    those first requests get the headers and the start of a body before the
+    reset.
 ``X-Mock-Content-Type: T``
     answer a non-streaming chat, legacy or Responses completion with the bare
     reply text as type T.
@@ -401,7 +404,14 @@ class MockResource(Resource):
             failed = self.state.failed_by_request_id.get(request_id, 0)
             if failed < fail_first:
                 self.state.failed_by_request_id[request_id] = failed + 1
-                _abort(request)
+                if _header(request, b"x-mock-fail-mid-body") in (None, "", "0"):
+                    _abort(request)
+                else:  # headers and the start of a body, then the reset
+                    request.setResponseCode(200)
+                    request.setHeader(b"content-type", _JSON)
+                    request.setHeader(b"content-length", b"1000")
+                    request.write(b'{"partial": ')
+                    _reset_after_flush(request)
                 return server.NOT_DONE_YET
         if _header(request, b"x-mock-hang") not in (None, "", "0"):
             request.notifyFinish().addErrback(lambda _: None)

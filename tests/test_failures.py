@@ -123,3 +123,16 @@ def test_stream_going_quiet_is_cut_visibly(impatient_proxy, client):
                 pass
     event = impatient_proxy.wait_for_event("stream_broken", id=rid)
     assert "read_timeout" in event["error"]["message"]
+
+
+def test_non_streamed_body_that_breaks_after_the_headers_is_retried(proxy, client):
+    """The headers came and then the body broke: nothing reached the client
+    yet, so the request is retried and the client gets the whole answer."""
+    rid = "midbody-" + uuid.uuid4().hex
+    response = client.post(proxy.url + CHAT, json=BODY, headers={
+        "X-Request-ID": rid, "X-Mock-Fail-First": "1", "X-Mock-Fail-Mid-Body": "1"})
+    assert response.status_code == 200
+    assert response.json()["object"] == "chat.completion"
+    proxy.wait_for_event("response", id=rid)
+    [retry] = [e for e in proxy.events("retry") if e["id"] == rid]
+    assert retry["error"]["type"] in ("connection_lost", "protocol_error")
