@@ -18,7 +18,7 @@ setup(
     # itself requires, for reading PEM bundles).
     install_requires=[
         "Twisted[tls]>=23.10",
-        "treq>=24.9",
+        "treq>=26.7",  # treq.cookies.IndexableCookieJar, our jar's base
         "PyYAML>=6",
         "pyOpenSSL>=24",
         "service-identity>=24",

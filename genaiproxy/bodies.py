@@ -74,6 +74,8 @@ def body_producer(data: Any) -> IBodyProducer:
     it stands (the caller rewinds it before each attempt)."""
     if isinstance(data, bytes):
         return BytesProducer(data)
+    if IBodyProducer.providedBy(data):
+        return data  # already a producer (an empty body that must be announced)
     return FileBodyProducer(KeepOpen(data))
 
 

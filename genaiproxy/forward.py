@@ -201,8 +201,10 @@ class ForwardCall:
             return True
         if not self._route.passthrough:
             return False
-        length = response.headers.getRawHeaders(b"content-length")
-        small = length is not None and length[-1].isdigit() and int(length[-1]) <= _BUFFERED_MAX
+        # Twisted's client keeps Content-Length out of the headers and gives
+        # it as the length (unknown for chunked and decoded gzip answers).
+        length = response.length
+        small = isinstance(length, int) and length <= _BUFFERED_MAX
         return not (small and b"json" in content_type)
 
     def _on_retry(self, retry: int, delay: float, problem: UpstreamError) -> None:

@@ -245,9 +245,15 @@ class SyslogStream:
     def write(self, text: str) -> None:
         syslog = self._syslog
         for line in text.splitlines():
-            if '"level": "ERROR"' in line or '"level": "CRITICAL"' in line:
+            # The level: a JSON line's "level" field, or a text line's second word.
+            if line.startswith("{"):
+                level = line.split('"level": "', 1)[-1].split('"', 1)[0]
+            else:
+                words = line.split(None, 2)
+                level = words[1] if len(words) > 1 else ""
+            if level in ("ERROR", "CRITICAL"):
                 priority = syslog.LOG_ERR
-            elif '"level": "WARNING"' in line:
+            elif level == "WARNING":
                 priority = syslog.LOG_WARNING
             else:
                 priority = syslog.LOG_INFO

@@ -26,26 +26,26 @@ def render_text(record: dict[str, Any], debug: bool, for_json: Callable[[Any], A
     if record["event"] == "twisted":
         parts.append(f"{record.get('namespace', '')}: {record.get('message', '')}")
     if "id" in record:
-        parts.append(f"id={record['id']}")
+        parts.append(f"id={_safe(record['id'])}")
     if "method" in record and "path" in record:
-        parts.append(f"{record['method']} {record['path']}")
+        parts.append(f"{_safe(record['method'])} {_safe(record['path'])}")
     elif "path" in record:
-        parts.append(str(record["path"]))
+        parts.append(_safe(record["path"]))
     if "status" in record:
         parts.append(str(record["status"]))
     if "duration_ms" in record:
         parts.append(f"{record['duration_ms']} ms")
     if record.get("model"):
-        parts.append(f"model={record['model']}")
+        parts.append(f"model={_safe(record['model'])}")
     if "bytes" in record:
         parts.append(f"{record['bytes']} bytes")
     if "events" in record:
         parts.append(f"{record['events']} events")
     error = record.get("error")
     if isinstance(error, dict):
-        parts.append(f"error={error.get('type')}: {error.get('message')}")
+        parts.append(f"error={_safe(error.get('type'))}: {_safe(error.get('message'))}")
     elif error is not None:
-        parts.append(f"error={error}")
+        parts.append(f"error={_safe(error)}")
     for key, value in record.items():
         if key in _PLACED or (key in _DEBUG_ONLY and not debug):
             continue
@@ -56,9 +56,20 @@ def render_text(record: dict[str, Any], debug: bool, for_json: Callable[[Any], A
     return line + "\n"
 
 
+def _safe(value: Any) -> str:
+    """C{value} as text that stays on its line: anything with a control
+    character (a line break, an escape sequence) is shown JSON-quoted, so
+    that what a client sent cannot forge another log line or move the
+    terminal's cursor."""
+    text = str(value)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return json.dumps(text)
+    return text
+
+
 def _compact(value: Any, for_json: Callable[[Any], Any]) -> str:
     if isinstance(value, str):
-        return value if value and " " not in value else json.dumps(value)
+        return _safe(value) if value and " " not in value else json.dumps(value)
     try:
         return json.dumps(value, default=for_json, separators=(",", ":"))
     except (TypeError, ValueError):

@@ -69,6 +69,10 @@ def version_text() -> str:
             f"Python {sys.version.split()[0]})")
 
 
+class StartupError(Exception):
+    """Start-up failed after twistd daemonized; the message says why."""
+
+
 class ProxyService(MultiService):
     """The proxy: its listening port, the upstream client, the model list.
 
@@ -91,6 +95,9 @@ class ProxyService(MultiService):
         self.catalog = catalog
         self._reactor = reactor
         self.log_format = log_format
+        # In the foreground (twistd -n) start-up errors go to stderr with
+        # status 2; a daemon reports them through twistd.
+        self.foreground = True
         self.log_observer = LinesObserver(log_to, clock=reactor, text=log_format == "text",
                                           level=LEVELS[config.log_level])
         reactor.addSystemEventTrigger("after", "shutdown", self.log_observer.flush)
@@ -108,13 +115,21 @@ class ProxyService(MultiService):
         try:
             super().privilegedStartService()
         except CannotListenError as e:
-            fail_start(f"cannot listen on {describe_listen_error(e)}")
+            message = f"cannot listen on {describe_listen_error(e)}"
+            if self.foreground:
+                fail_start(message)
+            # Daemonized, stderr is gone and twistd's launcher waits for a
+            # report: an exception is what it reports ("An error has occurred").
+            raise StartupError(message) from None
 
     def startService(self) -> None:
         log.info("startup_config", **self.config.summary(), LOG_FORMAT=self.log_format)
         before, soft, hard = raise_open_files_limit()
-        log.info("open_files_limit", soft=soft, hard=hard, raised_from=before,
-                 streams_max=(soft - FDS_RESERVED) // 2)
+        unlimited = soft == resource.RLIM_INFINITY
+        log.info("open_files_limit", soft=None if unlimited else soft,
+                 hard=None if hard == resource.RLIM_INFINITY else hard,
+                 raised_from=None if before == resource.RLIM_INFINITY else before,
+                 streams_max=None if unlimited else (soft - FDS_RESERVED) // 2)
         super().startService()
         self.catalog.refresh()
         self._model_check.start(MODELS_CHECK_INTERVAL, now=False)
@@ -288,7 +303,10 @@ def makeService(options: Mapping[str, Any]) -> ProxyService:
         log_format = config.log_format or (
             "text" if log_to is sys.stdout and sys.__stdout__ is not None
             and sys.__stdout__.isatty() else "json")
-        return build_service(config, options["listen"], models, log_to=log_to,
-                             log_format=log_format)
+        proxy = build_service(config, options["listen"], models, log_to=log_to,
+                              log_format=log_format)
+        twistd_options = getattr(options, "parent", None)
+        proxy.foreground = bool(twistd_options.get("nodaemon", True)) if twistd_options else True
+        return proxy
     except ConfigError as e:
         fail_start(f"configuration error: {e}")

@@ -33,7 +33,7 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
-from .bodies import RequestBody, body_producer
+from .bodies import BytesProducer, RequestBody, body_producer
 from .config import Config
 from .endpoints import UpstreamEndpoints, upstream_agent
 from .failures import UpstreamError
@@ -89,6 +89,10 @@ def _without_empty_encoding(response: IResponse) -> IResponse:
     if values is not None and not any(value.strip() for value in values):
         response.headers.removeHeader(b"content-encoding")
     return response
+
+
+# Methods whose requests carry a body, announced even when it is empty.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class NoCookies(IndexableCookieJar):
@@ -225,14 +229,19 @@ class UpstreamClient:
         target = as_sent(url)
 
         def attempt() -> Deferred[Any]:
+            data: Any = body
             if body is not None and not isinstance(body, bytes):
                 body.seek(0)  # a spooled upload is sent again from its start
+            elif not body and method_name in _BODY_METHODS:
+                # treq sends no body (and Twisted no length) for b"" on a
+                # PATCH: announce the empty body as Content-Length: 0.
+                data = BytesProducer(b"")
             # treq's type for data lists what its default data_to_body_producer
             # takes; ours (bodies.body_producer) also takes any binary file.
             # cookies: our empty jar, so that treq does not make a new jar
             # for every request only to merge nothing from it into ours.
             d = self._http.request(
-                method_name, target, headers=headers, data=body,  # type: ignore[arg-type]
+                method_name, target, headers=headers, data=data,
                 cookies=self._jar, allow_redirects=False, unbuffered=True,
             )
             d.addTimeout(timeout, self.clock, onTimeoutCancel=_timed_out)

@@ -83,6 +83,27 @@ def test_log_destination_follows_twistds_options(tmp_path, monkeypatch):
     monkeypatch.setattr(syslog, "openlog", lambda *args: None)
     monkeypatch.setattr(syslog, "syslog", lambda priority, line: sent.append((priority, line)))
     log_stream({"syslog": True, "prefix": "genai"}).write(
-        '{"level": "ERROR", "event": "x"}\n{"level": "INFO", "event": "y"}\n')
-    assert sent == [(syslog.LOG_ERR, '{"level": "ERROR", "event": "x"}'),
-                    (syslog.LOG_INFO, '{"level": "INFO", "event": "y"}')]
+        '{"time": "t", "level": "ERROR", "event": "x"}\n{"time": "t", "level": "INFO", "event": "y"}\n'
+        "2026-11-26T11:21:06.284Z WARNING models_file_missing /x\n")
+    assert [priority for priority, _ in sent] == [syslog.LOG_ERR, syslog.LOG_INFO, syslog.LOG_WARNING]
+    assert sent[0][1] == '{"time": "t", "level": "ERROR", "event": "x"}'
+
+
+def test_port_in_use_when_daemonized_is_reported_not_hung(tmp_path, mock_url):
+    """Daemonized, a taken port is reported by twistd's launcher at once
+    (its stderr, a non-zero status), and no pid file is left behind."""
+    import socket
+
+    pidfile = tmp_path / "genai-proxy.pid"
+    env = {**_clean_environment(), **BASE_ENV, "GENAI_BASE_URL": mock_url}
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [TWISTD, f"--pidfile={pidfile}", f"--logfile={tmp_path / 'proxy.log'}", "genaiproxy",
+             "--listen", f"tcp:{port}:interface=127.0.0.1"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
+    _wait(lambda: not pidfile.exists())

@@ -132,3 +132,18 @@ def test_stream_end_counts_events(proxy, client):
     assert ended["events"] == events and ended["model"] == "gpt-4.1"
     assert ended["method"] == "POST" and ended["path"] == CHAT
 
+
+
+def test_text_lines_cannot_be_forged_by_a_client(mock_url, client):
+    """A model name with a line break (or an escape sequence) stays on its
+    own line, quoted."""
+    with run_proxy(mock_url, LOG_FORMAT="text") as proxy:
+        rid = "forge-" + uuid.uuid4().hex
+        forged = "gpt-4.1\n2026-01-01T00:00:00.000Z INFO    response id=fake \x1b[2J"
+        client.post(proxy.url + CHAT, json={"model": forged, "messages": []},
+                    headers={"X-Request-ID": rid})
+        line = proxy.wait_for(
+            lambda: [line for line in proxy.lines if f"response id={rid}" in line])[0]
+        assert 'model="gpt-4.1\\n2026-01-01T00:00:00.000Z INFO    response id=fake \\u001b[2J"' in line
+        assert not [line for line in proxy.lines if line.startswith("2026-01-01")]
+        assert not [line for line in proxy.lines if "\x1b" in line]

@@ -160,3 +160,27 @@ def test_body_over_the_limit_is_413(mock_url, client):
         assert chunked.status_code == 413
         small = client.post(p.url + "/v1/files", content=b"z" * 900_000)
         assert small.status_code == 200 and small.json()["body_bytes"] == 900_000
+
+
+def test_small_json_answer_on_other_paths_is_read_whole(proxy, client):
+    """A small JSON answer on a passthrough path (embeddings, moderations,
+    files, ...) is read whole: it reaches the client with its length, and is
+    logged as a response with its body."""
+    rid = new_id()
+    response = client.post(proxy.url + "/v1/moderations", json={"input": "hi"},
+                           headers={"X-Request-ID": rid})
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(len(response.content))
+    assert "transfer-encoding" not in response.headers
+    logged = proxy.wait_for_event("response", id=rid)
+    assert logged["body"]["object"] == "mock.echo"
+    assert not [e for e in proxy.events("streaming_start") if e["id"] == rid]
+
+
+def test_empty_patch_announces_its_empty_body(proxy, client, mock_url):
+    """A PATCH without a body reaches the upstream with Content-Length: 0,
+    as POST and PUT do."""
+    rid = new_id()
+    assert client.patch(proxy.url + "/v1/files/f1", headers={"X-Request-ID": rid}).status_code == 200
+    [seen] = upstream_saw(mock_url, rid)
+    assert seen["method"] == "PATCH" and seen["headers"]["content-length"] == ["0"]
