@@ -42,8 +42,13 @@ def _listen_port(args: list[str]) -> str:
             value = arg.split("=", 1)[1]
         elif arg in ("--listen", "-l") and i + 1 < len(args):
             value = args[i + 1]
-        if value and value.startswith("tcp:"):
-            return value.split(":")[1]
+        if value and value.startswith(("tcp:", "tcp6:")):
+            # tcp:8111:interface=... or tcp:port=8111:... (strports' keyword form)
+            for part in value.split(":")[1:]:
+                if part.isdigit():
+                    return part
+                if part.startswith("port=") and part[5:].isdigit():
+                    return part[5:]
     return "8111"
 
 

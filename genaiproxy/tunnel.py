@@ -143,6 +143,10 @@ class _TunnelProtocol(Protocol):
             return
         inner = self._factory.buildProtocol(self._addr)
         if inner is None:
+            # The proxy did its part; what is on top declined the connection.
+            if not self.established.called:
+                self.established.errback(
+                    ConnectionRefusedError("the tunnel was opened but no protocol took it"))
             self._connection().loseConnection()
             return
         self._inner = inner

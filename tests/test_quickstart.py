@@ -49,3 +49,13 @@ def test_quickstart_serves_the_mock_reply():
         assert streamed == sentence
     finally:
         _stop(process)
+
+
+def test_banner_port_from_either_strports_form():
+    """The banner names the port of `tcp:PORT:...` and of `tcp:port=PORT:...`."""
+    from genaiproxy.quickstart import _listen_port
+
+    assert _listen_port(["--listen", "tcp:9000:interface=127.0.0.1"]) == "9000"
+    assert _listen_port(["--listen=tcp:port=9001:interface=127.0.0.1"]) == "9001"
+    assert _listen_port(["-l", "tcp:interface=127.0.0.1:port=9002"]) == "9002"
+    assert _listen_port([]) == "8111"

@@ -104,3 +104,23 @@ def test_proxy_closing_before_answer():
     fake.protocol.connectionLost(Failure(ConnectionDone()))
     assert results[0].check(ProxyConnectError)
     assert "closed the connection" in str(results[0].value)
+
+
+def test_protocol_declining_an_opened_tunnel_is_not_blamed_on_the_proxy():
+    """When the proxy answered 200 but no protocol takes the tunnel, the
+    failure says so; it is not reported as the proxy closing before its answer."""
+    from twisted.internet.protocol import Factory as PlainFactory
+
+    fake = FakeProxyEndpoint()
+    endpoint = ConnectTunnelEndpoint(fake, ForwardProxy("http://proxy:3128"), "api.example.com", 443)
+
+    class Declining(PlainFactory):
+        def buildProtocol(self, addr):
+            return None
+
+    results: list[Any] = []
+    endpoint.connect(Declining()).addBoth(results.append)
+    fake.protocol.dataReceived(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    [failure] = results
+    assert "no protocol took it" in str(failure.value)
+    assert "before answering CONNECT" not in str(failure.value)
