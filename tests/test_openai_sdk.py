@@ -79,7 +79,7 @@ def test_broken_responses_stream_raises(sdk):
 
 
 def test_embeddings(sdk):
-    from genaiproxy.mock_upstream import embedding_vector
+    from genaiproxy.mock_payloads import embedding_vector
 
     result = sdk.embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"])
     assert [d.embedding for d in result.data] == [embedding_vector("alpha"), embedding_vector("beta")]
