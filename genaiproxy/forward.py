@@ -28,7 +28,7 @@ from .failures import UpstreamError, classify
 from .logs import LoggedHeaders, body_for_log, secret_header_names
 from .normalize import NO_BODY, PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
-from .upstream import HOP_BY_HOP_HEADERS, UpstreamClient, connection_tokens
+from .upstream import HOP_BY_HOP_HEADERS, UpstreamClient
 
 log = Logger(namespace="genaiproxy.forward")
 
@@ -226,10 +226,9 @@ class ForwardCall:
             return
         request.setResponseCode(response.code, response.phrase)
         out = request.responseHeaders
-        named_hops = connection_tokens(response.headers.getRawHeaders(b"connection"))
         for name, values in response.headers.getAllRawHeaders():
             lower = name.lower()
-            if not _is_returned(lower) or lower in named_hops:
+            if not _is_returned(lower):
                 continue
             if lower == b"vary" and out.hasHeader(b"vary"):
                 values = out.getRawHeaders(b"vary", []) + values  # keep our "Vary: Origin"

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -38,17 +37,6 @@ def sdk_for(mock_url: str) -> Iterator[openai.OpenAI]:
             max_retries=0,
             http_client=http_client,
         )
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 3.0) -> Any:
-    """Poll ``check`` until it returns something truthy, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            assert result, "condition not reached in time"
-            return result
-        time.sleep(0.02)
 
 
 def sse_payloads(lines: list[str]) -> list[str]:

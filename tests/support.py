@@ -247,3 +247,14 @@ def run_tinyproxy(basic_auth: tuple[str, str] | None = None) -> Iterator[tuple[s
         yield f"http://127.0.0.1:{port}", log
     finally:
         _stop(process)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``check`` until it returns something truthy, or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, "condition not reached in time"
+            return result
+        time.sleep(0.02)

@@ -8,22 +8,11 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from support import BASE_ENV, TWISTD, _clean_environment
-
-
-def _wait(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+from support import BASE_ENV, TWISTD, _clean_environment, wait_for
 
 
 def _events(log: Path) -> list[dict]:
@@ -45,17 +34,17 @@ def test_daemon_logs_to_its_log_file_and_drains_on_sigterm(tmp_path, mock_url, l
     assert started.returncode == 0, started.stderr
     assert started.stdout == "" and started.stderr == ""
     log = tmp_path / (logfile or "twistd.log")
-    pid = int(_wait(lambda: pidfile.exists() and pidfile.read_text().strip()))
-    port = _wait(lambda: log.exists() and re.search(r"ProxySite starting on (\d+)", log.read_text()))
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()))
+    port = wait_for(lambda: log.exists() and re.search(r"ProxySite starting on (\d+)", log.read_text()))
     try:
         response = httpx.post(f"http://127.0.0.1:{port.group(1)}/v1/chat/completions",
                               json={"model": "gpt-4.1", "messages": []}, timeout=30)
         assert response.status_code == 200
         rid = response.headers["x-request-id"]
-        _wait(lambda: any(e.get("event") == "response" and e.get("id") == rid for e in _events(log)))
+        wait_for(lambda: any(e.get("event") == "response" and e.get("id") == rid for e in _events(log)))
     finally:
         os.kill(pid, signal.SIGTERM)
-    _wait(lambda: not pidfile.exists())
+    wait_for(lambda: not pidfile.exists())
     events = _events(log)
     assert events[0]["event"] == "twisted"
     assert {"startup_config", "request", "response", "shutdown_started",
@@ -106,4 +95,4 @@ def test_port_in_use_when_daemonized_is_reported_not_hung(tmp_path, mock_url):
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
-    _wait(lambda: not pidfile.exists())
+    wait_for(lambda: not pidfile.exists())

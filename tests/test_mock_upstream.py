@@ -18,9 +18,8 @@ from mock_fixtures import (
     running_mock,
     sdk_for,
     sse_payloads,
-    wait_for,
 )
-from support import run_mock_upstream
+from support import run_mock_upstream, wait_for
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
