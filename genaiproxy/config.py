@@ -45,6 +45,12 @@ class Config:
     max_request_body_mb: float = 100.0
     log_format: str = ""  # "json" or "text"; empty: decided by where logs go
     log_level: str = "info"
+    max_header_line_bytes: int = 16384
+    max_header_bytes: int = 65536
+    max_header_count: int = 100
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    max_client_connections: int = 10000
 
     @cached_property
     def upstream_display(self) -> str:
@@ -76,6 +82,12 @@ class Config:
             "SHUTDOWN_GRACE_SEC": self.shutdown_grace_sec,
             "MAX_REQUEST_BODY_MB": self.max_request_body_mb,
             "LOG_LEVEL": self.log_level,
+            "MAX_HEADER_LINE_BYTES": self.max_header_line_bytes,
+            "MAX_HEADER_BYTES": self.max_header_bytes,
+            "MAX_HEADER_COUNT": self.max_header_count,
+            "HEADER_TIMEOUT": self.header_timeout,
+            "KEEPALIVE_TIMEOUT": self.keepalive_timeout,
+            "MAX_CLIENT_CONNECTIONS": self.max_client_connections,
             "AUTH_ENABLED": bool(self.auth_token),
         }
 
@@ -233,6 +245,12 @@ def load_config(env: Mapping[str, str]) -> Config:
         max_request_body_mb=_number(env, "MAX_REQUEST_BODY_MB", 100.0, minimum=0.0),
         log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, ""),
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "info"),
+        max_header_line_bytes=_integer(env, "MAX_HEADER_LINE_BYTES", 16384),
+        max_header_bytes=_integer(env, "MAX_HEADER_BYTES", 65536),
+        max_header_count=_integer(env, "MAX_HEADER_COUNT", 100),
+        header_timeout=_number(env, "HEADER_TIMEOUT", 10.0, minimum=0.0),
+        keepalive_timeout=_number(env, "KEEPALIVE_TIMEOUT", 75.0, minimum=0.0),
+        max_client_connections=_integer(env, "MAX_CLIENT_CONNECTIONS", 10000),
     )
 
 

@@ -26,6 +26,7 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 
 from . import __version__
+from .channel import ClientLimits
 from .config import Config, ConfigError, load_config
 from .forward import Forwarder
 from .logs import LEVELS, LinesObserver, TextSink, log_stream
@@ -237,6 +238,20 @@ def with_backlog(listen: str) -> str:
     return listen
 
 
+def client_limits(config: Config) -> ClientLimits:
+    """What a client connection may send, from the configuration."""
+    return ClientLimits(
+        max_body_bytes=int(config.max_request_body_mb * 1_000_000),
+        max_header_line_bytes=config.max_header_line_bytes,
+        max_header_bytes=config.max_header_bytes,
+        max_header_count=config.max_header_count,
+        header_timeout=config.header_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+        body_idle_timeout=config.request_timeout,
+        max_connections=config.max_client_connections,
+    )
+
+
 def build_service(
     config: Config, listen: str, models_path: str, reactor: Any = None,
     log_to: TextSink = sys.stdout, log_format: str = "json",
@@ -250,7 +265,7 @@ def build_service(
     catalog = ModelCatalog(models_path)
     site = ProxySite(build_tree(forwarder, catalog),
                      AccessPolicy(config.auth_token, config.allowed_origins),
-                     max_body_bytes=int(config.max_request_body_mb * 1_000_000))
+                     client_limits(config))
     try:
         listening = strports.service(with_backlog(listen), site, reactor=reactor)
     except ValueError as e:

@@ -22,6 +22,12 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("AUTH_TOKEN", "", "clients must send Authorization: Bearer <token>"),
     ("ALLOWED_ORIGINS", "", "comma-separated browser origins allowed by CORS (* for any)"),
     ("MAX_REQUEST_BODY_MB", "100", "largest request body accepted (0: no limit)"),
+    ("MAX_HEADER_LINE_BYTES", "16384", "longest request line or header line (0: no limit)"),
+    ("MAX_HEADER_BYTES", "65536", "largest request head, all lines together (0: no limit)"),
+    ("MAX_HEADER_COUNT", "100", "most header lines in one request (0: no limit)"),
+    ("HEADER_TIMEOUT", "10", "seconds for a request head to arrive after its first byte"),
+    ("KEEPALIVE_TIMEOUT", "75", "seconds an idle client connection is kept open"),
+    ("MAX_CLIENT_CONNECTIONS", "10000", "client connections open at once; more are closed"),
     ("SHUTDOWN_GRACE_SEC", "30", "on SIGTERM, time for requests in flight to finish"),
     ("HTTPS_PROXY", "", "forward proxy for upstream calls, http://[user:pass@]host:port"),  # also https_proxy
     ("NO_PROXY", "", "upstream hosts reached directly: names, IPs, networks, *"),

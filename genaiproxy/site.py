@@ -16,13 +16,17 @@ from weakref import WeakSet
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from . import __version__
+from .channel import ClientLimits, ProxyChannel
 from .errors import set_json_error
+
+log = Logger(namespace="genaiproxy.site")
 
 SERVER_HEADER = b"genai-proxy/" + __version__.encode("ascii")
 _MAX_REQUEST_ID = 128
@@ -33,41 +37,34 @@ _random_bits = random.Random().getrandbits
 
 def _max_body_bytes(channel: HTTPChannel) -> int:
     """The body limit of the site whose channel C{channel} is (0: none)."""
-    # Site.buildProtocol sets channel.site; HTTPChannel does not declare it.
-    return getattr(channel.site, "max_body_bytes", 0)  # type: ignore[attr-defined]
+    limits: ClientLimits = channel.limits  # type: ignore[attr-defined]
+    return limits.max_body_bytes
 
 
 class ProxyRequest(Request):
     """A request that carries its id, has no default content type (a
     passed-through answer must keep the upstream's, or none), and stops
-    storing a body larger than the site's limit (twisted.web has none)."""
+    a body at the site's limit (twisted.web has none): a declared length
+    over it is refused by the channel before the body; a chunked body is
+    answered the moment it passes the limit."""
 
     defaultContentType = None
     request_id: str = ""
     too_large = False
     _body_bytes = 0
 
-    def _body_limit(self) -> int:
-        return _max_body_bytes(self.channel)
-
-    def gotLength(self, length: int | None) -> None:
-        limit = self._body_limit()
-        if limit and length is not None and length > limit:
-            self.too_large = True
-            length = 0  # nothing of it will be kept
-        super().gotLength(length)
-
     def handleContentChunk(self, data: bytes) -> None:
         if self.too_large:
             return
         self._body_bytes += len(data)
-        limit = self._body_limit()
+        limit = _max_body_bytes(self.channel)
         if limit and self._body_bytes > limit:
             self.too_large = True
             # gotLength made the file before any chunk could arrive.
             assert self.content is not None
             self.content.seek(0)
             self.content.truncate()
+            self.channel.body_too_large(self)  # type: ignore[attr-defined]
             return
         super().handleContentChunk(data)
 
@@ -186,6 +183,8 @@ class TooLargeResource(Resource):
 
     def render(self, request: Request) -> bytes:
         limit_mb = _max_body_bytes(request.channel) / 1_000_000
+        log.warn("request_refused", id=getattr(request, "request_id", ""), status=413,
+                 reason="request_too_large", method=request.method.decode("latin-1"))
         return set_json_error(
             request, 413, f"Request body larger than MAX_REQUEST_BODY_MB ({limit_mb:g} MB)",
             "invalid_request_error", code="request_too_large",
@@ -216,24 +215,50 @@ class ProxySite(Site):
     # HTTP/2, which needs the optional h2 package): their transports are
     # what a graceful stop closes.  (HTTPFactory types its protocol as that
     # wrapper only, though buildProtocol works with any HTTPChannel.)
-    protocol = HTTPChannel  # type: ignore[assignment]
+    protocol = ProxyChannel  # type: ignore[assignment]
     noisy = False
 
-    def __init__(self, resource: IResource, policy: AccessPolicy, max_body_bytes: int = 0) -> None:
+    def __init__(self, resource: IResource, policy: AccessPolicy,
+                 limits: ClientLimits | None = None) -> None:
         # Bodies are forwarded as they are, never parsed as HTML form
         # submissions (which would also hold big uploads in memory twice).
         super().__init__(resource, parsePOSTFormSubmission=False)
         self.policy = policy
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits or ClientLimits()
+        # The channels' idle timer: between requests, the keep-alive limit.
+        self.timeOut = self.limits.keepalive_timeout or None
         self._channels: WeakSet[Any] = WeakSet()
+        self.open_connections = 0
+        self._refused_in_episode = 0
 
     def log(self, request: http.Request) -> None:
         """No access log: the forwarder logs each request as structured events."""
 
     def buildProtocol(self, addr: Any) -> Any:
+        """A channel for a new connection; none (the connection is closed at
+        once) past MAX_CLIENT_CONNECTIONS.  Twisted's
+        LimitTotalConnectionsFactory would do the same by wrapping every
+        protocol, which costs a call layer on each read and write."""
+        cap = self.limits.max_connections
+        if cap and self.open_connections >= cap:
+            if not self._refused_in_episode:
+                log.warn("client_connections_limit_reached", limit=cap)
+            self._refused_in_episode += 1
+            return None
         channel = super().buildProtocol(addr)
+        channel.limits = self.limits
+        self.open_connections += 1
         self._channels.add(channel)
         return channel
+
+    def connection_closed(self) -> None:
+        """A channel's connection ended; an episode over the connection limit
+        ends (and is logged once) when the count is back under 90 % of it."""
+        self.open_connections -= 1
+        if self._refused_in_episode and self.open_connections <= self.limits.max_connections * 0.9:
+            log.info("client_connections_limit_cleared", limit=self.limits.max_connections,
+                     refused=self._refused_in_episode, open=self.open_connections)
+            self._refused_in_episode = 0
 
     def close_connections(self, clock: IReactorTime, timeout: float = 5.0) -> Deferred[int]:
         """Close every client connection once what was written to it has gone
