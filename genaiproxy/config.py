@@ -51,6 +51,7 @@ class Config:
     header_timeout: float = 10.0
     keepalive_timeout: float = 75.0
     max_client_connections: int = 10000
+    retry_after_max_sec: float = 10.0
 
     @cached_property
     def upstream_display(self) -> str:
@@ -71,6 +72,7 @@ class Config:
             "REQUEST_TIMEOUT": self.request_timeout,
             "MAX_RETRIES": self.max_retries,
             "RETRY_BACKOFF_SEC": self.retry_backoff_sec,
+            "RETRY_AFTER_MAX_SEC": self.retry_after_max_sec,
             "LOG_BODIES": self.log_bodies,
             "ALLOWED_ORIGINS": list(self.allowed_origins),
             "LOG_STREAM_MAX_BYTES": self.log_stream_max_bytes,
@@ -232,6 +234,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         request_timeout=_number(env, "REQUEST_TIMEOUT", 60.0, minimum=0.001),
         max_retries=_integer(env, "MAX_RETRIES", 2),
         retry_backoff_sec=_number(env, "RETRY_BACKOFF_SEC", 0.5, minimum=0.0),
+        retry_after_max_sec=_number(env, "RETRY_AFTER_MAX_SEC", 10.0, minimum=0.0),
         log_bodies=_boolean(env, "LOG_BODIES", True),
         allowed_origins=origins,
         log_stream_max_bytes=_integer(env, "LOG_STREAM_MAX_BYTES", 0),

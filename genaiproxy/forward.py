@@ -173,7 +173,8 @@ class ForwardCall:
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
         self._call = upstream.call(
-            request.method, url, headers, body, self._on_retry, read=self._read
+            request.method, url, headers, body, self._on_retry, read=self._read,
+            on_wait=self._on_wait,
         )
         # Logged once the request is on its way upstream (its bytes are
         # written at once on a pooled connection), before any answer is
@@ -215,6 +216,10 @@ class ForwardCall:
             backoff_sec=delay,
             error={"type": problem.kind, "message": problem.message},
         )
+
+    def _on_wait(self, retry: int, wait: float, answer: tuple[IResponse, bytes | None]) -> None:
+        log.warn("rate_limit_wait", id=self._id, retry=retry, wait_sec=round(wait, 3),
+                 status=answer[0].code)
 
     # Inbound.
 

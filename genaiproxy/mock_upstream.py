@@ -28,6 +28,9 @@ It misbehaves on request through ``X-Mock-*`` headers:
 ``X-Mock-Fail-Mid-Body: 1`` (with ``X-Mock-Fail-First``)
     those first requests get the headers and the start of a body before the
     reset.
+``X-Mock-Fail-Status: S`` (with ``X-Mock-Fail-First``)
+    those first requests are answered with status S (and the X-Mock-Header
+    headers, such as a Retry-After) instead.
 ``X-Mock-Content-Type: T``
     answer a non-streaming chat, legacy or Responses completion with the bare
     reply text as type T.
@@ -174,6 +177,14 @@ class MockResource(Resource):
             }
         )
 
+    @staticmethod
+    def _add_mock_headers(request: server.Request) -> None:
+        """C{X-Mock-Header: Name: value} (repeatable) adds a response header."""
+        for extra in request.requestHeaders.getRawHeaders(b"x-mock-header", []):
+            name, _, value = extra.partition(b":")
+            if name.strip():
+                request.responseHeaders.addRawHeader(name.strip(), value.strip())
+
     def _render_api(
         self, request: server.Request, path: str, body: bytes
     ) -> bytes | int:
@@ -184,6 +195,10 @@ class MockResource(Resource):
             failed = self.state.failed_by_request_id.get(request_id, 0)
             if failed < fail_first:
                 self.state.failed_by_request_id[request_id] = failed + 1
+                fail_status = int_header(request, b"x-mock-fail-status")
+                if fail_status is not None:  # an answer (429 + Retry-After, ...)
+                    self._add_mock_headers(request)
+                    return self._render_mock_status(request, fail_status)
                 if mock_header(request, b"x-mock-fail-mid-body") in (None, "", "0"):
                     abort(request)
                 else:  # headers and the start of a body, then the reset
@@ -196,11 +211,7 @@ class MockResource(Resource):
         if mock_header(request, b"x-mock-hang") not in (None, "", "0"):
             request.notifyFinish().addErrback(lambda _: None)
             return server.NOT_DONE_YET
-        # "X-Mock-Header: Name: value" (repeatable) adds a response header.
-        for extra in request.requestHeaders.getRawHeaders(b"x-mock-header", []):
-            name, _, value = extra.partition(b":")
-            if name.strip():
-                request.responseHeaders.addRawHeader(name.strip(), value.strip())
+        self._add_mock_headers(request)
         status = int_header(request, b"x-mock-status")
         if status is not None:
             return self._render_mock_status(request, status)
@@ -277,7 +288,7 @@ class MockResource(Resource):
         reason = http.RESPONSES.get(status) or _EXTRA_REASONS.get(status, b"Mock Status")
         request.setResponseCode(status, reason)
         request.setHeader(b"content-type", JSON_TYPE)
-        if status == 429:
+        if status == 429 and not request.responseHeaders.hasHeader(b"retry-after"):
             request.setHeader(b"retry-after", b"1")
         return error_body(f"mock error {status}", "mock_error", str(status))
 

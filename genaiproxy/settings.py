@@ -15,6 +15,7 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("REQUEST_TIMEOUT", "60", "seconds to connect and get headers; longest silence in a body"),
     ("MAX_RETRIES", "2", "retries of a failed upstream attempt (0: none)"),
     ("RETRY_BACKOFF_SEC", "0.5", "wait before retry n: RETRY_BACKOFF_SEC * 2^n"),
+    ("RETRY_AFTER_MAX_SEC", "10", "longest Retry-After of a 429/503 the proxy waits out itself"),
     ("LOG_BODIES", "true", "log request and response bodies"),
     ("LOG_STREAM_MAX_BYTES", "0", "above 0: log each streamed chunk, previewing this many bytes"),
     ("LOG_FORMAT", "text on a terminal, else json", "json (an object a line) or text (for people)"),

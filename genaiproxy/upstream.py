@@ -37,10 +37,13 @@ from .bodies import BytesProducer, RequestBody, body_producer
 from .config import Config
 from .endpoints import UpstreamEndpoints, upstream_agent
 from .failures import UpstreamError
-from .retry import OnRetry, RetryingCall
+from .retry import OnRetry, OnWait, RetryingCall, retry_after_seconds
 from .tls import trust_root
 from .tunnel import ForwardProxy
 from .urls import as_sent, join_url, target_safe
+
+# Answers that may ask to be tried again later (Retry-After).
+_WAIT_CODES = frozenset({429, 503})
 
 # Headers that describe one hop of a connection, never the end-to-end message.
 HOP_BY_HOP_HEADERS = frozenset(
@@ -220,9 +223,15 @@ class UpstreamClient:
         body: RequestBody,
         on_retry: OnRetry,
         read: Callable[[IResponse], Any] | None = None,
+        on_wait: OnWait | None = None,
     ) -> Deferred[Any]:
         """Send one request with retries; fire with the response (or with
         C{read(response)} when given, so that reading the body is retried too).
+
+        With C{on_wait} (and a C{read} whose value is C{(response, body)}), a
+        429 or 503 whose body was read whole and which asks for a wait of at
+        most RETRY_AFTER_MAX_SEC is not answered but tried again after that
+        wait (C{on_wait} is told first), while retries remain.
         """
         timeout = self.config.request_timeout
         method_name = method.decode("ascii")
@@ -256,8 +265,19 @@ class UpstreamClient:
             self.config.max_retries,
             self.config.retry_backoff_sec,
             on_retry,
+            wait_asked=self._wait_asked if on_wait is not None else None,
+            on_wait=on_wait,
         )
         return retrying.start()
+
+    def _wait_asked(self, value: tuple[IResponse, bytes | None]) -> float | None:
+        """The wait a read answer asks for, when the proxy should absorb it."""
+        response, body = value
+        if response.code not in _WAIT_CODES or body is None:
+            return None
+        limit = self.config.retry_after_max_sec
+        wait = retry_after_seconds(response.headers, self.clock.seconds())
+        return wait if wait is not None and wait <= limit else None
 
     def close(self) -> Deferred[None]:
         """Close the pool's idle connections (when the service stops)."""

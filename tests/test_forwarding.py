@@ -177,14 +177,16 @@ def test_non_streaming_answer_passes_through(proxy, client):
 
 
 def test_upstream_error_status_passes_through(proxy, client):
+    """An error status is passed on with its headers; a 429 asking for a
+    wait over RETRY_AFTER_MAX_SEC keeps its Retry-After for the client."""
     response = client.post(
         proxy.url + CHAT,
         json={"model": "gpt-4.1", "messages": []},
-        headers={"X-Mock-Status": "429"},
+        headers={"X-Mock-Status": "429", "X-Mock-Header": "Retry-After: 30"},
     )
     assert response.status_code == 429
     assert response.headers["x-upstream-status"] == "429"
-    assert response.headers["retry-after"] == "1"
+    assert response.headers["retry-after"] == "30"
     assert response.json()["error"]["message"] == "mock error 429"
 
 

@@ -37,8 +37,8 @@ def test_models_list(sdk):
 def test_upstream_429_raises_rate_limit_error(sdk):
     with pytest.raises(openai.RateLimitError):
         sdk.chat.completions.create(
-            model="gpt-4.1", messages=[], extra_headers={"X-Mock-Status": "429"}
-        )
+            model="gpt-4.1", messages=[],
+            extra_headers={"X-Mock-Status": "429", "X-Mock-Header": "Retry-After: 30"})
 
 
 def test_broken_stream_raises(sdk):
@@ -95,7 +95,7 @@ def test_request_id_and_retry_headers_reach_the_sdk(sdk):
         sdk.chat.completions.with_raw_response.create(
             model="gpt-4.1", messages=[],
             extra_headers={"X-Mock-Status": "429", "X-Request-ID": "sdk-429",
-                           "X-Mock-Header": "retry-after-ms: 1500"})
+                           "X-Mock-Header": "retry-after-ms: 15000"})
     headers = caught.value.response.headers
-    assert headers["retry-after"] == "1" and headers["retry-after-ms"] == "1500"
+    assert headers["retry-after"] == "1" and headers["retry-after-ms"] == "15000"
     assert caught.value.request_id == "sdk-429"

@@ -106,7 +106,8 @@ def test_broken_upstream_stream_is_visible(proxy, client):
 
 def test_stream_error_status_is_plain_json(proxy, client):
     """An upstream error on a streaming request comes back as its status and JSON body."""
-    response = client.post(proxy.url + CHAT, json=STREAM_BODY, headers={"X-Mock-Status": "429"})
+    response = client.post(proxy.url + CHAT, json=STREAM_BODY,
+                           headers={"X-Mock-Status": "429", "X-Mock-Header": "Retry-After: 30"})
     assert response.status_code == 429
     assert response.json()["error"]["message"] == "mock error 429"
 

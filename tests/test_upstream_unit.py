@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from genaiproxy.config import load_config
 from genaiproxy.failures import UpstreamError, classify
-from genaiproxy.retry import RetryingCall
+from genaiproxy.retry import RetryingCall, retry_after_seconds
 from genaiproxy.upstream import UpstreamClient
 from genaiproxy.urls import as_sent, join_url, target_safe
 
@@ -121,6 +121,64 @@ def test_cancel_during_backoff_stops_retrying():
     clock.advance(100)
     assert len(attempts.pending) == 1
     assert not clock.getDelayedCalls()
+
+
+def asked_wait(value: Any) -> float | None:
+    """Test hook: an answer C{("wait", seconds)} asks for that wait."""
+    return value[1] if value[0] == "wait" else None
+
+
+def make_waiting_call(attempts: ScriptedAttempts, clock: Clock, retries: int = 2):
+    waits: list[tuple[int, float]] = []
+    call = RetryingCall(attempts, clock, retries, 0.5, lambda *_: None,
+                        wait_asked=asked_wait, on_wait=lambda n, wait, _: waits.append((n, wait)))
+    return call.start(), waits
+
+
+def test_answer_asking_a_wait_is_retried_after_exactly_that_wait():
+    clock, attempts = Clock(), ScriptedAttempts()
+    result, waits = make_waiting_call(attempts, clock)
+    attempts.pending[-1].callback(("wait", 3.0))
+    assert waits == [(1, 3.0)]
+    clock.advance(2.9)
+    assert len(attempts.pending) == 1
+    clock.advance(0.1)
+    assert len(attempts.pending) == 2
+    attempts.pending[-1].callback(("ok", None))
+    assert result.result == ("ok", None)
+
+
+def test_answer_asking_a_wait_is_delivered_when_retries_are_spent():
+    clock, attempts = Clock(), ScriptedAttempts()
+    result, waits = make_waiting_call(attempts, clock, retries=1)
+    attempts.pending[-1].callback(("wait", 1.0))
+    clock.advance(1)
+    attempts.pending[-1].callback(("wait", 1.0))
+    assert result.result == ("wait", 1.0) and waits == [(1, 1.0)]
+
+
+def test_cancel_during_an_asked_wait_stops_it():
+    clock, attempts = Clock(), ScriptedAttempts()
+    result, waits = make_waiting_call(attempts, clock)
+    attempts.pending[-1].callback(("wait", 5.0))
+    result.addErrback(lambda f: f.trap(defer.CancelledError))
+    result.cancel()
+    clock.advance(100)
+    assert len(attempts.pending) == 1 and not clock.getDelayedCalls()
+
+
+@pytest.mark.parametrize("headers, wait", [
+    ({b"retry-after": [b"7"]}, 7.0),
+    ({b"retry-after": [b"Thu, 01 Jan 1970 00:01:40 GMT"]}, 40.0),  # now = 60
+    ({b"retry-after": [b"Thu, 01 Jan 1970 00:00:10 GMT"]}, 0.0),  # in the past
+    ({b"retry-after-ms": [b"250"], b"retry-after": [b"1"]}, 0.25),
+    ({b"retry-after-ms": [b"soon"], b"retry-after": [b"2"]}, 2.0),
+    ({b"retry-after": [b"whenever"]}, None),
+    ({}, None),
+])
+def test_retry_after_forms(headers, wait):
+    """Seconds, an HTTP date, or OpenAI's retry-after-ms (which wins)."""
+    assert retry_after_seconds(Headers(headers), now=60.0) == wait
 
 
 @pytest.mark.parametrize(
