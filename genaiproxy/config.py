@@ -8,10 +8,13 @@ summary.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlsplit, urlunsplit
+
+from .credentials import SecretError, parse_header_secret, parse_tokens_file, read_secret_text
 
 
 class ConfigError(ValueError):
@@ -52,6 +55,11 @@ class Config:
     keepalive_timeout: float = 75.0
     max_client_connections: int = 10000
     retry_after_max_sec: float = 10.0
+    # Files the secrets were read from (re-read when they change); empty
+    # when the secret came from its variable.
+    api_key_file: str = ""
+    auth_token_file: str = ""
+    auth_tokens_file: str = ""
 
     @cached_property
     def upstream_display(self) -> str:
@@ -90,7 +98,10 @@ class Config:
             "HEADER_TIMEOUT": self.header_timeout,
             "KEEPALIVE_TIMEOUT": self.keepalive_timeout,
             "MAX_CLIENT_CONNECTIONS": self.max_client_connections,
-            "AUTH_ENABLED": bool(self.auth_token),
+            "GENAI_API_KEY_FILE": self.api_key_file,
+            "AUTH_TOKEN_FILE": self.auth_token_file,
+            "AUTH_TOKENS_FILE": self.auth_tokens_file,
+            "AUTH_ENABLED": bool(self.auth_token or self.auth_tokens_file),
         }
 
 
@@ -192,7 +203,20 @@ def load_config(env: Mapping[str, str]) -> Config:
     needs no key): then no header is injected.
     """
     subscription_name = _required(env, "GENAI_SUBSCRIPTION_NAME")
-    api_key = _required(env, "GENAI_API_KEY")
+    api_key, api_key_file = _secret(env, "GENAI_API_KEY", "genai_api_key")
+    if api_key is None:
+        raise ConfigError("GENAI_API_KEY is required but not set (or GENAI_API_KEY_FILE, or "
+                          "a genai_api_key credential in $CREDENTIALS_DIRECTORY)")
+    auth_token, auth_token_file = _secret(env, "AUTH_TOKEN", "auth_token")
+    auth_tokens_file = env.get("AUTH_TOKENS_FILE", "").strip()
+    if auth_tokens_file:
+        if auth_token:
+            raise ConfigError("AUTH_TOKENS_FILE and AUTH_TOKEN (or AUTH_TOKEN_FILE) are both set: "
+                              "use one (put that token in the file, under a name)")
+        try:
+            parse_tokens_file(read_secret_text(auth_tokens_file), auth_tokens_file)
+        except SecretError as e:
+            raise ConfigError(f"AUTH_TOKENS_FILE: {e}") from None
     if bool(subscription_name) != bool(api_key):
         missing = "GENAI_API_KEY" if subscription_name else "GENAI_SUBSCRIPTION_NAME"
         raise ConfigError(
@@ -239,7 +263,10 @@ def load_config(env: Mapping[str, str]) -> Config:
         allowed_origins=origins,
         log_stream_max_bytes=_integer(env, "LOG_STREAM_MAX_BYTES", 0),
         https_proxy=https_proxy,
-        auth_token=env.get("AUTH_TOKEN", "").strip(),
+        auth_token=auth_token or "",
+        auth_token_file=auth_token_file,
+        auth_tokens_file=auth_tokens_file,
+        api_key_file=api_key_file,
         no_proxy=(env.get("NO_PROXY", "") or env.get("no_proxy", "")).strip(),
         ca_bundle=env.get("GENAI_CA_BUNDLE", "").strip(),
         ssl_cert_file=env.get("SSL_CERT_FILE", "").strip(),
@@ -255,6 +282,27 @@ def load_config(env: Mapping[str, str]) -> Config:
         keepalive_timeout=_number(env, "KEEPALIVE_TIMEOUT", 75.0, minimum=0.0),
         max_client_connections=_integer(env, "MAX_CLIENT_CONNECTIONS", 10000),
     )
+
+
+def _secret(env: Mapping[str, str], name: str, credential: str) -> tuple[str | None, str]:
+    """A secret from C{name}, from the file C{name}_FILE names, or from
+    systemd's C{$CREDENTIALS_DIRECTORY/credential}: C{(value, file)}, with
+    C{(None, "")} when none of them is set."""
+    file_setting = f"{name}_FILE"
+    path = env.get(file_setting, "").strip()
+    if path and name in env:
+        raise ConfigError(f"{name} and {file_setting} are both set: use one")
+    if not path:
+        if name in env:
+            return env[name].strip(), ""
+        directory = env.get("CREDENTIALS_DIRECTORY", "").strip()
+        if not directory or not os.path.isfile(os.path.join(directory, credential)):
+            return None, ""
+        path, file_setting = os.path.join(directory, credential), f"credential {credential}"
+    try:
+        return parse_header_secret(read_secret_text(path), path), path
+    except SecretError as e:
+        raise ConfigError(f"{file_setting}: {e}") from None
 
 
 _TOKEN_CHARS = frozenset(

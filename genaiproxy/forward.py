@@ -132,6 +132,9 @@ class ForwardCall:
         self._path = path
         self._wants_stream = False
         self._id: str = request.request_id
+        # Every event of this request names it, and the client whose token it carried.
+        client = getattr(request, "client_name", "")
+        self._tags = {"id": self._id, "client": client} if client else {"id": self._id}
         self._started = monotonic()
         self._call: Any = None
         self._pump: StreamPump | None = None
@@ -211,14 +214,14 @@ class ForwardCall:
     def _on_retry(self, retry: int, delay: float, problem: UpstreamError) -> None:
         log.warn(
             "retry",
-            id=self._id,
+            **self._tags,
             retry=retry,
             backoff_sec=delay,
             error={"type": problem.kind, "message": problem.message},
         )
 
     def _on_wait(self, retry: int, wait: float, answer: tuple[IResponse, bytes | None]) -> None:
-        log.warn("rate_limit_wait", id=self._id, retry=retry, wait_sec=round(wait, 3),
+        log.warn("rate_limit_wait", **self._tags, retry=retry, wait_sec=round(wait, 3),
                  status=answer[0].code)
 
     # Inbound.
@@ -298,7 +301,7 @@ class ForwardCall:
         limit = self._fw.config.log_stream_max_bytes
         log.info(
             "streaming_chunk",
-            id=self._id,
+            **self._tags,
             bytes=len(data),
             preview=data[:limit].decode("utf-8", "replace"),
         )
@@ -341,12 +344,13 @@ class ForwardCall:
             return
         problem = classify(failure)  # an UpstreamError passes through as it is
         document = self._error_document(problem)
-        log.error("final_error", id=self._id, duration_ms=self._elapsed_ms(), **document)
+        log.error("final_error", **self._tags, duration_ms=self._elapsed_ms(), **document)
         self._answer_error(502, document)
 
     def _crashed(self, failure: Failure) -> None:
         """A bug of ours: log it with its traceback and answer 500 if still possible."""
-        log.failure("unexpected error while forwarding", failure, id=self._id)
+        log.failure("unexpected error while forwarding", failure, id=self._id,
+                    client=self._tags.get("client"))
         if self._gone or self._ended:
             return
         if self._request.startedWriting:
@@ -379,7 +383,7 @@ class ForwardCall:
         if self._ended:
             return
         self._gone = True
-        log.info("client_disconnected", id=self._id, duration_ms=self._elapsed_ms())
+        log.info("client_disconnected", **self._tags, duration_ms=self._elapsed_ms())
         if self._call is not None:
             self._call.cancel()
         if self._pump is not None:
@@ -391,7 +395,7 @@ class ForwardCall:
                      sent: Headers) -> None:
         request = self._request
         fields: dict[str, Any] = {
-            "id": self._id,
+            **self._tags,
             "method": request.method.decode("latin-1"),
             "path": request.path.decode("latin-1"),
             "upstream": self._fw.upstream.url_for(self._path, query),
@@ -413,7 +417,7 @@ class ForwardCall:
     def _about(self) -> dict[str, Any]:
         """The fields that say which request an answer's events are about."""
         request = self._request
-        about: dict[str, Any] = {"id": self._id, "method": request.method.decode("latin-1"),
+        about: dict[str, Any] = {**self._tags, "method": request.method.decode("latin-1"),
                                  "path": request.path.decode("latin-1")}
         if self._model is not None:
             about["model"] = self._model

@@ -28,6 +28,13 @@ from twisted.python.components import Componentized
 from . import __version__
 from .channel import ClientLimits
 from .config import Config, ConfigError, load_config
+from .credentials import (
+    ClientTokens,
+    SecretError,
+    SecretFile,
+    parse_header_secret,
+    parse_tokens_file,
+)
 from .forward import Forwarder
 from .logs import LEVELS, LinesObserver, TextSink, log_stream
 from .models import ModelCatalog
@@ -83,14 +90,16 @@ class ProxyService(MultiService):
 
     Signals: SIGTERM stops gracefully (no new connections, in-flight requests
     and streams get SHUTDOWN_GRACE_SEC to finish, then exit status 0); SIGHUP
-    reads models.yaml again.
+    reads models.yaml and the secret files again.
     """
 
     def __init__(self, config: Config, site: ProxySite, forwarder: Forwarder,
                  catalog: ModelCatalog, reactor: Any, log_to: TextSink = sys.stdout,
-                 log_format: str = "json") -> None:
+                 log_format: str = "json", secret_files: list[SecretFile[Any]] | None = None,
+                 ) -> None:
         super().__init__()
         self.config = config
+        self.secret_files = secret_files or []
         self.site = site
         self.forwarder = forwarder
         self.catalog = catalog
@@ -102,7 +111,7 @@ class ProxyService(MultiService):
         self.log_observer = LinesObserver(log_to, clock=reactor, text=log_format == "text",
                                           level=LEVELS[config.log_level])
         reactor.addSystemEventTrigger("after", "shutdown", self.log_observer.flush)
-        self._model_check = LoopingCall(catalog.refresh)
+        self._model_check = LoopingCall(self.check_files)
         self._model_check.clock = reactor
 
     def setServiceParent(self, parent: Any) -> None:
@@ -151,10 +160,18 @@ class ProxyService(MultiService):
         signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
         signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload_models))
 
+    def check_files(self) -> None:
+        """Take in what changed in models.yaml and the secret files."""
+        self.catalog.refresh()
+        for secret in self.secret_files:
+            secret.refresh()
+
     def reload_models(self) -> None:
-        """Read models.yaml again now (SIGHUP)."""
+        """Read models.yaml and the secret files again now (SIGHUP)."""
         log.info("models_reload_requested", path=self.catalog.path)
         self.catalog.refresh(force=True)
+        for secret in self.secret_files:
+            secret.refresh(force=True)
 
     def stopService(self) -> Deferred[Any]:
         """Stop listening at once, let in-flight requests finish within the
@@ -238,6 +255,27 @@ def with_backlog(listen: str) -> str:
     return listen
 
 
+def watch_secret_files(config: Config, upstream: UpstreamClient,
+                       tokens: ClientTokens) -> list[SecretFile[Any]]:
+    """The secrets kept in files, each handing its value (now and after each
+    change) to what uses it: the upstream key, the clients' tokens."""
+    tokens.set_single(config.auth_token)
+    files: list[SecretFile[Any]] = []
+    try:
+        if config.api_key_file:
+            files.append(SecretFile("GENAI_API_KEY_FILE", config.api_key_file,
+                                    parse_header_secret, upstream.set_api_key))
+        if config.auth_token_file:
+            files.append(SecretFile("AUTH_TOKEN_FILE", config.auth_token_file,
+                                    parse_header_secret, tokens.set_single))
+        if config.auth_tokens_file:
+            files.append(SecretFile("AUTH_TOKENS_FILE", config.auth_tokens_file,
+                                    parse_tokens_file, tokens.set_named))
+    except SecretError as e:
+        raise ConfigError(str(e)) from None
+    return files
+
+
 def client_limits(config: Config) -> ClientLimits:
     """What a client connection may send, from the configuration."""
     return ClientLimits(
@@ -261,16 +299,20 @@ def build_service(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    forwarder = Forwarder(UpstreamClient(config, reactor))
+    upstream = UpstreamClient(config, reactor)
+    forwarder = Forwarder(upstream)
     catalog = ModelCatalog(models_path)
+    tokens = ClientTokens()
+    secret_files = watch_secret_files(config, upstream, tokens)
     site = ProxySite(build_tree(forwarder, catalog),
-                     AccessPolicy(config.auth_token, config.allowed_origins),
+                     AccessPolicy(tokens, config.allowed_origins),
                      client_limits(config))
     try:
         listening = strports.service(with_backlog(listen), site, reactor=reactor)
     except ValueError as e:
         raise ConfigError(f"invalid --listen {listen!r}: {e}") from None
-    proxy = ProxyService(config, site, forwarder, catalog, reactor, log_to, log_format)
+    proxy = ProxyService(config, site, forwarder, catalog, reactor, log_to, log_format,
+                         secret_files)
     listening.setServiceParent(proxy)
     return proxy
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("GENAI_SUBSCRIPTION_NAME", "required", "header that carries the key (empty: no key)"),
     ("GENAI_API_KEY", "required", "the key sent in that header"),
+    ("GENAI_API_KEY_FILE", "", "instead: a file holding the key, re-read when it changes"),
     ("GENAI_BASE_URL", "required", "upstream base URL; request paths are appended"),
     ("GENAI_API_VERSION", "", "adds api-version=<value> to upstream query strings"),
     ("REQUEST_TIMEOUT", "60", "seconds to connect and get headers; longest silence in a body"),
@@ -21,6 +22,9 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("LOG_FORMAT", "text on a terminal, else json", "json (an object a line) or text (for people)"),
     ("LOG_LEVEL", "info", "debug, info, warn or error: the least severe events logged"),
     ("AUTH_TOKEN", "", "clients must send Authorization: Bearer <token>"),
+    ("AUTH_TOKEN_FILE", "", "instead: a file holding that token, re-read when it changes"),
+    ("AUTH_TOKENS_FILE", "", "instead: YAML file of client names to tokens, one per client"),
+    ("CREDENTIALS_DIRECTORY", "", "systemd's; its genai_api_key and auth_token files are used"),
     ("ALLOWED_ORIGINS", "", "comma-separated browser origins allowed by CORS (* for any)"),
     ("MAX_REQUEST_BODY_MB", "100", "largest request body accepted (0: no limit)"),
     ("MAX_HEADER_LINE_BYTES", "16384", "longest request line or header line (0: no limit)"),

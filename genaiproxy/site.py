@@ -8,7 +8,6 @@ text, so no spelling of a path can reach a guarded resource without the token.
 
 from __future__ import annotations
 
-import hmac
 import random
 import uuid
 from typing import Any
@@ -24,6 +23,7 @@ from twisted.web.server import Request, Site
 
 from . import __version__
 from .channel import ClientLimits, ProxyChannel
+from .credentials import ClientTokens
 from .errors import set_json_error
 
 log = Logger(namespace="genaiproxy.site")
@@ -50,6 +50,8 @@ class ProxyRequest(Request):
 
     defaultContentType = None
     request_id: str = ""
+    # The name of the client token presented ("" when none is required).
+    client_name: str = ""
     too_large = False
     _body_bytes = 0
 
@@ -82,20 +84,21 @@ def request_id_for(request: Request) -> str:
 class AccessPolicy:
     """The bearer-token check and the CORS origin list."""
 
-    def __init__(self, auth_token: str, allowed_origins: tuple[str, ...]) -> None:
-        self._token = auth_token.encode("utf-8")
+    def __init__(self, tokens: ClientTokens, allowed_origins: tuple[str, ...]) -> None:
+        self.tokens = tokens
         self._origins = frozenset(o.encode("utf-8") for o in allowed_origins)
         self.cors_enabled = bool(allowed_origins)
 
-    def authorized(self, request: Request) -> bool:
-        """True when no token is configured or C{request} presents it."""
-        if not self._token:
-            return True
+    def client_for(self, request: Request) -> str | None:
+        """The name of the client C{request}'s bearer token belongs to; ""
+        when no token is required; None when it presents no valid one."""
+        if not self.tokens.enabled:
+            return ""
         header = request.getHeader(b"authorization") or b""
         scheme, _, credentials = header.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(
-            credentials.strip(), self._token
-        )
+        if scheme.lower() != b"bearer":
+            return None
+        return self.tokens.match(credentials.strip())
 
     def allowed_origin(self, request: Request) -> bytes | None:
         """The request's C{Origin} when CORS is on and it is allowed."""
@@ -306,8 +309,11 @@ class ProxySite(Site):
             # no CORS preflight.
             return ForbiddenOriginResource()
         resource = super().getResourceFor(request)
-        if not getattr(resource, "public", False) and not self.policy.authorized(request):
-            return UnauthorizedResource()
+        if not getattr(resource, "public", False):
+            client = self.policy.client_for(request)
+            if client is None:
+                return UnauthorizedResource()
+            request.client_name = client
         if request.too_large:
             return TooLargeResource()
         return resource

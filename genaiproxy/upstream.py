@@ -170,15 +170,23 @@ class UpstreamClient:
         self._jar = NoCookies()
         self._http = HTTPClient(agent, cookiejar=self._jar, data_to_body_producer=body_producer)
         self._drop = _NOT_FORWARDED
-        self._inject: list[tuple[bytes, bytes]] = []
         if config.subscription_name:
-            name = config.subscription_name.encode("latin-1")
-            self._drop = _NOT_FORWARDED | {name.lower()}
-            self._inject = [(name, config.api_key.encode("latin-1"))]
+            self._drop = _NOT_FORWARDED | {config.subscription_name.encode("latin-1").lower()}
         # A plain-http request through the forward proxy carries the proxy's
         # credentials; https ones send them with CONNECT instead.
+        self._proxy_inject: list[tuple[bytes, bytes]] = []
         if self._proxy is not None and scheme == "http" and self._proxy.authorization is not None:
-            self._inject.append((b"Proxy-Authorization", self._proxy.authorization))
+            self._proxy_inject.append((b"Proxy-Authorization", self._proxy.authorization))
+        self._inject: list[tuple[bytes, bytes]] = []
+        self.set_api_key(config.api_key)
+
+    def set_api_key(self, key: str) -> None:
+        """Send C{key} in the subscription header from the next request on
+        (a rotated key file); requests under way keep the headers they have."""
+        inject = []
+        if self.config.subscription_name:
+            inject.append((self.config.subscription_name.encode("latin-1"), key.encode("latin-1")))
+        self._inject = inject + self._proxy_inject
 
     @property
     def via_proxy(self) -> str | None:

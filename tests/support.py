@@ -161,12 +161,14 @@ def run_proxy(
     models: str | None = None,
     startup_timeout: float = 20.0,
     preexec: Callable[[], None] | None = None,
+    without: tuple[str, ...] = (),
     **settings: str,
 ) -> Iterator[ProxyProcess]:
     """Run the daemon in front of C{upstream} with extra environment C{settings}.
 
     C{models} is the text of models.yaml (none written when C{None});
-    C{preexec} runs in the child before the daemon starts (resource limits).
+    C{preexec} runs in the child before the daemon starts (resource limits);
+    C{without} names variables of L{BASE_ENV} to leave out.
     """
     workdir = Path(tempfile.mkdtemp(prefix="genai-proxy-test-"))
     if models is not None:
@@ -175,6 +177,8 @@ def run_proxy(
     env.update(BASE_ENV)
     env["GENAI_BASE_URL"] = upstream
     env.update(settings)
+    for name in without:
+        env.pop(name, None)
     process = subprocess.Popen(
         [TWISTD, "-n", "--pidfile=", "genaiproxy", "--listen", "tcp:0:interface=127.0.0.1"],
         cwd=workdir,

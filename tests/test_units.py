@@ -155,13 +155,14 @@ def test_observer_writes_one_json_object_per_line():
 def test_any_origin_with_star():
     from twisted.web.test.requesthelper import DummyRequest
 
+    from genaiproxy.credentials import ClientTokens
     from genaiproxy.site import AccessPolicy
 
     request = DummyRequest([b""])
     request.requestHeaders.setRawHeaders(b"origin", [b"http://anything.example"])
-    assert AccessPolicy("", ("*",)).allowed_origin(request) == b"http://anything.example"
-    assert AccessPolicy("", ("http://other.example",)).allowed_origin(request) is None
-    assert AccessPolicy("", ()).allowed_origin(request) is None
+    assert AccessPolicy(ClientTokens(), ("*",)).allowed_origin(request) == b"http://anything.example"
+    assert AccessPolicy(ClientTokens(), ("http://other.example",)).allowed_origin(request) is None
+    assert AccessPolicy(ClientTokens(), ()).allowed_origin(request) is None
 
 
 def test_listen_backlog_default():
