@@ -204,6 +204,10 @@ def test_units_stop_gracefully_and_keep_secrets_out():
     assert "--publish 127.0.0.1:8111:8111" in container
     assert "/app/models.yaml" in container and "podman stop --time 35" in container
     assert "tcp:8111:interface=127.0.0.1" in native and "KillSignal=SIGTERM" in native
+    # The key: a systemd credential (native), a podman secret (container).
+    assert "LoadCredential=genai_api_key:/etc/genai-proxy/credentials/genai_api_key" in native
+    assert "--secret genai_api_key,type=mount,uid=10001,mode=0400" in container
+    assert "--env GENAI_API_KEY_FILE=/run/secrets/genai_api_key" in container
     for text in (container, native):
         assert "EnvironmentFile=/etc/genai-proxy/genai-proxy.env" in text
         assert "GENAI_API_KEY=" not in text
@@ -213,7 +217,9 @@ def test_units_stop_gracefully_and_keep_secrets_out():
         assert len(reload_lines) == 1 and "HUP" in reload_lines[0], reload_lines
 
 
-@pytest.mark.parametrize("script", ["install.sh", "run-tests", ".ci/run"])
+@pytest.mark.parametrize("script", ["install.sh", "run-tests", ".ci/run",
+                                    "tests/image/build-base-standin",
+                                    "tests/clients/install-open-webui"])
 def test_shellcheck(script):
     result = subprocess.run(["shellcheck", str(REPO / script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
@@ -222,23 +228,104 @@ def test_shellcheck(script):
 @pytest.mark.parametrize("mode, unit", [("container", "genai-proxy.service"),
                                         ("native", "deploy/genai-proxy-native.service")])
 def test_install_is_idempotent(tmp_path, mode, unit):
+    """Run twice: the settings, the key and the model list written the first
+    time are kept the second; the key is in its own mode-600 file, not in the
+    settings."""
     run = [str(REPO / "install.sh"), "--mode", mode, "--root", str(tmp_path), "--no-build",
            "--no-venv"]
-    first = subprocess.run(run, capture_output=True, text=True,
+    first = subprocess.run(run, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                            env={**_clean_environment(), "GENAI_API_KEY": "from-env-1234"})
     assert first.returncode == 0, first.stderr
     env_file = tmp_path / "etc/genai-proxy/genai-proxy.env"
+    key_file = tmp_path / "etc/genai-proxy/credentials/genai_api_key"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert "GENAI_API_KEY=from-env-1234" in env_file.read_text()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    assert key_file.read_text() == "from-env-1234\n"
+    assert "from-env-1234" not in env_file.read_text() + first.stdout + first.stderr
     installed = tmp_path / "etc/systemd/system/genai-proxy.service"
     assert installed.read_text() == (REPO / unit).read_text()
     assert (tmp_path / "opt/genai-proxy/models.yaml").read_text() == (REPO / "models.yaml").read_text()
     (tmp_path / "opt/genai-proxy/models.yaml").write_text("- id: mine\n")
-    second = subprocess.run(run, capture_output=True, text=True, env=_clean_environment())
+    second = subprocess.run(run, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            env={**_clean_environment(), "GENAI_API_KEY": "another-5678"})
     assert second.returncode == 0, second.stderr
     assert "unchanged" in second.stdout and "kept" in second.stdout
-    assert "GENAI_API_KEY=from-env-1234" in env_file.read_text()  # not overwritten
+    assert key_file.read_text() == "from-env-1234\n"  # not overwritten
     assert (tmp_path / "opt/genai-proxy/models.yaml").read_text() == "- id: mine\n"
+
+
+def test_install_reads_the_key_from_stdin_without_passing_it_on(tmp_path):
+    """--key-stdin takes the key from standard input; no program the script
+    starts ever gets it in its arguments (traced with strace)."""
+    trace = tmp_path / "trace"
+    result = subprocess.run(
+        ["strace", "-f", "-qq", "-s", "4096", "-e", "trace=execve", "-o", str(trace),
+         str(REPO / "install.sh"), "--mode", "native", "--root", str(tmp_path / "root"),
+         "--no-venv", "--key-stdin"],
+        input="key-from-stdin-9876\n", capture_output=True, text=True, env=_clean_environment())
+    assert result.returncode == 0, result.stderr
+    key_file = tmp_path / "root/etc/genai-proxy/credentials/genai_api_key"
+    assert key_file.read_text() == "key-from-stdin-9876\n"
+    executed = trace.read_text()
+    assert "execve(" in executed and "key-from-stdin-9876" not in executed
+
+
+def test_install_moves_an_old_key_out_of_the_settings(tmp_path):
+    """An earlier install's settings file held the key: it moves to the
+    credential file and its line leaves the settings."""
+    etc = tmp_path / "etc/genai-proxy"
+    etc.mkdir(parents=True)
+    (etc / "genai-proxy.env").write_text("GENAI_SUBSCRIPTION_NAME=api-key\nGENAI_API_KEY=old-4321\n"
+                                         "GENAI_BASE_URL=https://gw.example\n")
+    result = subprocess.run([str(REPO / "install.sh"), "--mode", "native", "--root", str(tmp_path),
+                             "--no-venv"], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, env=_clean_environment())
+    assert result.returncode == 0, result.stderr
+    assert (etc / "credentials/genai_api_key").read_text() == "old-4321\n"
+    settings = (etc / "genai-proxy.env").read_text()
+    assert "old-4321" not in settings and "GENAI_BASE_URL=https://gw.example" in settings
+
+
+def test_container_unit_podman_arguments_mount_the_secret(tmp_path):
+    """podman accepts the unit's own `podman run` arguments (turned into
+    `podman create`, which needs no container runtime) and mounts the key
+    secret for the image's user, read-only to it."""
+    if shutil.which("podman") is None:
+        pytest.skip("no podman on this machine")
+    base = subprocess.run([str(STANDIN), "--tag"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    if subprocess.run(["podman", "image", "exists", base]).returncode != 0:
+        pytest.skip(f"the stand-in base {base} is missing: run-tests builds it")
+    unit = (REPO / "genai-proxy.service").read_text().replace("\\\n", " ")
+    command = re.search(r"^ExecStart=/usr/bin/podman run (.*)$", unit, re.M).group(1).split()
+    assert command[-1] == "localhost/genai-proxy:latest"
+    name = f"genai-proxy-unit-{os.getpid()}"
+    secret = subprocess.run(["podman", "secret", "create", "genai_api_key", "-"],
+                            input="unit-key-1357", capture_output=True, text=True)
+    if secret.returncode != 0 and "already" not in secret.stderr:
+        raise AssertionError(secret.stderr)
+    options = [a for a in command[:-1] if a != "--rm"]
+    options = [f"--name={name}" if a == "genai-proxy" else a for a in options]
+    options = [a for a in options if a != "--name"]
+    options = [a.replace("/opt/genai-proxy/models.yaml", str(REPO / "models.yaml"))
+               .replace("/etc/genai-proxy/genai-proxy.env", str(tmp_path / "env")) for a in options]
+    (tmp_path / "env").write_text("GENAI_SUBSCRIPTION_NAME=api-key\n")
+    try:
+        created = subprocess.run(["podman", "create", *options, base, "true"],
+                                 capture_output=True, text=True)
+        assert created.returncode == 0, created.stderr
+        inspected = json.loads(subprocess.run(["podman", "inspect", name], capture_output=True,
+                                              text=True, check=True).stdout)[0]
+        assert inspected["Config"]["CreateCommand"]
+        assert [(s["Name"], s["UID"], s["Mode"]) for s in inspected["Config"]["Secrets"]] == [
+            ("genai_api_key", 10001, 0o400)]
+        assert "GENAI_API_KEY_FILE=/run/secrets/genai_api_key" in inspected["Config"]["Env"]
+        assert "unit-key-1357" not in json.dumps(inspected)
+    finally:
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True)
+        if secret.returncode == 0:
+            subprocess.run(["podman", "secret", "rm", "genai_api_key"], capture_output=True)
 
 
 def test_install_rejects_bad_options(tmp_path):
