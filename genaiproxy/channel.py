@@ -72,19 +72,30 @@ _IDLE, _HEAD, _BODY, _BUSY = range(4)
 
 
 class ProxyChannel(HTTPChannel):
-    """An HTTP/1.1 channel that enforces L{ClientLimits} (set by the site)."""
+    """An HTTP/1.1 channel that enforces L{ClientLimits} (set by the site).
+
+    One timer (Twisted's TimeoutMixin, which the channel already runs) serves
+    every phase, so a request costs no more timers than Twisted's own: the
+    keep-alive limit between requests, restarted by each byte; from a head's
+    first byte, the head's deadline, which bytes do not restart; during a
+    body, its idle limit.
+    """
 
     limits = ClientLimits()
     _phase = _IDLE
-    _head_deadline: IDelayedCall | None = None
     _linger: IDelayedCall | None = None
     _head_lines = 0
     _head_bytes = 0
+    _max_head_bytes = sys.maxsize
+    _max_head_lines = sys.maxsize
     _refused = False  # an early answer went out: input is dropped from now on
 
     def connectionMade(self) -> None:
         limits = self.limits
         self.MAX_LENGTH = limits.max_header_line_bytes or sys.maxsize
+        self._max_head_bytes = limits.max_header_bytes or sys.maxsize
+        # The request line, then at most max_header_count header lines.
+        self._max_head_lines = limits.max_header_count + 1 if limits.max_header_count else sys.maxsize
         # Our own checks below answer first; Twisted's would answer a bare 400.
         self.totalHeadersSize = sys.maxsize
         self.maxHeaders = sys.maxsize
@@ -102,42 +113,31 @@ class ProxyChannel(HTTPChannel):
             return
         super().rawDataReceived(data)
 
+    def resetTimeout(self) -> None:
+        """Bytes restart the idle timers, not a head's deadline."""
+        if self._phase != _HEAD:
+            super().resetTimeout()
+
     def _head_started(self) -> None:
         """The first byte of a request: its head must be in within the timeout."""
         self._phase = _HEAD
         self._head_lines = self._head_bytes = 0
-        self.setTimeout(None)
-        if self.limits.header_timeout:
-            self._head_deadline = self.callLater(self.limits.header_timeout, self._head_too_slow)
-
-    def _head_too_slow(self) -> None:
-        self._head_deadline = None
-        self.refuse(408, "request_header_timeout",
-                    f"The request head did not arrive within HEADER_TIMEOUT "
-                    f"({self.limits.header_timeout:g} s)")
-
-    def _cancel_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            if self._head_deadline.active():
-                self._head_deadline.cancel()
-            self._head_deadline = None
+        self.setTimeout(self.limits.header_timeout or None)
 
     def lineReceived(self, line: bytes) -> None:
         if self._phase == _IDLE:  # a pipelined request, parsed from the buffer
             self._head_started()
         self._head_lines += 1
         self._head_bytes += len(line) + 2
-        limits = self.limits
-        if limits.max_header_bytes and self._head_bytes > limits.max_header_bytes:
+        if self._head_bytes > self._max_head_bytes:
             self.refuse(431, "request_header_too_large",
                         f"The request head is larger than MAX_HEADER_BYTES "
-                        f"({limits.max_header_bytes} bytes)")
+                        f"({self.limits.max_header_bytes} bytes)")
             return
-        # Lines after the request line, but the blank one that ends the head.
-        if limits.max_header_count and line and self._head_lines - 1 > limits.max_header_count:
+        if self._head_lines > self._max_head_lines and line:  # the blank line ends the head
             self.refuse(431, "too_many_headers",
                         f"The request has more than MAX_HEADER_COUNT "
-                        f"({limits.max_header_count}) header lines")
+                        f"({self.limits.max_header_count}) header lines")
             return
         super().lineReceived(line)
 
@@ -151,7 +151,6 @@ class ProxyChannel(HTTPChannel):
                         f"A header line is longer than MAX_HEADER_LINE_BYTES ({limit} bytes)")
 
     def allHeadersReceived(self) -> None:
-        self._cancel_head_deadline()
         request = self.requests[-1]
         limit = self.limits.max_body_bytes
         too_large = bool(limit) and self.length is not None and self.length > limit
@@ -168,6 +167,8 @@ class ProxyChannel(HTTPChannel):
         elif self.length != 0:
             self._phase = _BODY
             self.setTimeout(self.limits.body_idle_timeout or None)
+        else:
+            self._phase = _BUSY  # dispatched next, by lineReceived
 
     def body_too_large(self, request: Request) -> None:
         """A chunked body has passed the limit: answer it now (the site says 413)."""
@@ -201,9 +202,13 @@ class ProxyChannel(HTTPChannel):
         super().requestDone(request)
 
     def timeoutConnection(self) -> None:
-        """TimeoutMixin's timer: a stalled body is answered; an idle
-        keep-alive connection is closed quietly."""
-        if self._phase == _BODY:
+        """TimeoutMixin's timer: a slow head or a stalled body is answered;
+        an idle keep-alive connection is closed quietly."""
+        if self._phase == _HEAD:
+            self.refuse(408, "request_header_timeout",
+                        f"The request head did not arrive within HEADER_TIMEOUT "
+                        f"({self.limits.header_timeout:g} s)")
+        elif self._phase == _BODY:
             self.refuse(408, "request_body_timeout",
                         f"The request body stalled for REQUEST_TIMEOUT "
                         f"({self.limits.body_idle_timeout:g} s)")
@@ -219,7 +224,6 @@ class ProxyChannel(HTTPChannel):
         then close the connection, dropping whatever else the client sends."""
         if self._refused or self.transport is None:
             return
-        self._cancel_head_deadline()
         self.setTimeout(None)
         self._refused = True
         peer = self.transport.getPeer()
@@ -248,7 +252,6 @@ class ProxyChannel(HTTPChannel):
             self._linger = self.callLater(LINGER_SEC, transport.abortConnection)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._cancel_head_deadline()
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         self._linger = None
