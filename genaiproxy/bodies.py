@@ -48,13 +48,27 @@ class BytesProducer:
 
 
 class KeepOpen:
-    """A file as L{FileBodyProducer} reads it, except that its C{close} does
-    nothing: the producer closes its file when done, but a spooled upload is
-    read again by the next attempt of a retried call, and twisted.web closes
-    it with the request."""
+    """A spooled upload as L{FileBodyProducer} reads it for one attempt:
+    through a descriptor of its own (a duplicate, which shares the file's
+    position, so the attempt starts where the caller put it).
+
+    twisted.web closes the upload's file with the finished request, and an
+    upstream may answer before the whole upload went out (an early 401 or
+    413): Twisted's client then goes on sending the rest, which this copy
+    can still read.  The producer closes the copy when it is done; a retried
+    call's next attempt makes another.  A file with no descriptor (in
+    memory) is read as it is and never closed here.
+    """
 
     def __init__(self, file: IO[bytes]) -> None:
-        self._file = file
+        try:
+            descriptor = file.fileno()
+        except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+            self._file: IO[bytes] = file
+            self._owned = False
+        else:
+            self._file = open(os.dup(descriptor), "rb", buffering=0)  # noqa: SIM115
+            self._owned = True
 
     def read(self, size: int = -1) -> bytes:
         return self._file.read(size)
@@ -66,7 +80,9 @@ class KeepOpen:
         return self._file.tell()
 
     def close(self) -> None:
-        """Leave the file open for the next attempt."""
+        """Close this attempt's copy (never the caller's file)."""
+        if self._owned:
+            self._file.close()
 
 
 def body_producer(data: Any) -> IBodyProducer:

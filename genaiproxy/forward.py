@@ -175,7 +175,7 @@ class ForwardCall:
         headers = upstream.headers_for(request.requestHeaders, self._id)
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
-        self._call = upstream.call(
+        call = self._call = upstream.call(
             request.method, url, headers, body, self._on_retry, read=self._read,
             on_wait=self._on_wait,
         )
@@ -183,8 +183,9 @@ class ForwardCall:
         # written at once on a pooled connection), before any answer is
         # handled: the event's cost stays off the request's latency path.
         self._log_request(prepared, body, query, headers)
-        self._call.addCallbacks(self._respond, self._failed)
-        self._call.addErrback(self._crashed)
+        # (The call may have ended already, and _respond cleared self._call.)
+        call.addCallbacks(self._respond, self._failed)
+        call.addErrback(self._crashed)
 
     def _read(self, response: IResponse) -> Any:
         """Fire with C{(response, body)}, or C{(response, None)} for an answer

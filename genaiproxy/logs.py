@@ -200,13 +200,14 @@ class LinesObserver:
     def render(self, event: dict[str, Any]) -> str:
         """One event as a line of JSON or text."""
         record = self._record(event)
-        if self._text:
-            return render_text(record, self._debug, _for_json)
         try:
+            if self._text:
+                return render_text(record, self._debug, _for_json)
             return json.dumps(record, default=_for_json) + "\n"
-        except (TypeError, ValueError):
+        except Exception:  # a field that cannot be shown: say which event, not what
             return json.dumps({"time": record["time"], "level": record["level"],
-                               "event": "unserializable_log_event", "repr": repr(record)}) + "\n"
+                               "event": "unserializable_log_event",
+                               "of": str(record.get("event")), "fields": sorted(record)}) + "\n"
 
     def _record(self, event: dict[str, Any]) -> dict[str, Any]:
         """The fields of one event, in the order they are shown."""
@@ -217,7 +218,12 @@ class LinesObserver:
             "level": _LEVEL_NAMES.get(event.get("log_level"), "INFO"),
         }
         namespace = event.get("log_namespace", "")
-        if namespace.startswith(_OWN_NAMESPACE):
+        # Ours: an event name from one of our modules' loggers.  A Twisted
+        # class logging on behalf of a subclass of ours (ProxyRequest's
+        # namespace is genaiproxy.site.ProxyRequest) writes a sentence.
+        log_format = event.get("log_format")
+        if namespace.startswith(_OWN_NAMESPACE) and isinstance(log_format, str) and (
+                log_format.isidentifier()):
             record["event"] = event.get("log_format")
             for key, value in event.items():
                 if not key.startswith("log_"):

@@ -80,5 +80,20 @@ def prepare_body(body: bytes, token_field: str | None) -> PreparedBody:
     gpt5 = token_field is not None and is_gpt5(payload.get("model"))
     # (gpt5 implies a token_field; said again for the type checker.)
     if gpt5 and token_field is not None and normalize_gpt5(payload, token_field):
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = _rewritten(payload, body)
     return PreparedBody(body, payload, stream=stream, gpt5=gpt5)
+
+
+def _rewritten(payload: dict[str, Any], original: bytes) -> bytes:
+    """C{payload} as compact JSON.  Text that UTF-8 cannot carry (a lone
+    surrogate escape, half an emoji) stays escaped as it came; a number
+    beyond a double (1e999, which Python reads as infinity and would write
+    as the non-JSON C{Infinity}) leaves the body as the client sent it."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return original
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("ascii")

@@ -51,12 +51,13 @@ class JSONResource(Resource):
     def render(self, request: Request) -> object:
         """The answer's bytes, or C{NOT_DONE_YET} from a forwarding handler."""
         method = request.method.decode("ascii", "replace")
-        handler = getattr(self, "render_" + method, None)
-        if handler is None and method == "HEAD":
-            handler = getattr(self, "render_GET", None)
+        # HEAD is GET without the body (twisted.web's Resource.render_HEAD
+        # would call a render_GET that POST-only resources do not have).
+        handler = getattr(self, "render_" + ("GET" if method == "HEAD" else method), None)
         if handler is None:
             allowed = sorted(
-                name[len("render_"):] for name in dir(self) if name.startswith("render_")
+                {name[len("render_"):] for name in dir(self) if name.startswith("render_")}
+                - {"HEAD"} | ({"HEAD"} if hasattr(self, "render_GET") else set())
             )
             request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
             return set_json_error(
@@ -119,8 +120,14 @@ class Passthrough(JSONResource):
         self._forwarder = forwarder
 
     def render(self, request: Request) -> object:
+        if not request.path.isascii():
+            return set_json_error(
+                request, 400, "The request path must be ASCII: percent-encode other bytes",
+                "invalid_request_error", code="invalid_path")
         segments = request.path.split(b"?", 1)[0].split(b"/")[1:]
-        decoded = {unquote_to_bytes(segment) for segment in segments[1:]}
+        # A segment's ";parameters" are dropped by Twisted's Agent when empty
+        # ("..;" would go upstream as ".."): judge each segment without them.
+        decoded = {unquote_to_bytes(segment).split(b";", 1)[0] for segment in segments[1:]}
         if decoded & {b".", b"..", b""} or any(b"/" in d for d in decoded):
             # Dot segments or encoded slashes could reach beyond /v1 upstream.
             return NotFound().render(request)

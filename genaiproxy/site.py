@@ -16,8 +16,10 @@ from weakref import WeakSet
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
@@ -55,6 +57,33 @@ class ProxyRequest(Request):
     too_large = False
     _body_bytes = 0
 
+    def _handleStar(self) -> None:
+        """C{* }, the target of C{OPTIONS *} only: answered here, in JSON
+        and with the proxy's headers (Twisted's own answer has neither)."""
+        tag(self)
+        if self.method == b"OPTIONS":
+            self.setHeader(b"content-length", b"0")
+            self.finish()
+            return
+        self.setHeader(b"allow", b"OPTIONS")
+        self.write(set_json_error(self, 405, "The request target * is only for OPTIONS",
+                                  "invalid_request_error", code="method_not_allowed"))
+        self.finish()
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        """A bug of ours while answering: logged with its traceback, and a
+        JSON 500 for the client (never Twisted's HTML page or a traceback)."""
+        log.failure("unexpected error while answering", reason, id=self.request_id)
+        if self.startedWriting:  # too late for a status: end what was started
+            self.channel.loseConnection()
+            return reason
+        self.responseHeaders = Headers()
+        tag(self)
+        self.write(set_json_error(self, 500, "internal proxy error", "proxy_error",
+                                  request_id=self.request_id))
+        self.finish()
+        return reason
+
     def handleContentChunk(self, data: bytes) -> None:
         if self.too_large:
             return
@@ -69,6 +98,14 @@ class ProxyRequest(Request):
             self.channel.body_too_large(self)  # type: ignore[attr-defined]
             return
         super().handleContentChunk(data)
+
+
+def tag(request: ProxyRequest) -> None:
+    """Give C{request} its id and the headers every answer carries."""
+    if not request.request_id:
+        request.request_id = request_id_for(request)
+    request.setHeader(b"server", SERVER_HEADER)
+    request.setHeader(b"x-request-id", request.request_id.encode("ascii"))
 
 
 def request_id_for(request: Request) -> str:
@@ -194,6 +231,16 @@ class TooLargeResource(Resource):
         )
 
 
+class BadTargetResource(Resource):
+    """The 400 answer for a request target that is not a path (C{/...})."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return set_json_error(request, 400, "The request target must be a path starting with /",
+                              "invalid_request_error", code="invalid_path")
+
+
 class UnauthorizedResource(Resource):
     """The 401 answer for a missing or wrong bearer token."""
 
@@ -288,9 +335,10 @@ class ProxySite(Site):
         return done
 
     def getResourceFor(self, request: ProxyRequest) -> IResource:
-        request.request_id = request_id_for(request)
-        request.setHeader(b"server", SERVER_HEADER)
-        request.setHeader(b"x-request-id", request.request_id.encode("ascii"))
+        tag(request)
+        if not request.path.startswith(b"/"):
+            # twisted.web would route "xv1/.." by dropping its first byte.
+            return BadTargetResource()
         origin = self.policy.allowed_origin(request)
         if self.policy.cors_enabled:
             request.setHeader(b"vary", b"Origin")

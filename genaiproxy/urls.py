@@ -19,8 +19,10 @@ from typing import cast
 from hyperlink import EncodedURL
 
 # What an HTTP/1.1 request target may hold as it is (Twisted's own check):
-# printable ASCII without the space.  Anything else is percent-encoded.
-_NOT_IN_TARGET = re.compile(rb"[^\x21-\x7e]")
+# printable ASCII without the space, and without "#", which Twisted's Agent
+# would take for the start of a fragment and cut off.  Anything else is
+# percent-encoded.
+_NOT_IN_TARGET = re.compile(rb"[^\x21\x22\x24-\x7e]")
 
 
 def join_url(base_url: str, path: str, query: bytes = b"") -> bytes:
@@ -32,7 +34,7 @@ def join_url(base_url: str, path: str, query: bytes = b"") -> bytes:
 
 def target_safe(raw: bytes) -> bytes:
     """C{raw} with every byte a request target may not carry (controls, the
-    space, non-ASCII) percent-encoded; everything else left as it is."""
+    space, "#", non-ASCII) percent-encoded; everything else left as it is."""
     if _NOT_IN_TARGET.search(raw) is None:
         return raw
     return _NOT_IN_TARGET.sub(lambda match: b"%%%02X" % match.group()[0], raw)
