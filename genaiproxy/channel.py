@@ -26,7 +26,9 @@ client's TCP stack receives the answer instead of a reset.
 
 from __future__ import annotations
 
+import random
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -40,6 +42,15 @@ from . import __version__
 from .errors import error_document, json_bytes
 
 log = Logger(namespace="genaiproxy.channel")
+
+# Request ids need to be unique, not secret: a seeded PRNG avoids a system
+# call per request (uuid4 reads os.urandom).
+_random_bits = random.Random().getrandbits
+
+
+def new_request_id() -> str:
+    """A new request id (a version-4 UUID)."""
+    return str(uuid.UUID(int=_random_bits(128), version=4))
 
 # After an early answer, how long what the client still sends is drained.
 LINGER_SEC = 5.0
@@ -230,14 +241,16 @@ class ProxyChannel(HTTPChannel):
             return
         self.setTimeout(None)
         self._refused = True
+        request_id = new_request_id()
         peer = self.transport.getPeer()
-        log.warn("request_refused", status=status, reason=code,
+        log.warn("request_refused", id=request_id, status=status, reason=code,
                  peer=f"{getattr(peer, 'host', '')}:{getattr(peer, 'port', '')}")
         body = json_bytes(error_document(message, "invalid_request_error", code))
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\nServer: genai-proxy/%s\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n"
-            % (status, _REASONS[status], __version__.encode("ascii"), len(body)) + body)
+            b"HTTP/1.1 %d %s\r\nServer: genai-proxy/%s\r\nX-Request-ID: %s\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % (status, _REASONS[status], __version__.encode("ascii"), request_id.encode("ascii"),
+               len(body)) + body)
         self.setRawMode()
         self.loseConnection()
 

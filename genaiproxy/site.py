@@ -8,8 +8,6 @@ text, so no spelling of a path can reach a guarded resource without the token.
 
 from __future__ import annotations
 
-import random
-import uuid
 from typing import Any
 from weakref import WeakSet
 
@@ -24,7 +22,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from . import __version__
-from .channel import ClientLimits, ProxyChannel
+from .channel import ClientLimits, ProxyChannel, new_request_id
 from .credentials import ClientTokens
 from .errors import set_json_error
 
@@ -32,9 +30,6 @@ log = Logger(namespace="genaiproxy.site")
 
 SERVER_HEADER = b"genai-proxy/" + __version__.encode("ascii")
 _MAX_REQUEST_ID = 128
-# Request ids need to be unique, not secret: a seeded PRNG avoids a system
-# call per request (uuid4 reads os.urandom).
-_random_bits = random.Random().getrandbits
 
 
 def _max_body_bytes(channel: HTTPChannel) -> int:
@@ -115,7 +110,7 @@ def request_id_for(request: Request) -> str:
         text = given.decode("ascii").strip()
         if text.isprintable():
             return text
-    return str(uuid.UUID(int=_random_bits(128), version=4))
+    return new_request_id()
 
 
 class AccessPolicy:
