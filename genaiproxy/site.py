@@ -236,6 +236,16 @@ class BadTargetResource(Resource):
                               "invalid_request_error", code="invalid_path")
 
 
+class BadMethodResource(Resource):
+    """The 400 answer for a method that is not in upper case (no method is)."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return set_json_error(request, 400, "HTTP methods are upper case (GET, POST, ...)",
+                              "invalid_request_error", code="invalid_method")
+
+
 class UnauthorizedResource(Resource):
     """The 401 answer for a missing or wrong bearer token."""
 
@@ -334,6 +344,9 @@ class ProxySite(Site):
         if not request.path.startswith(b"/"):
             # twisted.web would route "xv1/.." by dropping its first byte.
             return BadTargetResource()
+        if not request.method.isupper():
+            # Methods are case-sensitive, and treq would send "delete" as DELETE.
+            return BadMethodResource()
         origin = self.policy.allowed_origin(request)
         if self.policy.cors_enabled:
             request.setHeader(b"vary", b"Origin")

@@ -201,6 +201,9 @@ class UpstreamClient:
     def request_url(self, path: str, query: bytes = b"") -> bytes:
         """The URL requested upstream: base URL + C{path} (+ C{?query})."""
         url = self._base + b"/" + target_safe(path.lstrip("/").encode("ascii"))
+        if url.endswith(b";"):
+            # Twisted's Agent would drop it (empty ";params" of the last segment).
+            url = url[:-1] + b"%3B"
         return url + b"?" + target_safe(query) if query else url
 
     def headers_for(self, incoming: Headers, request_id: str) -> Headers:
