@@ -22,6 +22,9 @@ setup(
         "PyYAML>=6",
         "pyOpenSSL>=24",
         "service-identity>=24",
+        # /metrics: the Prometheus client's own registry, metric types and
+        # text exposition, rather than a hand-written format.
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": [

@@ -22,10 +22,12 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.server import NOT_DONE_YET
 
+from . import __version__
 from .bodies import RequestBody, body_length
 from .errors import error_document, json_bytes, set_json
 from .failures import UpstreamError, classify
 from .logs import LoggedHeaders, body_for_log, secret_header_names
+from .metrics import ProxyMetrics, route_of
 from .normalize import NO_BODY, PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
 from .upstream import HOP_BY_HOP_HEADERS, UpstreamClient
@@ -58,6 +60,7 @@ class Forwarder:
         self.secret_headers = secret_header_names([self.config.subscription_name])
         self._in_flight: set[Any] = set()
         self._idle_waiters: list[Deferred[None]] = []
+        self.metrics = ProxyMetrics(__version__, lambda: len(self._in_flight))
 
     def forward(self, request: Any, path: str, route: Route) -> object:
         """Send C{request} to the upstream C{path}; answer it asynchronously."""
@@ -136,6 +139,8 @@ class ForwardCall:
         client = getattr(request, "client_name", "")
         self._tags = {"id": self._id, "client": client} if client else {"id": self._id}
         self._started = monotonic()
+        self._route_label = route_of(path)
+        self._streaming = False
         self._call: Any = None
         self._pump: StreamPump | None = None
         self._gone = False
@@ -163,6 +168,7 @@ class ForwardCall:
         # One notification serves both: the client leaving cancels the
         # upstream call, and any end takes the request off the in-flight set.
         ended = request.notifyFinish().addErrback(self._client_gone)
+        ended.addBoth(self._count)
         ended.addBoth(self._fw.finished, request)
         prepared, body = self._prepare()
         self._wants_stream = prepared.stream
@@ -213,6 +219,7 @@ class ForwardCall:
         return not (small and b"json" in content_type)
 
     def _on_retry(self, retry: int, delay: float, problem: UpstreamError) -> None:
+        self._fw.metrics.retries.labels(problem.kind).inc()
         log.warn(
             "retry",
             **self._tags,
@@ -222,6 +229,7 @@ class ForwardCall:
         )
 
     def _on_wait(self, retry: int, wait: float, answer: tuple[IResponse, bytes | None]) -> None:
+        self._fw.metrics.rate_limit_waits.inc()
         log.warn("rate_limit_wait", **self._tags, retry=retry, wait_sec=round(wait, 3),
                  status=answer[0].code)
 
@@ -233,6 +241,8 @@ class ForwardCall:
         request = self._request
         if self._gone:
             return
+        self._fw.metrics.upstream_headers.labels(self._route_label).observe(
+            monotonic() - self._started)
         request.setResponseCode(response.code, response.phrase)
         out = request.responseHeaders
         for name, values in response.headers.getAllRawHeaders():
@@ -283,6 +293,8 @@ class ForwardCall:
             content_type = [DEFAULT_STREAM_TYPE]
             request.responseHeaders.setRawHeaders(b"content-type", content_type)
         self._stream_type = content_type[0].lower()
+        self._streaming = True
+        self._fw.metrics.streams.inc()
         log.info(
             "streaming_start",
             **self._about(),
@@ -317,6 +329,7 @@ class ForwardCall:
             log.info("streaming_end", **self._about(), bytes=sent, events=events,
                      duration_ms=self._elapsed_ms())
             return
+        self._fw.metrics.failures.labels(problem.kind).inc()
         document = self._error_document(problem)
         log.error("stream_broken", **self._about(), bytes=sent, events=events,
                   duration_ms=self._elapsed_ms(), **document)
@@ -344,6 +357,7 @@ class ForwardCall:
         if self._gone:
             return
         problem = classify(failure)  # an UpstreamError passes through as it is
+        self._fw.metrics.failures.labels(problem.kind).inc()
         document = self._error_document(problem)
         log.error("final_error", **self._tags, duration_ms=self._elapsed_ms(), **document)
         self._answer_error(502, document)
@@ -377,6 +391,20 @@ class ForwardCall:
             request_id=self._id,
             upstream=self._fw.config.upstream_display,
         )
+
+    def _count(self, result: object) -> object:
+        """The request's end, in the metrics: its status (499: the client
+        left first), how long it took, and what its stream carried."""
+        metrics = self._fw.metrics
+        status = 499 if self._gone else self._request.code
+        metrics.requests.labels(self._route_label, metrics.model_label(self._model), str(status),
+                                self._tags.get("client", "")).inc()
+        metrics.duration.labels(self._route_label).observe(monotonic() - self._started)
+        if self._streaming:
+            metrics.streams.dec()
+            if self._pump is not None:
+                metrics.streamed_bytes.inc(self._pump.bytes_sent)
+        return result
 
     # The client.
 

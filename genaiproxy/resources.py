@@ -3,6 +3,7 @@
     /                       metadata (name, version, upstream)
     /health                 probe of the upstream root          public
     /livez                  liveness, no upstream call          public
+    /metrics                Prometheus metrics
     /v1/health              forwarded to the upstream           public
     /v1/models[/{id}]       local, from models.yaml
     /v1/chat/completions    forwarded, gpt-5 normalised, streams
@@ -23,6 +24,7 @@ from twisted.web.server import Request
 from . import __version__
 from .errors import set_json, set_json_error
 from .forward import Forwarder, Route
+from .metrics import CONTENT_TYPE_LATEST, ProxyMetrics
 from .models import ModelCatalog, ModelsFileError
 from .normalize import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD
 from .site import ProxyRequest
@@ -212,6 +214,20 @@ class Liveness(JSONResource):
         return set_json(request, {"status": "ok"})
 
 
+class MetricsPage(JSONResource):
+    """GET /metrics: Prometheus' text format (behind the token, like /v1)."""
+
+    def __init__(self, metrics: ProxyMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        body = self._metrics.exposition()
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return body
+
+
 class Directory(JSONResource):
     """A path segment that only groups children; itself a 404."""
 
@@ -253,5 +269,6 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
     health = Forwarded(forwarder, "/", ("GET",), probe)
     return Metadata(
         forwarder.config.upstream_display,
-        {b"health": health, b"livez": Liveness(), b"v1": v1},
+        {b"health": health, b"livez": Liveness(), b"v1": v1,
+         b"metrics": MetricsPage(forwarder.metrics)},
     )
