@@ -31,6 +31,7 @@ from .metrics import ProxyMetrics, route_of
 from .normalize import NO_BODY, PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
 from .upstream import HOP_BY_HOP_HEADERS, UpstreamClient
+from .usage import USAGE_ROUTES, usage_in_body
 
 log = Logger(namespace="genaiproxy.forward")
 
@@ -281,6 +282,11 @@ class ForwardCall:
             "duration_ms": duration_ms,
             "headers": LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
         }
+        if response.code < 400 and self._route_label in USAGE_ROUTES:
+            usage = usage_in_body(body)
+            if usage is not None:
+                fields["usage"] = usage
+                self._fw.metrics.count_tokens(self._model, self._tags.get("client", ""), usage)
         if self._fw.config.log_bodies:
             content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
             fields.update(body_for_log(body, content_type.decode("latin-1")))

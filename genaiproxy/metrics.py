@@ -78,7 +78,16 @@ class ProxyMetrics:
         self.rate_limit_waits = Counter("genai_proxy_rate_limit_waits",
                                         "Upstream Retry-After waits the proxy absorbed.",
                                         registry=registry)
+        self.tokens = Counter("genai_proxy_tokens", "Tokens the upstream reported, by model, "
+                              "client and kind (input, output, cached, reasoning).",
+                              ["model", "client", "kind"], registry=registry)
         self._models: set[str] = set()
+
+    def count_tokens(self, model: str | None, client: str, usage: dict[str, int]) -> None:
+        """Add an answer's token counts (from L{genaiproxy.usage.usage_of})."""
+        label = self.model_label(model)
+        for kind, count in usage.items():
+            self.tokens.labels(label, client, kind).inc(count)
 
     def model_label(self, model: str | None) -> str:
         """C{model} as a label value: none, itself, or other once

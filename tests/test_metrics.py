@@ -114,3 +114,43 @@ def test_model_labels_are_bounded(proxy):
     assert len(models) == MAX_MODELS + 1 and "other" in models
     assert requests_counted(samples, route="chat", model="other", status="200",
                             client="default") == 5
+
+
+def test_tokens_are_counted_from_json_answers_exactly(proxy):
+    """Tokens of non-streamed chat, completions, responses and embeddings
+    answers are counted by model, client and kind, exactly as the upstream
+    reported them, and the response log event carries the usage."""
+    calls = [
+        ("/v1/chat/completions", {"model": "gpt-4.1", "messages": [{"role": "user",
+                                                                    "content": "one two three"}]}),
+        ("/v1/chat/completions", {"model": "gpt-4.1", "messages": [{"role": "user",
+                                                                    "content": "four"}]}),
+        ("/v1/completions", {"model": "gpt-4.1", "prompt": "five six"}),
+        ("/v1/responses", {"model": "gpt-5", "input": "seven eight nine ten"}),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "eleven twelve"}),
+    ]
+    expected: dict[tuple[str, str], int] = {}
+    for path, body in calls:
+        rid = str(uuid.uuid4())
+        answer = httpx.post(proxy.url + path, json=body, headers={**AUTH, "X-Request-ID": rid},
+                            trust_env=False, timeout=30)
+        assert answer.status_code == 200, answer.text
+        usage = answer.json()["usage"]
+        reported = {
+            "input": usage.get("prompt_tokens", usage.get("input_tokens")),
+            "output": usage.get("completion_tokens", usage.get("output_tokens")),
+            "cached": (usage.get("input_tokens_details") or {}).get("cached_tokens"),
+            "reasoning": (usage.get("output_tokens_details") or {}).get("reasoning_tokens"),
+        }
+        reported = {kind: count for kind, count in reported.items() if count is not None}
+        assert proxy.wait_for_event("response", id=rid)["usage"] == reported
+        for kind, count in reported.items():
+            key = (body["model"], kind)
+            expected[key] = expected.get(key, 0) + count
+    assert ("gpt-4.1", "output") in expected and ("text-embedding-3-small", "input") in expected
+    samples = scrape(proxy)
+    counted = {(dict(labels)["model"], dict(labels)["kind"]): value
+               for (name, labels), value in samples.items() if name == "genai_proxy_tokens_total"}
+    assert counted == expected
+    assert all(dict(labels)["client"] == "default" for (name, labels) in samples
+               if name == "genai_proxy_tokens_total")
