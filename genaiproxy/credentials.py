@@ -108,11 +108,14 @@ class SecretFile(Generic[T]):
     changes; C{on_change} receives each new value, the first one included."""
 
     def __init__(self, setting: str, path: str, parse: Callable[[str, str], T],
-                 on_change: Callable[[T], None]) -> None:
+                 on_change: Callable[[T], None],
+                 on_load: Callable[[str, bool], None] | None = None) -> None:
         self.setting = setting
         self.path = path
         self._parse = parse
         self._on_change = on_change
+        # Told of each reload (the setting's name, whether it succeeded).
+        self._on_load = on_load
         self._text = read_secret_text(path)
         self.value: T = parse(self._text, path)  # start-up: errors stop it
         self._failing = False
@@ -130,6 +133,8 @@ class SecretFile(Generic[T]):
             if not self._failing or force:
                 log.error("credentials_reload_failed", setting=self.setting, path=self.path,
                           error=str(problem), kept="the last good value")
+                if self._on_load is not None:
+                    self._on_load(self.setting, False)
             self._failing = True
             return
         changed = text != self._text
@@ -137,6 +142,8 @@ class SecretFile(Generic[T]):
         if changed:
             self._on_change(value)
             log.info("credentials_reloaded", setting=self.setting, path=self.path)
+            if self._on_load is not None:
+                self._on_load(self.setting, True)
 
 
 class ClientTokens:

@@ -312,9 +312,13 @@ class ForwardCall:
         limit = self._fw.config.log_stream_max_bytes
         on_chunk = self._log_chunk if limit > 0 else None
         self._pump = StreamPump(
-            request, self._fw.clock, self._fw.config.request_timeout, on_chunk, self._stream_ended
+            request, self._fw.clock, self._fw.config.request_timeout, on_chunk, self._stream_ended,
+            self._first_byte,
         )
         response.deliverBody(self._pump)
+
+    def _first_byte(self) -> None:
+        self._fw.metrics.first_byte.labels(self._route_label).observe(monotonic() - self._started)
 
     def _log_chunk(self, data: bytes) -> None:
         limit = self._fw.config.log_stream_max_bytes

@@ -62,6 +62,13 @@ class ProxyMetrics:
             "genai_proxy_upstream_response_seconds", "Time from a request to the upstream's "
             "response headers (retries and waits included).", ["route"],
             buckets=LATENCY_BUCKETS, registry=registry)
+        self.first_byte = Histogram(
+            "genai_proxy_stream_first_byte_seconds", "Time from a request to the first byte "
+            "of its streamed answer.", ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.reloads = Counter(
+            "genai_proxy_config_reloads", "Loads of models.yaml and of the secret files, by file "
+            "(models, GENAI_API_KEY_FILE, AUTH_TOKEN_FILE, AUTH_TOKENS_FILE) and result (ok, "
+            "failed).", ["file", "result"], registry=registry)
         in_flight_gauge = Gauge("genai_proxy_requests_in_flight",
                                 "Forwarded requests not yet answered in full.", registry=registry)
         in_flight_gauge.set_function(in_flight)
@@ -101,6 +108,10 @@ class ProxyMetrics:
             return "other"
         self._models.add(model)
         return model
+
+    def reloaded(self, file: str, ok: bool) -> None:
+        """A configuration file was (re)loaded, or failed to."""
+        self.reloads.labels(file, "ok" if ok else "failed").inc()
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

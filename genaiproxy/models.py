@@ -65,10 +65,13 @@ class ModelCatalog:
     L{models} raise L{ModelsFileError}.
     """
 
-    def __init__(self, path: str, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str, now: Callable[[], float] = time.time,
+                 on_load: Callable[[bool], None] | None = None) -> None:
         # Absolute, so that every message names the very file looked at.
         self.path = os.path.abspath(path)
         self._now = now
+        # Told of each load of the file: whether it succeeded (for the metrics).
+        self._on_load = on_load
         self._stamp: tuple[int, int] | None = None
         self._models: list[dict[str, Any]] | None = None
         self._problem: ModelsFileError | None = None
@@ -111,6 +114,10 @@ class ModelCatalog:
             else:
                 log.error("models_reload_failed", path=self.path, error=str(problem),
                           models_kept=len(self._models))
+            if self._on_load is not None:
+                self._on_load(False)
             return
         self._models, self._problem = models, None
         log.info("models_loaded", path=self.path, models=len(models))
+        if self._on_load is not None:
+            self._on_load(True)

@@ -12,7 +12,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from twisted.application import strports
@@ -255,8 +255,9 @@ def with_backlog(listen: str) -> str:
     return listen
 
 
-def watch_secret_files(config: Config, upstream: UpstreamClient,
-                       tokens: ClientTokens) -> list[SecretFile[Any]]:
+def watch_secret_files(config: Config, upstream: UpstreamClient, tokens: ClientTokens,
+                       on_load: Callable[[str, bool], None] | None = None,
+                       ) -> list[SecretFile[Any]]:
     """The secrets kept in files, each handing its value (now and after each
     change) to what uses it: the upstream key, the clients' tokens."""
     tokens.set_single(config.auth_token)
@@ -264,13 +265,13 @@ def watch_secret_files(config: Config, upstream: UpstreamClient,
     try:
         if config.api_key_file:
             files.append(SecretFile("GENAI_API_KEY_FILE", config.api_key_file,
-                                    parse_header_secret, upstream.set_api_key))
+                                    parse_header_secret, upstream.set_api_key, on_load))
         if config.auth_token_file:
             files.append(SecretFile("AUTH_TOKEN_FILE", config.auth_token_file,
-                                    parse_header_secret, tokens.set_single))
+                                    parse_header_secret, tokens.set_single, on_load))
         if config.auth_tokens_file:
             files.append(SecretFile("AUTH_TOKENS_FILE", config.auth_tokens_file,
-                                    parse_tokens_file, tokens.set_named))
+                                    parse_tokens_file, tokens.set_named, on_load))
     except SecretError as e:
         raise ConfigError(str(e)) from None
     return files
@@ -301,9 +302,10 @@ def build_service(
         reactor = default_reactor
     upstream = UpstreamClient(config, reactor)
     forwarder = Forwarder(upstream)
-    catalog = ModelCatalog(models_path)
+    metrics = forwarder.metrics
+    catalog = ModelCatalog(models_path, on_load=lambda ok: metrics.reloaded("models", ok))
     tokens = ClientTokens()
-    secret_files = watch_secret_files(config, upstream, tokens)
+    secret_files = watch_secret_files(config, upstream, tokens, metrics.reloaded)
     site = ProxySite(build_tree(forwarder, catalog),
                      AccessPolicy(tokens, config.allowed_origins),
                      client_limits(config))

@@ -131,7 +131,8 @@ def collect_body(response: Any, clock: IReactorTime, idle_timeout: float) -> Def
 class StreamPump(Protocol):
     """Copy an upstream body to a client request chunk by chunk.
 
-    C{on_chunk(data)} sees every chunk (for logging).  C{on_end(error)} is
+    C{on_chunk(data)} sees every chunk (for logging); C{on_first_byte()} is
+    told when the first one arrives (for the metrics).  C{on_end(error)} is
     called once when the upstream body ends: with C{None} for a clean end
     (the request is then finished), or with an L{UpstreamError} for a broken
     stream, in which case the caller must end the client's response so that
@@ -146,9 +147,11 @@ class StreamPump(Protocol):
         idle_timeout: float,
         on_chunk: Callable[[bytes], None] | None,
         on_end: Callable[[UpstreamError | None], None],
+        on_first_byte: Callable[[], None] | None = None,
     ) -> None:
         self._request = request
         self._on_chunk = on_chunk
+        self._on_first_byte = on_first_byte
         self._on_end = on_end
         self._timer = IdleTimer(clock, idle_timeout, self._idle)
         self._gone = False
@@ -175,6 +178,8 @@ class StreamPump(Protocol):
             return
         if not self._paused:
             self._timer.reset()
+        if not self.bytes_sent and self._on_first_byte is not None:
+            self._on_first_byte()
         self.bytes_sent += len(data)
         # Server-sent events end with a blank line; one may straddle chunks.
         self.events_sent += data.count(b"\n\n") + (self._tail[-1:] == b"\n" == data[:1])

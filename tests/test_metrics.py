@@ -154,3 +154,24 @@ def test_tokens_are_counted_from_json_answers_exactly(proxy):
     assert counted == expected
     assert all(dict(labels)["client"] == "default" for (name, labels) in samples
                if name == "genai_proxy_tokens_total")
+
+
+def test_first_streamed_byte_and_reloads_are_recorded(mock_url, tmp_path):
+    """A stream records its time to first byte; each load of models.yaml and
+    of a secret file is counted by file and result."""
+    key = tmp_path / "key"
+    key.write_text("key-metrics-1\n")
+    with run_proxy(mock_url, models="- id: gpt-4.1\n", AUTH_TOKEN=TOKEN,
+                   GENAI_API_KEY_FILE=str(key), without=("GENAI_API_KEY",)) as proxy:
+        assert chat(proxy, stream=True).status_code == 200
+        (proxy.workdir / "models.yaml").write_text("- id: [unclosed\n")
+        key.write_text("key-metrics-2\n")
+        # Found by the proxy's own check of the files, once each.
+        proxy.wait_for_event("models_reload_failed")
+        proxy.wait_for_event("credentials_reloaded")
+        samples = scrape(proxy)
+    assert samples[("genai_proxy_stream_first_byte_seconds_count", (("route", "chat"),))] == 1
+    reloads = {dict(labels)["file"] + "/" + dict(labels)["result"]: value
+               for (name, labels), value in samples.items()
+               if name == "genai_proxy_config_reloads_total"}
+    assert reloads == {"models/ok": 1, "models/failed": 1, "GENAI_API_KEY_FILE/ok": 1}
