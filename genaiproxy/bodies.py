@@ -49,40 +49,59 @@ class BytesProducer:
 
 class KeepOpen:
     """A spooled upload as L{FileBodyProducer} reads it for one attempt:
-    through a descriptor of its own (a duplicate, which shares the file's
-    position, so the attempt starts where the caller put it).
+    through a descriptor of its own, at a position of its own (positioned
+    reads), starting where the caller put the file.
 
     twisted.web closes the upload's file with the finished request, and an
-    upstream may answer before the whole upload went out (an early 401 or
-    413): Twisted's client then goes on sending the rest, which this copy
-    can still read.  The producer closes the copy when it is done; a retried
-    call's next attempt makes another.  A file with no descriptor (in
-    memory) is read as it is and never closed here.
+    upstream may answer before the whole upload went out (an early 401,
+    413 or 429): Twisted's client then goes on sending the rest, which this
+    copy can still read, while a retried call's next attempt reads the same
+    file from its start through another copy.  The producer closes its copy
+    when it is done.  A file with no descriptor (in memory) is read as it is
+    and never closed here.
     """
 
     def __init__(self, file: IO[bytes]) -> None:
+        self._file: IO[bytes] | None = None
+        self._fd = -1
         try:
             descriptor = file.fileno()
         except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
-            self._file: IO[bytes] = file
-            self._owned = False
-        else:
-            self._file = open(os.dup(descriptor), "rb", buffering=0)  # noqa: SIM115
-            self._owned = True
+            self._file = file
+            return
+        self._fd = os.dup(descriptor)
+        self._position = file.tell()
 
     def read(self, size: int = -1) -> bytes:
-        return self._file.read(size)
+        if self._file is not None:
+            return self._file.read(size)
+        if size < 0:
+            size = max(os.fstat(self._fd).st_size - self._position, 0)
+        data = os.pread(self._fd, size, self._position)
+        self._position += len(data)
+        return data
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._file.seek(offset, whence)
+        if self._file is not None:
+            return self._file.seek(offset, whence)
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position,
+                os.SEEK_END: os.fstat(self._fd).st_size}[whence]
+        self._position = base + offset
+        return self._position
 
     def tell(self) -> int:
-        return self._file.tell()
+        return self._file.tell() if self._file is not None else self._position
 
     def close(self) -> None:
         """Close this attempt's copy (never the caller's file)."""
-        if self._owned:
-            self._file.close()
+        if self._file is None and self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        # An attempt that never started producing (its connection failed)
+        # never closes its copy: the descriptor goes with the object.
+        self.close()
 
 
 def body_producer(data: Any) -> IBodyProducer:

@@ -229,6 +229,7 @@ class ProxyChannel(HTTPChannel):
                         f"({self.limits.body_idle_timeout:g} s)")
         elif self._phase == _IDLE and self.transport is not None:
             self.transport.loseConnection()
+            self._abort_after(float(self.abortTimeout or LINGER_SEC))
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """Twisted's answer to a malformed request, as a JSON error."""
@@ -261,12 +262,18 @@ class ProxyChannel(HTTPChannel):
             return
         transport: Any = self.transport
         cast(Any, self._networkProducer).unregisterProducer()
-        if not hasattr(transport, "loseWriteConnection"):
+        if hasattr(transport, "loseWriteConnection"):
+            transport.loseWriteConnection()
+        else:  # TLS: a clean close waits for the client's close_notify
             transport.loseConnection()
-            return
-        transport.loseWriteConnection()
-        if self._linger is None:
-            self._linger = self.callLater(LINGER_SEC, transport.abortConnection)
+        self._abort_after(LINGER_SEC)
+
+    def _abort_after(self, seconds: float) -> None:
+        """A close that the client does not complete (it does not read, or
+        never answers a TLS close) is cut after C{seconds}."""
+        transport: Any = self.transport
+        if self._linger is None and transport is not None:
+            self._linger = self.callLater(seconds, transport.abortConnection)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._linger is not None and self._linger.active():

@@ -66,6 +66,8 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[An
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, str):
+            raise SecretError("client names must be text")
         if key in seen:
             raise SecretError(f"client name {key!r} appears twice")
         seen.add(key)

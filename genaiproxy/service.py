@@ -161,10 +161,13 @@ class ProxyService(MultiService):
         signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload_models))
 
     def check_files(self) -> None:
-        """Take in what changed in models.yaml and the secret files."""
-        self.catalog.refresh()
-        for secret in self.secret_files:
-            secret.refresh()
+        """Take in what changed in models.yaml and the secret files.  A
+        failure of one (a bug) is logged and does not stop the checks."""
+        for refresh in (self.catalog.refresh, *(s.refresh for s in self.secret_files)):
+            try:
+                refresh()
+            except Exception:
+                log.failure("unexpected error while checking the configuration files")
 
     def reload_models(self) -> None:
         """Read models.yaml and the secret files again now (SIGHUP)."""

@@ -13,6 +13,7 @@ from weakref import WeakSet
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -69,6 +70,8 @@ class ProxyRequest(Request):
         """A bug of ours while answering: logged with its traceback, and a
         JSON 500 for the client (never Twisted's HTML page or a traceback)."""
         log.failure("unexpected error while answering", reason, id=self.request_id)
+        if self.finished or getattr(self, "channel", None) is None:
+            return reason
         if self.startedWriting:  # too late for a status: end what was started
             self.channel.loseConnection()
             return reason
@@ -262,6 +265,14 @@ class UnauthorizedResource(Resource):
         )
 
 
+class _Refused(Protocol):
+    """A connection past the limit: closed as soon as it is made."""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
 class ProxySite(Site):
     """A Site that tags each request with an id and applies access rules."""
 
@@ -299,7 +310,8 @@ class ProxySite(Site):
             if not self._refused_in_episode:
                 log.warn("client_connections_limit_reached", limit=cap)
             self._refused_in_episode += 1
-            return None
+            # Not None: a TLS listener would wrap None and fail on it.
+            return _Refused()
         channel = super().buildProtocol(addr)
         channel.limits = self.limits
         self.open_connections += 1

@@ -51,6 +51,8 @@ def test_tokens_file_refuses_duplicates_without_showing_tokens():
         assert "tok-" not in str(problem)
     with pytest.raises(SecretError, match="mapping"):
         parse_tokens_file("- just a list\n", "t.yaml")
+    with pytest.raises(SecretError, match="must be text"):
+        parse_tokens_file("? [a, b]\n: tok-cccccccc\n", "t.yaml")
     with pytest.raises(SecretError, match="not valid YAML"):
         parse_tokens_file("alice: [tok-unclosed\n", "t.yaml")
     assert parse_tokens_file("alice: tok-a\nci-runner: tok-b\n", "t.yaml") == {
