@@ -115,7 +115,9 @@ class ProxyChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._phase == _IDLE:
+        # (A bare CRLF after a request, which some clients send, is not a
+        # request's first byte.)
+        if self._phase == _IDLE and data.strip(b"\r\n"):
             self._head_started()
         super().dataReceived(data)
 
@@ -141,6 +143,9 @@ class ProxyChannel(HTTPChannel):
 
     def lineReceived(self, line: bytes) -> None:
         if self._phase == _IDLE:  # a pipelined request, parsed from the buffer
+            if not line:  # a stray CRLF between requests: Twisted eats one
+                super().lineReceived(line)
+                return
             self._head_started()
         self._head_lines += 1
         self._head_bytes += len(line) + 2

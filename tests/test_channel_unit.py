@@ -94,3 +94,19 @@ def test_each_attempt_reads_a_spooled_upload_at_its_own_position():
         first.close()
         second.close()
     # The caller's file is closed; a copy made before still reads.
+
+
+def test_a_stray_crlf_after_a_request_does_not_start_the_head_deadline():
+    """Some clients send CRLF after a request: the idle connection must not
+    then get a 408 for a head that never started."""
+    site, clock = make_site(header_timeout=1.0, keepalive_timeout=30.0)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    transport.clear()
+    channel.dataReceived(b"\r\n")
+    clock.advance(5)
+    assert transport.value() == b"" and not transport.disconnecting
+    clock.advance(30)
+    assert transport.disconnecting and b"408" not in transport.value()
