@@ -22,8 +22,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from . import __version__
+from .call import Route
 from .errors import set_json, set_json_error
-from .forward import Forwarder, Route
+from .forward import Forwarder
 from .metrics import CONTENT_TYPE_LATEST, ProxyMetrics
 from .models import ModelCatalog, ModelsFileError
 from .normalize import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD

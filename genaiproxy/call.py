@@ -1,0 +1,418 @@
+"""One client request on its way to the upstream and back.
+
+A L{ForwardCall} is the life of one request: prepare the body, call the
+upstream with retries, then either pass a whole answer back or pump a
+stream.  The client going away at any point cancels the upstream call.  What
+all requests share (the upstream client, the in-flight set, the metrics) is
+the L{genaiproxy.forward.Forwarder} that starts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from io import BytesIO
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import NO_BODY_CODES
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
+
+from .bodies import RequestBody, body_length
+from .errors import error_document, json_bytes, set_json
+from .failures import UpstreamError, classify
+from .logs import LoggedHeaders, body_for_log
+from .metrics import route_of
+from .normalize import NO_BODY, PreparedBody, prepare_body
+from .streaming import StreamPump, collect_body
+from .upstream import HOP_BY_HOP_HEADERS
+from .usage import USAGE_ROUTES, usage_in_body
+
+if TYPE_CHECKING:
+    from .forward import Forwarder
+
+log = Logger(namespace="genaiproxy.forward")
+
+SSE_TYPE = b"text/event-stream"
+# Passthrough answers up to this size, when JSON, are read whole (and logged);
+# anything else is pumped through as it arrives.
+_BUFFERED_MAX = 1 << 20
+DEFAULT_STREAM_TYPE = b"text/event-stream; charset=utf-8"
+
+# Upstream response headers the client does not get: per-hop ones, those the
+# proxy sets itself, and CORS decisions that belong to this proxy alone.
+_NOT_RETURNED = HOP_BY_HOP_HEADERS | {b"content-length", b"date", b"server", b"x-request-id"}
+
+
+def _is_returned(lower: bytes) -> bool:
+    return lower not in _NOT_RETURNED and not lower.startswith(b"access-control-")
+
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the requests of one kind of path are forwarded."""
+
+    # The token-limit field of a JSON API whose gpt-5 requests are normalised.
+    token_field: str | None = None
+    # An open health probe: neither the caller's query string nor its body go.
+    bare: bool = False
+    # Any other /v1 path: bodies may be large (streamed from the spooled
+    # upload), and answers other than small JSON documents are pumped through.
+    passthrough: bool = False
+    # How a stream that breaks tells the client: a chat-style "data:" error,
+    # or a Responses API "error" event.
+    responses_events: bool = False
+
+
+def with_api_version(query: bytes, api_version: str) -> bytes:
+    """C{query} plus C{api-version=...} unless the client gave one."""
+    if not api_version:
+        return query
+    if any(pair.split(b"=", 1)[0] == b"api-version" for pair in query.split(b"&")):
+        return query
+    extra = b"api-version=" + quote(api_version, safe="").encode("ascii")
+    return query + b"&" + extra if query else extra
+
+
+class ForwardCall:
+    """One client request on its way to the upstream and back."""
+
+    def __init__(self, forwarder: Forwarder, request: Any, path: str, route: Route) -> None:
+        self._fw = forwarder
+        self._route = route
+        self._request = request
+        self._path = path
+        self._wants_stream = False
+        self._id: str = request.request_id
+        # Every event of this request names it, and the client whose token it carried.
+        client = getattr(request, "client_name", "")
+        self._tags = {"id": self._id, "client": client} if client else {"id": self._id}
+        self._started = monotonic()
+        self._route_label = route_of(path)
+        self._streaming = False
+        self._call: Any = None
+        self._pump: StreamPump | None = None
+        self._gone = False
+        self._ended = False
+        self._stream_type = b""
+        self._model: str | None = None
+
+    # Outbound.
+
+    def _prepare(self) -> tuple[PreparedBody, RequestBody]:
+        """The body to send: parsed (and normalised) for the JSON APIs, left in
+        its spool file when a passthrough upload is large."""
+        content, route = self._request.content, self._route
+        if content is None or route.bare:
+            return NO_BODY, b""
+        content.seek(0)
+        if route.passthrough and not isinstance(content, BytesIO):
+            return NO_BODY, content
+        prepared = prepare_body(content.read(), route.token_field)
+        return prepared, prepared.body
+
+    def start(self) -> None:
+        request = self._request
+        upstream = self._fw.upstream
+        # One notification serves both: the client leaving cancels the
+        # upstream call, and any end takes the request off the in-flight set.
+        ended = request.notifyFinish().addErrback(self._client_gone)
+        ended.addBoth(self._count)
+        ended.addBoth(self._fw.finished, request)
+        prepared, body = self._prepare()
+        self._wants_stream = prepared.stream
+        payload = prepared.payload
+        if isinstance(payload, dict) and isinstance(payload.get("model"), str):
+            self._model = payload["model"]
+        query = b"" if self._route.bare else request.uri.partition(b"?")[2]
+        query = with_api_version(query, self._fw.config.api_version)
+        url = upstream.request_url(self._path, query)
+        headers = upstream.headers_for(request.requestHeaders, self._id)
+        if prepared.gpt5 and prepared.stream:
+            headers.setRawHeaders(b"accept", [SSE_TYPE])
+        call = self._call = upstream.call(
+            request.method, url, headers, body, self._on_retry, read=self._read,
+            on_wait=self._on_wait,
+        )
+        # Logged once the request is on its way upstream (its bytes are
+        # written at once on a pooled connection), before any answer is
+        # handled: the event's cost stays off the request's latency path.
+        self._log_request(prepared, body, query, headers)
+        # (The call may have ended already, and _respond cleared self._call.)
+        call.addCallbacks(self._respond, self._failed)
+        call.addErrback(self._crashed)
+
+    def _read(self, response: IResponse) -> Any:
+        """Fire with C{(response, body)}, or C{(response, None)} for an answer
+        to pump through as it comes."""
+        if response.code < 400 and self._pumped(response):
+            return (response, None)
+        # Error answers (even to streaming requests) are passed whole, so
+        # that SDKs raise the matching error class; reading the whole body
+        # before answering also keeps a failure in it retryable.
+        d = collect_body(response, self._fw.clock, self._fw.config.request_timeout)
+        return d.addCallback(lambda body: (response, body))
+
+    def _pumped(self, response: IResponse) -> bool:
+        if self._wants_stream:
+            return True
+        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].lower()
+        if content_type.startswith(SSE_TYPE):
+            return True
+        if not self._route.passthrough:
+            return False
+        # Twisted's client keeps Content-Length out of the headers and gives
+        # it as the length (unknown for chunked and decoded gzip answers).
+        length = response.length
+        small = isinstance(length, int) and length <= _BUFFERED_MAX
+        return not (small and b"json" in content_type)
+
+    def _on_retry(self, retry: int, delay: float, problem: UpstreamError) -> None:
+        self._fw.metrics.retries.labels(problem.kind).inc()
+        log.warn(
+            "retry",
+            **self._tags,
+            retry=retry,
+            backoff_sec=delay,
+            error={"type": problem.kind, "message": problem.message},
+        )
+
+    def _on_wait(self, retry: int, wait: float, answer: tuple[IResponse, bytes | None]) -> None:
+        self._fw.metrics.rate_limit_waits.inc()
+        log.warn("rate_limit_wait", **self._tags, retry=retry, wait_sec=round(wait, 3),
+                 status=answer[0].code)
+
+    # Inbound.
+
+    def _respond(self, result: tuple[IResponse, bytes | None]) -> None:
+        response, body = result
+        self._call = None
+        request = self._request
+        if self._gone:
+            return
+        self._fw.metrics.upstream_headers.labels(self._route_label).observe(
+            monotonic() - self._started)
+        request.setResponseCode(response.code, response.phrase)
+        out = request.responseHeaders
+        for name, values in response.headers.getAllRawHeaders():
+            lower = name.lower()
+            if not _is_returned(lower):
+                continue
+            if lower == b"vary" and out.hasHeader(b"vary"):
+                values = out.getRawHeaders(b"vary", []) + values  # keep our "Vary: Origin"
+            out.setRawHeaders(name, values)
+        upstream_id = response.headers.getRawHeaders(b"x-request-id")
+        if upstream_id:
+            out.setRawHeaders(b"X-Upstream-Request-ID", upstream_id)
+        out.setRawHeaders(b"X-Upstream-Status", [b"%d" % response.code])
+        if body is None:
+            self._start_stream(response)
+        else:
+            self._answer_whole(response, body)
+
+    def _answer_whole(self, response: IResponse, body: bytes) -> None:
+        request = self._request
+        if request.method == b"HEAD":
+            # No body, but the length the upstream announced for a GET.
+            length = response.headers.getRawHeaders(b"content-length")
+            if length:
+                request.responseHeaders.setRawHeaders(b"content-length", length[-1:])
+        elif response.code not in NO_BODY_CODES:
+            request.setHeader(b"content-length", b"%d" % len(body))
+        duration_ms = self._elapsed_ms()
+        self._ended = True
+        request.write(body)
+        request.finish()
+        # Logged after the answer went out, so that it does not wait for this.
+        fields: dict[str, Any] = {
+            **self._about(),
+            "status": response.code,
+            "duration_ms": duration_ms,
+            "headers": LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
+        }
+        if response.code < 400 and self._route_label in USAGE_ROUTES:
+            usage = usage_in_body(body)
+            if usage is not None:
+                fields["usage"] = usage
+                self._fw.metrics.count_tokens(self._model, self._tags.get("client", ""), usage)
+        if self._fw.config.log_bodies:
+            content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
+            fields.update(body_for_log(body, content_type.decode("latin-1")))
+        log.info("response", **fields)
+
+    def _start_stream(self, response: IResponse) -> None:
+        request = self._request
+        content_type = response.headers.getRawHeaders(b"content-type")
+        if not content_type:
+            content_type = [DEFAULT_STREAM_TYPE]
+            request.responseHeaders.setRawHeaders(b"content-type", content_type)
+        self._stream_type = content_type[0].lower()
+        self._streaming = True
+        self._fw.metrics.streams.inc()
+        log.info(
+            "streaming_start",
+            **self._about(),
+            status=response.code,
+            duration_ms=self._elapsed_ms(),
+            headers=LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
+            streaming=True,
+        )
+        limit = self._fw.config.log_stream_max_bytes
+        on_chunk = self._log_chunk if limit > 0 else None
+        self._pump = StreamPump(
+            request, self._fw.clock, self._fw.config.request_timeout, on_chunk, self._stream_ended,
+            self._first_byte,
+        )
+        response.deliverBody(self._pump)
+
+    def _first_byte(self) -> None:
+        self._fw.metrics.first_byte.labels(self._route_label).observe(monotonic() - self._started)
+
+    def _log_chunk(self, data: bytes) -> None:
+        limit = self._fw.config.log_stream_max_bytes
+        log.info(
+            "streaming_chunk",
+            **self._tags,
+            bytes=len(data),
+            preview=data[:limit].decode("utf-8", "replace"),
+        )
+
+    def _stream_ended(self, problem: UpstreamError | None) -> None:
+        self._ended = True
+        request = self._request
+        sent = self._pump.bytes_sent if self._pump is not None else 0
+        events = self._pump.events_sent if self._pump is not None else 0
+        if problem is None:
+            request.finish()
+            log.info("streaming_end", **self._about(), bytes=sent, events=events,
+                     duration_ms=self._elapsed_ms())
+            return
+        self._fw.metrics.failures.labels(problem.kind).inc()
+        document = self._error_document(problem)
+        log.error("stream_broken", **self._about(), bytes=sent, events=events,
+                  duration_ms=self._elapsed_ms(), **document)
+        if self._stream_type.startswith(SSE_TYPE):
+            # Finish any event the upstream left half-written, so that the
+            # error event parses on its own.
+            separator = b"" if self._pump is None or self._pump.at_event_boundary else b"\n\n"
+            request.write(separator + self._error_event(document))
+        # End the connection without the final empty chunk: the client sees
+        # an incomplete body, never a clean-looking end of stream.
+        request.transport.loseConnection()
+
+    def _error_event(self, document: dict[str, Any]) -> bytes:
+        """The last event of a broken stream, in the form its API's clients
+        (and the openai SDKs, which raise on an "error" object) understand."""
+        if not self._route.responses_events:
+            return b"data: " + json_bytes(document) + b"\n\n"
+        error = document["error"]
+        event = {"type": "error", "code": error["type"], "message": error["message"],
+                 "param": None, **document}
+        return b"event: error\ndata: " + json_bytes(event) + b"\n\n"
+
+    def _failed(self, failure: Failure) -> None:
+        self._call = None
+        if self._gone:
+            return
+        problem = classify(failure)  # an UpstreamError passes through as it is
+        self._fw.metrics.failures.labels(problem.kind).inc()
+        document = self._error_document(problem)
+        log.error("final_error", **self._tags, duration_ms=self._elapsed_ms(), **document)
+        self._answer_error(502, document)
+
+    def _crashed(self, failure: Failure) -> None:
+        """A bug of ours: log it with its traceback and answer 500 if still possible."""
+        log.failure("unexpected error while forwarding", failure, id=self._id,
+                    client=self._tags.get("client"))
+        if self._gone or self._ended:
+            return
+        if self._request.startedWriting:
+            # Part of the answer is out: cut it, visibly, rather than leave
+            # the client waiting.
+            self._ended = True
+            self._request.transport.abortConnection()
+            return
+        document = error_document("internal proxy error", "proxy_error", request_id=self._id)
+        self._answer_error(500, document)
+
+    def _answer_error(self, status: int, document: dict[str, Any]) -> None:
+        request = self._request
+        body = set_json(request, document, status)
+        self._ended = True
+        request.write(body)
+        request.finish()
+
+    def _error_document(self, problem: UpstreamError) -> dict[str, Any]:
+        return error_document(
+            f"upstream request failed ({problem.kind}): {problem.message}",
+            "proxy_error",
+            request_id=self._id,
+            upstream=self._fw.config.upstream_display,
+        )
+
+    def _count(self, result: object) -> object:
+        """The request's end, in the metrics: its status (499: the client
+        left first), how long it took, and what its stream carried."""
+        metrics = self._fw.metrics
+        status = 499 if self._gone else self._request.code
+        metrics.requests.labels(self._route_label, metrics.model_label(self._model), str(status),
+                                self._tags.get("client", "")).inc()
+        metrics.duration.labels(self._route_label).observe(monotonic() - self._started)
+        if self._streaming:
+            metrics.streams.dec()
+            if self._pump is not None:
+                metrics.streamed_bytes.inc(self._pump.bytes_sent)
+        return result
+
+    # The client.
+
+    def _client_gone(self, reason: Failure) -> None:
+        if self._ended:
+            return
+        self._gone = True
+        log.info("client_disconnected", **self._tags, duration_ms=self._elapsed_ms())
+        if self._call is not None:
+            self._call.cancel()
+        if self._pump is not None:
+            self._pump.client_gone()
+
+    # Logging helpers.
+
+    def _log_request(self, prepared: PreparedBody, body: RequestBody, query: bytes,
+                     sent: Headers) -> None:
+        request = self._request
+        fields: dict[str, Any] = {
+            **self._tags,
+            "method": request.method.decode("latin-1"),
+            "path": request.path.decode("latin-1"),
+            "upstream": self._fw.upstream.url_for(self._path, query),
+            **({"model": self._model} if self._model is not None else {}),
+            "headers": LoggedHeaders(request.requestHeaders, self._fw.secret_headers),
+            # What left the proxy, after rewriting (secret values masked).
+            "upstream_headers": LoggedHeaders(sent, self._fw.secret_headers),
+        }
+        if self._fw.config.log_bodies and body:
+            content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
+            if prepared.payload is not None:
+                fields["body"] = prepared.payload
+            elif isinstance(body, bytes):
+                fields.update(body_for_log(body, content_type))
+            else:
+                fields.update(body_length=body_length(body), content_type=content_type)
+        log.info("request", **fields)
+
+    def _about(self) -> dict[str, Any]:
+        """The fields that say which request an answer's events are about."""
+        request = self._request
+        about: dict[str, Any] = {**self._tags, "method": request.method.decode("latin-1"),
+                                 "path": request.path.decode("latin-1")}
+        if self._model is not None:
+            about["model"] = self._model
+        return about
+
+    def _elapsed_ms(self) -> float:
+        return int((monotonic() - self._started) * 10000) / 10
