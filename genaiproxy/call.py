@@ -29,7 +29,7 @@ from .metrics import route_of
 from .normalize import NO_BODY, PreparedBody, prepare_body
 from .streaming import StreamPump, collect_body
 from .upstream import HOP_BY_HOP_HEADERS
-from .usage import USAGE_ROUTES, usage_in_body
+from .usage import USAGE_ROUTES, json_object, usage_of
 
 if TYPE_CHECKING:
     from .forward import Forwarder
@@ -234,14 +234,19 @@ class ForwardCall:
             "duration_ms": duration_ms,
             "headers": LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
         }
+        document = None  # parsed once, for the usage and the log
         if response.code < 400 and self._route_label in USAGE_ROUTES:
-            usage = usage_in_body(body)
+            document = json_object(body)
+            usage = usage_of(document)
             if usage is not None:
                 fields["usage"] = usage
                 self._fw.metrics.count_tokens(self._model, self._tags.get("client", ""), usage)
         if self._fw.config.log_bodies:
             content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
-            fields.update(body_for_log(body, content_type.decode("latin-1")))
+            logged = body_for_log(body, content_type.decode("latin-1"))
+            if document is not None and "body" in logged:  # logged as JSON: already parsed
+                logged["body"] = document
+            fields.update(logged)
         log.info("response", **fields)
 
     def _start_stream(self, response: IResponse) -> None:

@@ -49,11 +49,12 @@ def usage_of(document: Any) -> dict[str, int] | None:
     return found or None
 
 
-def usage_in_body(body: bytes) -> dict[str, int] | None:
-    """L{usage_of} a JSON answer's bytes (None when they are not a JSON object)."""
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """A JSON answer's bytes as the object they hold, or None."""
     if body[:1] != b"{":
         return None
     try:
-        return usage_of(json.loads(body))
+        document = json.loads(body)
     except (ValueError, RecursionError):
         return None
+    return document if isinstance(document, dict) else None
