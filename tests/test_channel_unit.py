@@ -110,3 +110,19 @@ def test_a_stray_crlf_after_a_request_does_not_start_the_head_deadline():
     assert transport.value() == b"" and not transport.disconnecting
     clock.advance(30)
     assert transport.disconnecting and b"408" not in transport.value()
+
+
+def test_limits_set_to_zero_are_no_limits():
+    """0 turns each client limit off: a head of 150 long headers, sent after
+    a long pause, is served, and an idle connection stays open."""
+    site, clock = make_site(max_header_line_bytes=0, max_header_bytes=0, max_header_count=0,
+                            header_timeout=0, keepalive_timeout=0)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\n")
+    clock.advance(3600)
+    channel.dataReceived(b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 20_000) for i in range(150)))
+    channel.dataReceived(b"\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    clock.advance(3600)
+    assert not transport.disconnecting
