@@ -364,9 +364,10 @@ class ForwardCall:
         left first), how long it took, and what its stream carried."""
         metrics = self._fw.metrics
         status = 499 if self._gone else self._request.code
-        metrics.requests.labels(self._route_label, metrics.model_label(self._model), str(status),
-                                self._tags.get("client", "")).inc()
-        metrics.duration.labels(self._route_label).observe(monotonic() - self._started)
+        model, client = metrics.model_label(self._model), self._tags.get("client", "")
+        metrics.requests.labels(self._route_label, model, str(status), client).inc()
+        metrics.duration.labels(self._route_label, model, client).observe(
+            monotonic() - self._started)
         if self._streaming:
             metrics.streams.dec()
             if self._pump is not None:

@@ -56,7 +56,8 @@ class ProxyMetrics:
             registry=registry)
         self.duration = Histogram(
             "genai_proxy_request_duration_seconds", "Time from a request to the end of its "
-            "answer (of its stream, for streams).", ["route"], buckets=LATENCY_BUCKETS,
+            "answer (of its stream, for streams), by route, model and client.",
+            ["route", "model", "client"], buckets=LATENCY_BUCKETS,
             registry=registry)
         self.upstream_headers = Histogram(
             "genai_proxy_upstream_response_seconds", "Time from a request to the upstream's "

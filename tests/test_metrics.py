@@ -78,7 +78,8 @@ def test_requests_are_counted_by_route_model_status_and_client(proxy, mock_url):
                             client="default") == 1
     assert requests_counted(samples, route="embeddings", model="text-embedding-3-small",
                             status="200", client="default") == 1
-    assert samples[("genai_proxy_request_duration_seconds_count", (("route", "chat"),))] == 6
+    assert samples[("genai_proxy_request_duration_seconds_count",
+                     (("client", "default"), ("model", "gpt-4.1"), ("route", "chat")))] == 6
     assert samples[("genai_proxy_retries_total", (("reason", "connection_lost"),))] == 1
     assert samples[("genai_proxy_streamed_bytes_total", ())] > 0
     assert samples[("genai_proxy_streams_in_flight", ())] == 0
