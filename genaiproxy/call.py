@@ -27,6 +27,7 @@ from .failures import UpstreamError, classify
 from .logs import LoggedHeaders, body_for_log
 from .metrics import route_of
 from .normalize import NO_BODY, PreparedBody, prepare_body
+from .stream_usage import UsageChunkRemover, UsageReader
 from .streaming import StreamPump, collect_body
 from .upstream import HOP_BY_HOP_HEADERS
 from .usage import USAGE_ROUTES, json_object, usage_of
@@ -66,6 +67,8 @@ class Route:
     # How a stream that breaks tells the client: a chat-style "data:" error,
     # or a Responses API "error" event.
     responses_events: bool = False
+    # A streamed request may be made to ask for its usage (STREAM_USAGE).
+    asks_usage: bool = False
 
 
 def with_api_version(query: bytes, api_version: str) -> bytes:
@@ -100,6 +103,10 @@ class ForwardCall:
         self._ended = False
         self._stream_type = b""
         self._model: str | None = None
+        # Set while the proxy asked for usage on the client's behalf: the
+        # body the client sent, for an upstream that refuses the question.
+        self._client_body: bytes | None = None
+        self._sent: tuple[bytes, Headers] = (b"", Headers())
 
     # Outbound.
 
@@ -112,7 +119,11 @@ class ForwardCall:
         content.seek(0)
         if route.passthrough and not isinstance(content, BytesIO):
             return NO_BODY, content
-        prepared = prepare_body(content.read(), route.token_field)
+        raw = content.read()
+        prepared = prepare_body(raw, route.token_field,
+                                route.asks_usage and self._fw.config.stream_usage)
+        if prepared.usage_added:
+            self._client_body = raw
         return prepared, prepared.body
 
     def start(self) -> None:
@@ -134,15 +145,24 @@ class ForwardCall:
         headers = upstream.headers_for(request.requestHeaders, self._id)
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
-        call = self._call = upstream.call(
-            request.method, url, headers, body, self._on_retry, read=self._read,
-            on_wait=self._on_wait,
-        )
+        self._sent = (url, headers)
+        call = self._send(body)
         # Logged once the request is on its way upstream (its bytes are
         # written at once on a pooled connection), before any answer is
         # handled: the event's cost stays off the request's latency path.
         self._log_request(prepared, body, query, headers)
         # (The call may have ended already, and _respond cleared self._call.)
+        self._handle(call)
+
+    def _send(self, body: RequestBody) -> Any:
+        url, headers = self._sent
+        self._call = self._fw.upstream.call(
+            self._request.method, url, headers, body, self._on_retry, read=self._read,
+            on_wait=self._on_wait,
+        )
+        return self._call
+
+    def _handle(self, call: Any) -> None:
         call.addCallbacks(self._respond, self._failed)
         call.addErrback(self._crashed)
 
@@ -194,6 +214,8 @@ class ForwardCall:
         request = self._request
         if self._gone:
             return
+        if self._refused_usage(response, body):
+            return
         self._fw.metrics.upstream_headers.labels(self._route_label).observe(
             monotonic() - self._started)
         request.setResponseCode(response.code, response.phrase)
@@ -213,6 +235,17 @@ class ForwardCall:
             self._start_stream(response)
         else:
             self._answer_whole(response, body)
+
+    def _refused_usage(self, response: IResponse, body: bytes | None) -> bool:
+        """An upstream that rejects C{stream_options} (an older API version)
+        gets the request again as the client sent it; True when it was sent."""
+        client_body = self._client_body
+        if client_body is None or response.code != 400 or not body or b"stream_options" not in body:
+            return False
+        self._client_body = None
+        log.warn("stream_usage_refused", **self._tags, status=response.code)
+        self._handle(self._send(client_body))
+        return True
 
     def _answer_whole(self, response: IResponse, body: bytes) -> None:
         request = self._request
@@ -268,9 +301,14 @@ class ForwardCall:
         )
         limit = self._fw.config.log_stream_max_bytes
         on_chunk = self._log_chunk if limit > 0 else None
+        usage = remover = None
+        if self._route_label in USAGE_ROUTES and self._stream_type.startswith(SSE_TYPE):
+            usage = UsageReader(responses_api=self._route_label == "responses")
+            if self._client_body is not None:
+                remover = UsageChunkRemover()
         self._pump = StreamPump(
             request, self._fw.clock, self._fw.config.request_timeout, on_chunk, self._stream_ended,
-            self._first_byte,
+            self._first_byte, usage, remover,
         )
         response.deliverBody(self._pump)
 
@@ -289,17 +327,23 @@ class ForwardCall:
     def _stream_ended(self, problem: UpstreamError | None) -> None:
         self._ended = True
         request = self._request
-        sent = self._pump.bytes_sent if self._pump is not None else 0
-        events = self._pump.events_sent if self._pump is not None else 0
+        pump = self._pump
+        sent = pump.bytes_sent if pump is not None else 0
+        events = pump.events_sent if pump is not None else 0
+        usage = pump.usage.usage if pump is not None and pump.usage is not None else None
+        counted: dict[str, Any] = {}
+        if usage is not None:
+            counted["usage"] = usage
+            self._fw.metrics.count_tokens(self._model, self._tags.get("client", ""), usage)
         if problem is None:
             request.finish()
             log.info("streaming_end", **self._about(), bytes=sent, events=events,
-                     duration_ms=self._elapsed_ms())
+                     duration_ms=self._elapsed_ms(), **counted)
             return
         self._fw.metrics.failures.labels(problem.kind).inc()
         document = self._error_document(problem)
         log.error("stream_broken", **self._about(), bytes=sent, events=events,
-                  duration_ms=self._elapsed_ms(), **document)
+                  duration_ms=self._elapsed_ms(), **counted, **document)
         if self._stream_type.startswith(SSE_TYPE):
             # Finish any event the upstream left half-written, so that the
             # error event parses on its own.

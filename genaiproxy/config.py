@@ -38,6 +38,7 @@ class Config:
     log_bodies: bool = True
     allowed_origins: tuple[str, ...] = ()
     log_stream_max_bytes: int = 0
+    stream_usage: bool = True
     https_proxy: str = field(default="", repr=False)
     auth_token: str = field(default="", repr=False)
     no_proxy: str = ""
@@ -84,6 +85,7 @@ class Config:
             "LOG_BODIES": self.log_bodies,
             "ALLOWED_ORIGINS": list(self.allowed_origins),
             "LOG_STREAM_MAX_BYTES": self.log_stream_max_bytes,
+            "STREAM_USAGE": self.stream_usage,
             "HTTPS_PROXY": self.proxy_display,
             "PROXY_ENABLED": bool(self.https_proxy),
             "NO_PROXY": self.no_proxy,
@@ -262,6 +264,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         log_bodies=_boolean(env, "LOG_BODIES", True),
         allowed_origins=origins,
         log_stream_max_bytes=_integer(env, "LOG_STREAM_MAX_BYTES", 0),
+        stream_usage=_boolean(env, "STREAM_USAGE", True),
         https_proxy=https_proxy,
         auth_token=auth_token or "",
         auth_token_file=auth_token_file,

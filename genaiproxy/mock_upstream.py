@@ -41,6 +41,9 @@ It misbehaves on request through ``X-Mock-*`` headers:
     ``application/octet-stream`` (a large download) instead of the echo.
 ``X-Mock-No-Content-Type: 1``
     streams: send no ``Content-Type`` header.
+``X-Mock-No-Stream-Options: 1``
+    completions: refuse a body with ``stream_options`` with a 400, as older
+    API versions of Azure OpenAI do.
 ``X-Mock-Gzip: 1`` (with ``Accept-Encoding: gzip``)
     gzip the answer (``Content-Encoding: gzip``, no ``Content-Length``),
     flushed after every write so that stream events still go out one by one.
@@ -225,6 +228,10 @@ class MockResource(Resource):
             if method != b"POST":
                 return self._not_allowed(request, b"POST")
             payload = json_object(body)
+            if "stream_options" in payload and mock_header(
+                    request, b"x-mock-no-stream-options") not in (None, "", "0"):
+                # As an older Azure OpenAI API version answers.
+                raise BadRequest("Unrecognized request argument supplied: stream_options")
             stream = payload.get("stream") is True
             if drop_after is not None and not stream:
                 abort(request)
@@ -362,10 +369,13 @@ class MockResource(Resource):
         usage = usage_for(payload.get("messages"), self.reply)
         if stream:
             base = {**base, "object": "chat.completion.chunk"}
+            # As OpenAI does: with a usage chunk asked for, every other chunk
+            # says "usage": null.
+            no_usage = {"usage": None} if include_usage(payload) else {}
 
             def delta(content: dict[str, str], finish_reason: str | None) -> bytes:
                 choice = {"index": 0, "delta": content, "finish_reason": finish_reason}
-                return data_event({**base, "choices": [choice]})
+                return data_event({**base, "choices": [choice], **no_usage})
 
             pieces = split_reply(self.reply, events)
             chunks = [delta({"content": piece}, None) for piece in pieces[1:]]
@@ -398,11 +408,12 @@ class MockResource(Resource):
             return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}
 
         if stream:
+            no_usage = {"usage": None} if include_usage(payload) else {}
             chunks = [
-                data_event({**base, "choices": [choice(piece, None)]})
+                data_event({**base, "choices": [choice(piece, None)], **no_usage})
                 for piece in split_reply(self.reply, events)
             ]
-            last = data_event({**base, "choices": [choice("", "stop")]})
+            last = data_event({**base, "choices": [choice("", "stop")], **no_usage})
             return self._data_stream(request, payload, base, chunks, last, usage, delay, drop_after)
 
         bare = self._bare_reply(request)

@@ -1,9 +1,11 @@
-"""Request rewriting for the gpt-5 family.
+"""Request rewriting: the gpt-5 rules, and asking a chat stream for usage.
 
 gpt-5 models reject C{max_tokens} and any C{temperature} other than 1, which
-older clients still send.  L{prepare_body} parses a JSON request once, applies
-the rules for gpt-5 model ids, and re-serialises only when something changed:
-requests for other models go upstream byte-for-byte as the client sent them.
+older clients still send.  A streamed chat reports its token usage only when
+asked (C{stream_options.include_usage}); with STREAM_USAGE the proxy asks on
+the client's behalf.  L{prepare_body} parses a JSON request once, applies
+these rules, and re-serialises only when something changed: other requests
+go upstream byte-for-byte as the client sent them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class PreparedBody:
     payload: Any  # the parsed JSON, or None when the body is not JSON
     stream: bool  # the client asked for a server-sent event stream
     gpt5: bool
+    # The proxy asked for the stream's usage chunk, which the client did not.
+    usage_added: bool = False
 
 
 def parse_json(body: bytes) -> Any:
@@ -70,18 +74,42 @@ def normalize_gpt5(payload: dict[str, Any], token_field: str) -> bool:
 NO_BODY = PreparedBody(b"", None, stream=False, gpt5=False)
 
 
-def prepare_body(body: bytes, token_field: str | None) -> PreparedBody:
+def ask_for_usage(payload: dict[str, Any]) -> bool:
+    """Set C{stream_options.include_usage} unless the client set it (or sent
+    C{stream_options} that is not an object); return whether it changed."""
+    options = payload.get("stream_options")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict) or options.get("include_usage") is True:
+        return False
+    payload["stream_options"] = {**options, "include_usage": True}
+    return True
+
+
+def prepare_body(body: bytes, token_field: str | None,
+                 stream_usage: bool = False) -> PreparedBody:
     """Parse C{body}; when it asks for a gpt-5 model and C{token_field} names
-    its API's token-limit field, normalise it (no field: never rewritten)."""
+    its API's token-limit field, normalise it (no field: never rewritten).
+    With C{stream_usage}, a streamed request is made to ask for its usage."""
     payload = parse_json(body)
     if not isinstance(payload, dict):
         return PreparedBody(body, payload, stream=False, gpt5=False)
     stream = payload.get("stream") is True
     gpt5 = token_field is not None and is_gpt5(payload.get("model"))
     # (gpt5 implies a token_field; said again for the type checker.)
-    if gpt5 and token_field is not None and normalize_gpt5(payload, token_field):
-        body = _rewritten(payload, body)
-    return PreparedBody(body, payload, stream=stream, gpt5=gpt5)
+    changed = gpt5 and token_field is not None and normalize_gpt5(payload, token_field)
+    options = payload.get("stream_options")
+    added = stream and stream_usage and ask_for_usage(payload)
+    if changed or added:
+        rewritten = _rewritten(payload, body)
+        if rewritten is body and added:  # could not be rewritten: as the client sent it
+            if options is None:
+                del payload["stream_options"]
+            else:
+                payload["stream_options"] = options
+            added = False
+        body = rewritten
+    return PreparedBody(body, payload, stream=stream, gpt5=gpt5, usage_added=added)
 
 
 def _rewritten(payload: dict[str, Any], original: bytes) -> bytes:

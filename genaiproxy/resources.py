@@ -254,7 +254,7 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
                 {
                     b"completions": Forwarded(
                         forwarder, "/v1/chat/completions", ("POST",),
-                        Route(token_field=CHAT_TOKEN_FIELD),
+                        Route(token_field=CHAT_TOKEN_FIELD, asks_usage=True),
                     ),
                 },
                 below=passthrough,

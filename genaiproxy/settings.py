@@ -19,6 +19,7 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("RETRY_AFTER_MAX_SEC", "10", "longest Retry-After of a 429/503 the proxy waits out itself"),
     ("LOG_BODIES", "true", "log request and response bodies"),
     ("LOG_STREAM_MAX_BYTES", "0", "above 0: log each streamed chunk, previewing this many bytes"),
+    ("STREAM_USAGE", "true", "ask chat streams for their token usage (hidden from the client)"),
     ("LOG_FORMAT", "text on a terminal, else json", "json (an object a line) or text (for people)"),
     ("LOG_LEVEL", "info", "debug, info, warn or error: the least severe events logged"),
     ("AUTH_TOKEN", "", "clients must send Authorization: Bearer <token>"),

@@ -21,6 +21,7 @@ from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from .failures import UpstreamError, describe_failure
+from .stream_usage import UsageChunkRemover, UsageReader
 
 IDLE_TIMEOUT_KIND = "read_timeout"
 
@@ -138,6 +139,10 @@ class StreamPump(Protocol):
     stream, in which case the caller must end the client's response so that
     the client can tell (see L{genaiproxy.call}).  Neither is called when the client
     went away first (L{client_gone}).
+
+    A C{usage} reader, when given, reads each chunk as it came from the
+    upstream, after the client got it.  A C{remover}, when given, takes out
+    what the proxy's own request for usage added to the stream.
     """
 
     def __init__(
@@ -148,10 +153,15 @@ class StreamPump(Protocol):
         on_chunk: Callable[[bytes], None] | None,
         on_end: Callable[[UpstreamError | None], None],
         on_first_byte: Callable[[], None] | None = None,
+        usage: UsageReader | None = None,
+        remover: UsageChunkRemover | None = None,
     ) -> None:
         self._request = request
         self._on_chunk = on_chunk
         self._on_first_byte = on_first_byte
+        self.usage = usage
+        self._remover = remover
+        self._received = False
         self._on_end = on_end
         self._timer = IdleTimer(clock, idle_timeout, self._idle)
         self._gone = False
@@ -178,8 +188,21 @@ class StreamPump(Protocol):
             return
         if not self._paused:
             self._timer.reset()
-        if not self.bytes_sent and self._on_first_byte is not None:
-            self._on_first_byte()
+        if not self._received:
+            self._received = True
+            if self._on_first_byte is not None:
+                self._on_first_byte()
+        if self._remover is None:
+            self._send(data)
+        else:
+            shown = self._remover.feed(data)
+            if shown:
+                self._send(shown)
+        if self.usage is not None:
+            self.usage.feed(data)
+
+    def _send(self, data: bytes) -> None:
+        """Write C{data} to the client, and count it."""
         self.bytes_sent += len(data)
         # Server-sent events end with a blank line; one may straddle chunks.
         self.events_sent += data.count(b"\n\n") + (self._tail[-1:] == b"\n" == data[:1])
@@ -199,6 +222,10 @@ class StreamPump(Protocol):
                 "the upstream connection broke mid-stream: " + describe_failure(reason),
                 False,
             )
+        if self._broken is None and self._remover is not None:
+            rest = self._remover.flush()  # (dropped when broken: an unfinished event)
+            if rest:
+                self._send(rest)
         self._on_end(self._broken)
 
     def _idle(self) -> None:

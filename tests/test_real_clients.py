@@ -21,6 +21,7 @@ stray attempt to reach the internet fails at once instead of hanging.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -172,6 +173,31 @@ def test_openai_node_sdk_streams(guarded_proxy, tmp_path, api, path):
     result = run_client([_node(), str(CLIENTS / "openai_stream.mjs"), api], env, tmp_path, guarded_proxy,
                         timeout=60)
     _assert_reply(result, guarded_proxy, path, since)
+
+
+@pytest.mark.parametrize("asks", [False, True])
+def test_openai_node_sdk_gets_the_usage_it_asked_for(guarded_proxy, tmp_path, asks):
+    """The Node SDK sees a usage chunk only when it asked for one (the proxy
+    asks the upstream either way, and logs the usage on streaming_end)."""
+    _installed("openai/package.json")
+    env = client_env(tmp_path / "home", OPENAI_BASE_URL=guarded_proxy.url + "/v1",
+                     OPENAI_API_KEY=TOKEN, MODEL="gpt-4.1", REPORT_USAGE="1",
+                     INCLUDE_USAGE="1" if asks else "0")
+    since = len(guarded_proxy.events("streaming_end"))
+    result = run_client([_node(), str(CLIENTS / "openai_stream.mjs"), "chat"], env, tmp_path,
+                        guarded_proxy, timeout=60)
+    text, report = result.stdout.splitlines()
+    assert text == REPLY
+    seen = json.loads(report)
+    ends = guarded_proxy.wait_for(lambda: guarded_proxy.events("streaming_end")[since:])
+    logged = ends[0]["usage"]
+    if asks:
+        assert seen["usage_chunks"] == 1
+        assert {"input": seen["usage"]["prompt_tokens"],
+                "output": seen["usage"]["completion_tokens"]} == logged
+    else:
+        assert seen == {"usage_chunks": 0, "usage": None}
+        assert logged["input"] == 2 and logged["output"] == len(REPLY.split())
 
 
 # --- Codex CLI --------------------------------------------------------------------
