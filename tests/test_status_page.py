@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
+import struct
+import subprocess
 import uuid
 from collections.abc import Iterator
 from html import escape
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +24,8 @@ from genaiproxy.status import NO_CLIENT, Row, quantile, summarize
 TOKEN = "status-token-4711"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 INF = float("inf")
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = Path("/tmp/genai-proxy-status.png")
 
 
 # The quantile estimate, as Prometheus' histogram_quantile makes it.
@@ -242,3 +248,54 @@ def test_status_page_shows_the_counts_behind_the_token(guarded):
     assert head.headers["content-type"] == "text/html; charset=utf-8"
     assert int(head.headers["content-length"]) > 0
 
+
+# The page in a real browser.
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    """Run Debian's Chromium headless with a fresh profile, talking to loopback only."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: apt-get install chromium (./run-tests does)")
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-proxy-server", f"--user-data-dir={profile}", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_chromium_renders_the_page(mock_url, tmp_path, capsys):
+    """A real browser renders the page (open, since no token is set) with the
+    model rows, the client-given name as text, the chart, and no network
+    beyond the proxy; a screenshot of it is kept for people to look at."""
+    bold = "<b>bold</b>"
+    with run_proxy(mock_url) as proxy:
+        expected: dict[str, list[int]] = {}
+        send(proxy, "/v1/chat/completions", chat("gpt-4.1", "one two"), {}, expected)
+        send(proxy, "/v1/chat/completions", chat("gpt-4.1", "three four five"), {}, expected)
+        send(proxy, "/v1/chat/completions", chat(bold, "six"), {}, expected)
+        url = proxy.url + "/status"
+        dom = chromium("--dump-dom", url, profile=tmp_path / "profile-dom").stdout
+        shot = tmp_path / "status.png"
+        chromium(f"--screenshot={shot}", "--window-size=1200,900", url,
+                 profile=tmp_path / "profile-shot")
+
+    shown = StatusPageText(dom)
+    assert shown.rows("models") == expected
+    assert list(shown.rows("clients")) == [NO_CLIENT]
+    assert shown.cards["Requests"] == "3" and shown.svgs == 1
+    assert "<b>" not in dom and escape(bold) in dom
+
+    assert png_size(shot) == (1200, 900)
+    # A blank page of that size is about 5 kB; text, tables and bars make far more.
+    assert shot.stat().st_size > 20_000
+    shutil.copyfile(shot, SCREENSHOT)
+    with capsys.disabled():
+        print(f"\nstatus page screenshot: {shot} (copied to {SCREENSHOT})")
