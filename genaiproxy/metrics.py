@@ -15,7 +15,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["CONTENT_TYPE_LATEST", "MAX_MODELS", "ProxyMetrics", "route_of"]
+__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "MAX_MODELS", "ProxyMetrics", "route_of"]
 
 # LLM latencies: from a quick local answer to a long reasoning stream.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -86,6 +86,13 @@ class ProxyMetrics:
         self.rate_limit_waits = Counter("genai_proxy_rate_limit_waits",
                                         "Upstream Retry-After waits the proxy absorbed.",
                                         registry=registry)
+        # When the proxy started (Unix time), like the client libraries'
+        # process_start_time_seconds (their process collector is not in this
+        # registry): uptime is time() minus it, in Grafana and on /status alike.
+        self.start_time = Gauge("genai_proxy_start_time_seconds",
+                                "When the proxy process started, in seconds since the epoch.",
+                                registry=registry)
+        self.start_time.set_to_current_time()
         self.tokens = Counter("genai_proxy_tokens", "Tokens the upstream reported, by model, "
                               "client and kind (input, output, cached, reasoning).",
                               ["model", "client", "kind"], registry=registry)

@@ -4,6 +4,7 @@
     /health                 probe of the upstream root          public
     /livez                  liveness, no upstream call          public
     /metrics                Prometheus metrics
+    /status                 the metrics as a small HTML page, for people
     /v1/health              forwarded to the upstream           public
     /v1/models[/{id}]       local, from models.yaml
     /v1/chat/completions    forwarded, gpt-5 normalised, streams
@@ -16,6 +17,7 @@ OpenAI-style JSON errors.  A resource marked C{public} needs no bearer token.
 
 from __future__ import annotations
 
+import time
 from urllib.parse import unquote_to_bytes
 
 from twisted.web.resource import Resource
@@ -29,6 +31,7 @@ from .metrics import CONTENT_TYPE_LATEST, ProxyMetrics
 from .models import ModelCatalog, ModelsFileError
 from .normalize import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD
 from .site import ProxyRequest
+from .status import CONTENT_SECURITY_POLICY, HTML_CONTENT_TYPE, render_html, summarize
 
 NAME = "genai-proxy"
 
@@ -229,6 +232,26 @@ class MetricsPage(JSONResource):
         return body
 
 
+class StatusPage(JSONResource):
+    """GET /status: the metrics summed up as an HTML page that reloads itself
+    (behind the token, like /metrics); read from the same registry."""
+
+    def __init__(self, metrics: ProxyMetrics, upstream_display: str) -> None:
+        super().__init__()
+        self._metrics = metrics
+        self._upstream = upstream_display
+
+    def render_GET(self, request: Request) -> bytes:
+        summary = summarize(self._metrics.registry, self._upstream, time.time())
+        body = render_html(summary).encode("utf-8")
+        request.setHeader(b"content-type", HTML_CONTENT_TYPE)
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return body
+
+
 class Directory(JSONResource):
     """A path segment that only groups children; itself a 404."""
 
@@ -271,5 +294,6 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
     return Metadata(
         forwarder.config.upstream_display,
         {b"health": health, b"livez": Liveness(), b"v1": v1,
-         b"metrics": MetricsPage(forwarder.metrics)},
+         b"metrics": MetricsPage(forwarder.metrics),
+         b"status": StatusPage(forwarder.metrics, forwarder.config.upstream_display)},
     )
