@@ -57,7 +57,7 @@ def responses_stream(instructions: str = "Be brief.") -> bytes:
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     """C{data} in pieces, cut at the given offsets."""
     points = sorted({cut % (len(data) + 1) for cut in cuts})
-    return [data[start:end] for start, end in zip([0, *points], [*points, len(data)])
+    return [data[start:end] for start, end in zip([0, *points], [*points, len(data)], strict=True)
             if data[start:end]]
 
 
