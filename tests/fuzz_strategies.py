@@ -37,8 +37,9 @@ methods = mostly(st.sampled_from(STANDARD_METHODS), token_bytes, 4)
 
 ROUTES = [b"/", b"/health", b"/livez", b"/v1/health", b"/v1/models", b"/v1/models/gpt-4.1",
           b"/v1/models/org/model-x", b"/v1/chat/completions", b"/v1/responses", b"/v1/responses/r1",
-          b"/v1/embeddings", b"/v1/files", b"*"]
+          b"/v1/embeddings", b"/v1/files", b"/metrics", b"/status", b"*"]
 NAMED_SEGMENTS = [b"v1", b"chat", b"completions", b"responses", b"models", b"health", b"livez",
+                  b"metrics", b"status",
                   b"embeddings", b"files", b"gpt-4.1", b"gpt-5", b"org%2Fmodel-x", b".", b"..",
                   b".%2e", b"%2E%2E", b"%2e", b"%2F", b"%2f..", b"%00", b"%25", b"%zz", b"%",
                   b"%C3%A9", b"%FF%FE", b"%E2%80%AE", b";x=1", b"\\..", b"%5C..", b"%u002e", b"~",
