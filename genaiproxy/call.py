@@ -27,6 +27,7 @@ from .failures import UpstreamError, classify
 from .logs import LoggedHeaders, body_for_log
 from .metrics import route_of
 from .normalize import NO_BODY, PreparedBody, prepare_body
+from .routing import DEFAULT_UPSTREAM, ModelRoute
 from .stream_usage import UsageChunkRemover, UsageReader
 from .streaming import StreamPump, collect_body
 from .upstream import HOP_BY_HOP_HEADERS
@@ -69,6 +70,9 @@ class Route:
     responses_events: bool = False
     # A streamed request may be made to ask for its usage (STREAM_USAGE).
     asks_usage: bool = False
+    # Routed by the body's "model" (models.yaml's upstreams, aliases and
+    # fallbacks); other requests go to the default upstream.
+    by_model: bool = False
 
 
 def with_api_version(query: bytes, api_version: str) -> bytes:
@@ -107,28 +111,34 @@ class ForwardCall:
         # body the client sent, for an upstream that refuses the question.
         self._client_body: bytes | None = None
         self._sent: tuple[bytes, Headers] = (b"", Headers())
+        # The routes this request may try (its model's, then its fallbacks),
+        # the one in use, and what became of those tried before it.
+        self._hops: list[ModelRoute] = []
+        self._hop = 0
+        self._upstream_name = DEFAULT_UPSTREAM
+        self._upstream = forwarder.upstream
+        self._tried: list[str] = []
 
     # Outbound.
 
-    def _prepare(self) -> tuple[PreparedBody, RequestBody]:
+    def _prepare(self, model: str | None = None) -> tuple[PreparedBody, RequestBody]:
         """The body to send: parsed (and normalised) for the JSON APIs, left in
-        its spool file when a passthrough upload is large."""
+        its spool file when a passthrough upload is large (unless it is
+        routed by its model).  C{model}: the name to send instead."""
         content, route = self._request.content, self._route
         if content is None or route.bare:
             return NO_BODY, b""
         content.seek(0)
-        if route.passthrough and not isinstance(content, BytesIO):
+        if route.passthrough and not route.by_model and not isinstance(content, BytesIO):
             return NO_BODY, content
         raw = content.read()
         prepared = prepare_body(raw, route.token_field,
-                                route.asks_usage and self._fw.config.stream_usage)
-        if prepared.usage_added:
-            self._client_body = raw
+                                route.asks_usage and self._fw.config.stream_usage, model)
+        self._client_body = raw if prepared.usage_added else None
         return prepared, prepared.body
 
     def start(self) -> None:
         request = self._request
-        upstream = self._fw.upstream
         # One notification serves both: the client leaving cancels the
         # upstream call, and any end takes the request off the in-flight set.
         ended = request.notifyFinish().addErrback(self._client_gone)
@@ -139,14 +149,12 @@ class ForwardCall:
         payload = prepared.payload
         if isinstance(payload, dict) and isinstance(payload.get("model"), str):
             self._model = payload["model"]
-        query = b"" if self._route.bare else request.uri.partition(b"?")[2]
-        query = with_api_version(query, self._fw.config.api_version)
-        url = upstream.request_url(self._path, query)
-        headers = upstream.headers_for(request.requestHeaders, self._id)
-        if prepared.gpt5 and prepared.stream:
-            headers.setRawHeaders(b"accept", [SSE_TYPE])
-        self._sent = (url, headers)
-        call = self._send(body)
+        if self._route.by_model:
+            self._hops = self._fw.routing.hops(self._model)
+            first = self._hops[0]
+            if first.upstream_model is not None and first.upstream_model != self._model:
+                prepared, body = self._prepare(first.upstream_model)
+        call, query, headers = self._go(prepared, body)
         # Logged once the request is on its way upstream (its bytes are
         # written at once on a pooled connection), before any answer is
         # handled: the event's cost stays off the request's latency path.
@@ -154,13 +162,44 @@ class ForwardCall:
         # (The call may have ended already, and _respond cleared self._call.)
         self._handle(call)
 
+    def _go(self, prepared: PreparedBody, body: RequestBody) -> tuple[Any, bytes, Headers]:
+        """Send the request to the upstream of the route in use."""
+        if self._hops:
+            self._upstream_name = self._hops[self._hop].upstream
+            self._upstream = self._fw.upstreams.client(self._upstream_name)
+        upstream, request = self._upstream, self._request
+        query = b"" if self._route.bare else request.uri.partition(b"?")[2]
+        query = with_api_version(query, upstream.config.api_version)
+        url = upstream.request_url(self._path, query)
+        headers = upstream.headers_for(request.requestHeaders, self._id)
+        if prepared.gpt5 and prepared.stream:
+            headers.setRawHeaders(b"accept", [SSE_TYPE])
+        self._sent = (url, headers)
+        return self._send(body), query, headers
+
     def _send(self, body: RequestBody) -> Any:
         url, headers = self._sent
-        self._call = self._fw.upstream.call(
+        self._call = self._upstream.call(
             self._request.method, url, headers, body, self._on_retry, read=self._read,
             on_wait=self._on_wait,
         )
         return self._call
+
+    def _fall_back(self, reason: str) -> bool:
+        """Send the request to the next route of its model's fallbacks, if
+        one is left; True when it was sent."""
+        if self._hop + 1 >= len(self._hops) or self._gone:
+            return False
+        self._tried.append(f"{self._upstream_name} ({reason})")
+        self._hop += 1
+        hop = self._hops[self._hop]
+        prepared, body = self._prepare(hop.upstream_model or hop.id)
+        call, query, _ = self._go(prepared, body)
+        log.warn("fallback", **self._tags, model=hop.id, reason=reason,
+                 upstream_name=self._upstream_name, upstream=self._upstream.url_for(self._path, query),
+                 tried=list(self._tried))
+        self._handle(call)
+        return True
 
     def _handle(self, call: Any) -> None:
         call.addCallbacks(self._respond, self._failed)
@@ -174,7 +213,7 @@ class ForwardCall:
         # Error answers (even to streaming requests) are passed whole, so
         # that SDKs raise the matching error class; reading the whole body
         # before answering also keeps a failure in it retryable.
-        d = collect_body(response, self._fw.clock, self._fw.config.request_timeout)
+        d = collect_body(response, self._fw.clock, self._upstream.config.request_timeout)
         return d.addCallback(lambda body: (response, body))
 
     def _pumped(self, response: IResponse) -> bool:
@@ -216,6 +255,9 @@ class ForwardCall:
             return
         if self._refused_usage(response, body):
             return
+        if body is not None and (response.code >= 500 or response.code == 429) and (
+                self._fall_back(f"status {response.code}")):
+            return
         self._fw.metrics.upstream_headers.labels(self._route_label).observe(
             monotonic() - self._started)
         request.setResponseCode(response.code, response.phrase)
@@ -230,6 +272,9 @@ class ForwardCall:
         upstream_id = response.headers.getRawHeaders(b"x-request-id")
         if upstream_id:
             out.setRawHeaders(b"X-Upstream-Request-ID", upstream_id)
+        if self._tried:
+            out.setRawHeaders(b"X-Upstreams-Tried", [", ".join(
+                [*self._tried, self._upstream_name]).encode("latin-1")])
         out.setRawHeaders(b"X-Upstream-Status", [b"%d" % response.code])
         if body is None:
             self._start_stream(response)
@@ -307,7 +352,7 @@ class ForwardCall:
             if self._client_body is not None:
                 remover = UsageChunkRemover()
         self._pump = StreamPump(
-            request, self._fw.clock, self._fw.config.request_timeout, on_chunk, self._stream_ended,
+            request, self._fw.clock, self._upstream.config.request_timeout, on_chunk, self._stream_ended,
             self._first_byte, usage, remover,
         )
         response.deliverBody(self._pump)
@@ -340,7 +385,7 @@ class ForwardCall:
             log.info("streaming_end", **self._about(), bytes=sent, events=events,
                      duration_ms=self._elapsed_ms(), **counted)
             return
-        self._fw.metrics.failures.labels(problem.kind).inc()
+        self._fw.metrics.failures.labels(problem.kind, self._upstream_name).inc()
         document = self._error_document(problem)
         log.error("stream_broken", **self._about(), bytes=sent, events=events,
                   duration_ms=self._elapsed_ms(), **counted, **document)
@@ -368,7 +413,9 @@ class ForwardCall:
         if self._gone:
             return
         problem = classify(failure)  # an UpstreamError passes through as it is
-        self._fw.metrics.failures.labels(problem.kind).inc()
+        if problem.retryable and self._fall_back(problem.kind):
+            return
+        self._fw.metrics.failures.labels(problem.kind, self._upstream_name).inc()
         document = self._error_document(problem)
         log.error("final_error", **self._tags, duration_ms=self._elapsed_ms(), **document)
         self._answer_error(502, document)
@@ -396,12 +443,12 @@ class ForwardCall:
         request.finish()
 
     def _error_document(self, problem: UpstreamError) -> dict[str, Any]:
-        return error_document(
-            f"upstream request failed ({problem.kind}): {problem.message}",
-            "proxy_error",
-            request_id=self._id,
-            upstream=self._fw.config.upstream_display,
-        )
+        message = f"upstream request failed ({problem.kind}): {problem.message}"
+        if self._tried:
+            message += "; upstreams tried: " + ", ".join(
+                [*self._tried, f"{self._upstream_name} ({problem.kind})"])
+        return error_document(message, "proxy_error", request_id=self._id,
+                              upstream=self._upstream.config.upstream_display)
 
     def _count(self, result: object) -> object:
         """The request's end, in the metrics: its status (499: the client
@@ -409,7 +456,8 @@ class ForwardCall:
         metrics = self._fw.metrics
         status = 499 if self._gone else self._request.code
         model, client = metrics.model_label(self._model), self._tags.get("client", "")
-        metrics.requests.labels(self._route_label, model, str(status), client).inc()
+        metrics.requests.labels(self._route_label, model, str(status), client,
+                                self._upstream_name).inc()
         metrics.duration.labels(self._route_label, model, client).observe(
             monotonic() - self._started)
         if self._streaming:
@@ -439,7 +487,8 @@ class ForwardCall:
             **self._tags,
             "method": request.method.decode("latin-1"),
             "path": request.path.decode("latin-1"),
-            "upstream": self._fw.upstream.url_for(self._path, query),
+            "upstream": self._upstream.url_for(self._path, query),
+            "upstream_name": self._upstream_name,
             **({"model": self._model} if self._model is not None else {}),
             "headers": LoggedHeaders(request.requestHeaders, self._fw.secret_headers),
             # What left the proxy, after rewriting (secret values masked).
@@ -459,7 +508,8 @@ class ForwardCall:
         """The fields that say which request an answer's events are about."""
         request = self._request
         about: dict[str, Any] = {**self._tags, "method": request.method.decode("latin-1"),
-                                 "path": request.path.decode("latin-1")}
+                                 "path": request.path.decode("latin-1"),
+                                 "upstream_name": self._upstream_name}
         if self._model is not None:
             about["model"] = self._model
         return about

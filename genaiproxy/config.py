@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .credentials import SecretError, parse_header_secret, parse_tokens_file, read_secret_text
@@ -105,6 +106,54 @@ class Config:
             "AUTH_TOKENS_FILE": self.auth_tokens_file,
             "AUTH_ENABLED": bool(self.auth_token or self.auth_tokens_file),
         }
+
+
+def derive_upstream(default: Config, name: str, settings: Mapping[str, Any],
+                    api_key: str, api_key_file: str = "") -> Config:
+    """The settings of another upstream, C{name}, from its entry in
+    models.yaml: what it gives replaces the default's; the rest (timeouts,
+    retries, HTTPS_PROXY, NO_PROXY, ...) is inherited.  Raises L{ConfigError}."""
+    where = f"upstream {name!r}"
+    base_url = settings.get("base_url")
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise ConfigError(f"{where}: base_url is required")
+    base_url = base_url.strip()
+    if not base_url.isascii():
+        raise ConfigError(f"{where}: base_url must be plain ASCII")
+    _http_url(f"{where}: base_url", base_url, strip_userinfo(base_url))
+    subscription_name = settings.get("subscription_name", "")
+    if not isinstance(subscription_name, str):
+        raise ConfigError(f"{where}: subscription_name must be text")
+    subscription_name = subscription_name.strip()
+    if subscription_name and not _is_token(subscription_name):
+        raise ConfigError(f"{where}: subscription_name is not a valid header name")
+    if bool(subscription_name) != bool(api_key):
+        raise ConfigError(f"{where}: a subscription_name needs a key (api_key_env or "
+                          "api_key_file), and a key needs a subscription_name")
+    if any(c in api_key for c in "\r\n\0") or not _is_latin1(api_key):
+        raise ConfigError(f"{where}: the key holds a character that cannot go in a header")
+    env = {"GENAI_API_VERSION": str(settings.get("api_version", default.api_version) or "")}
+    changes: dict[str, Any] = {
+        "base_url": base_url, "subscription_name": subscription_name, "api_key": api_key,
+        "api_key_file": api_key_file, "api_version": _api_version(env),
+    }
+    ca_bundle = settings.get("ca_bundle")
+    if ca_bundle is not None:
+        if not isinstance(ca_bundle, str):
+            raise ConfigError(f"{where}: ca_bundle must be a file path")
+        changes["ca_bundle"] = ca_bundle.strip()
+    for field_name, kind in (("request_timeout", float), ("max_retries", int),
+                             ("retry_backoff_sec", float)):
+        if field_name not in settings:
+            continue
+        value = settings[field_name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
+                kind is int and not isinstance(value, int)) or not math.isfinite(value):
+            raise ConfigError(f"{where}: {field_name} must be a {kind.__name__} >= 0")
+        changes[field_name] = kind(value)
+    if changes.get("request_timeout", 1) == 0:
+        raise ConfigError(f"{where}: request_timeout must be above 0")
+    return replace(default, **changes)
 
 
 def mask(secret: str) -> str:

@@ -1,8 +1,9 @@
 """Forwarding client requests to the upstream: what all of them share.
 
-A L{Forwarder} holds the upstream client, the settings, the metrics and the
-set of requests in flight (for a graceful stop); each request's own trip is
-a L{genaiproxy.call.ForwardCall}.
+A L{Forwarder} holds the upstream clients and the routing table that picks
+one for each model, the settings, the metrics and the set of requests in
+flight (for a graceful stop); each request's own trip is a
+L{genaiproxy.call.ForwardCall}.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from twisted.web.server import NOT_DONE_YET
 
 from . import __version__
 from .call import ForwardCall, Route
-from .logs import secret_header_names
 from .metrics import ProxyMetrics
+from .routing import NO_ROUTING, RoutingTable
 from .upstream import UpstreamClient
+from .upstream_set import UpstreamSet
 
 __all__ = ["Forwarder", "Route"]
 
@@ -25,13 +27,25 @@ class Forwarder:
     """What every forwarded request shares."""
 
     def __init__(self, upstream: UpstreamClient) -> None:
-        self.upstream = upstream
+        self.upstream = upstream  # the default one
         self.config = upstream.config
         self.clock = upstream.clock
-        self.secret_headers = secret_header_names([self.config.subscription_name])
         self._in_flight: set[Any] = set()
         self._idle_waiters: list[Deferred[None]] = []
         self.metrics = ProxyMetrics(__version__, lambda: len(self._in_flight))
+        self.upstreams = UpstreamSet(upstream, upstream.clock, self.metrics.reloaded)
+        self.routing: RoutingTable = NO_ROUTING
+
+    @property
+    def secret_headers(self) -> frozenset[bytes]:
+        """Header names whose values are never logged (every upstream's
+        subscription header among them)."""
+        return self.upstreams.secret_headers
+
+    def set_routing(self, routing: RoutingTable) -> None:
+        """Take a new routing table (and its upstreams) into service."""
+        self.upstreams.apply(routing)
+        self.routing = routing
 
     def forward(self, request: Any, path: str, route: Route) -> object:
         """Send C{request} to the upstream C{path}; answer it asynchronously."""

@@ -51,8 +51,9 @@ class ProxyMetrics:
         Info("genai_proxy_build", "The proxy's version.", registry=registry).info(
             {"version": version})
         self.requests = Counter(
-            "genai_proxy_requests", "Forwarded requests by route, model, status and client "
-            "(status 499: the client left first).", ["route", "model", "status", "client"],
+            "genai_proxy_requests", "Forwarded requests by route, model, status, client and "
+            "upstream (status 499: the client left first).",
+            ["route", "model", "status", "client", "upstream"],
             registry=registry)
         self.duration = Histogram(
             "genai_proxy_request_duration_seconds", "Time from a request to the end of its "
@@ -82,7 +83,7 @@ class ProxyMetrics:
                                ["reason"], registry=registry)
         self.failures = Counter("genai_proxy_upstream_failures",
                                 "Upstream calls that failed for good, and streams that broke, "
-                                "by kind.", ["kind"], registry=registry)
+                                "by kind and upstream.", ["kind", "upstream"], registry=registry)
         self.rate_limit_waits = Counter("genai_proxy_rate_limit_waits",
                                         "Upstream Retry-After waits the proxy absorbed.",
                                         registry=registry)

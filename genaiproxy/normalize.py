@@ -87,17 +87,23 @@ def ask_for_usage(payload: dict[str, Any]) -> bool:
 
 
 def prepare_body(body: bytes, token_field: str | None,
-                 stream_usage: bool = False) -> PreparedBody:
+                 stream_usage: bool = False, model: str | None = None) -> PreparedBody:
     """Parse C{body}; when it asks for a gpt-5 model and C{token_field} names
     its API's token-limit field, normalise it (no field: never rewritten).
-    With C{stream_usage}, a streamed request is made to ask for its usage."""
+    With C{stream_usage}, a streamed request is made to ask for its usage.
+    C{model}, when given, is the model name sent instead of the client's
+    (an alias, or a fallback); the gpt-5 rules apply to it."""
     payload = parse_json(body)
     if not isinstance(payload, dict):
         return PreparedBody(body, payload, stream=False, gpt5=False)
     stream = payload.get("stream") is True
+    renamed = model is not None and payload.get("model") != model
+    if renamed:
+        payload["model"] = model
     gpt5 = token_field is not None and is_gpt5(payload.get("model"))
     # (gpt5 implies a token_field; said again for the type checker.)
     changed = gpt5 and token_field is not None and normalize_gpt5(payload, token_field)
+    changed = changed or renamed
     options = payload.get("stream_options")
     added = stream and stream_usage and ask_for_usage(payload)
     if changed or added:

@@ -27,6 +27,7 @@ from . import __version__
 from .call import Route
 from .errors import set_json, set_json_error
 from .forward import Forwarder
+from .health import UpstreamsHealth
 from .metrics import CONTENT_TYPE_LATEST, ProxyMetrics
 from .models import ModelCatalog, ModelsFileError
 from .normalize import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD
@@ -113,6 +114,9 @@ class Forwarded(JSONResource):
 
 
 _PASSTHROUGH = Route(passthrough=True)
+# The other JSON APIs whose requests name a model: routed by it.
+_BY_MODEL = {"/v1/embeddings": Route(passthrough=True, by_model=True),
+             "/v1/completions": Route(passthrough=True, by_model=True)}
 
 
 class Passthrough(JSONResource):
@@ -137,7 +141,8 @@ class Passthrough(JSONResource):
         if decoded & {b".", b"..", b""} or any(b"/" in d for d in decoded):
             # Dot segments or encoded slashes could reach beyond /v1 upstream.
             return NotFound().render(request)
-        return self._forwarder.forward(request, request.path.decode("ascii"), _PASSTHROUGH)
+        path = request.path.decode("ascii")
+        return self._forwarder.forward(request, path, _BY_MODEL.get(path, _PASSTHROUGH))
 
 
 def _catalog_error(request: ProxyRequest, catalog: ModelCatalog, problem: ModelsFileError) -> bytes:
@@ -183,12 +188,11 @@ class Model(JSONResource):
 
     def render_GET(self, request: ProxyRequest) -> bytes:
         try:
-            models = self._catalog.models()
+            model = self._catalog.find(self._model_id)
         except ModelsFileError as e:
             return _catalog_error(request, self._catalog, e)
-        for model in models:
-            if model["id"] == self._model_id:
-                return set_json(request, model)
+        if model is not None:  # hidden ones too: they are routable
+            return set_json(request, model)
         return set_json_error(
             request, 404, f"The model '{self._model_id}' does not exist",
             "invalid_request_error", code="model_not_found", param="model",
@@ -277,20 +281,20 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
                 {
                     b"completions": Forwarded(
                         forwarder, "/v1/chat/completions", ("POST",),
-                        Route(token_field=CHAT_TOKEN_FIELD, asks_usage=True),
+                        Route(token_field=CHAT_TOKEN_FIELD, asks_usage=True, by_model=True),
                     ),
                 },
                 below=passthrough,
             ),
             b"responses": Forwarded(
                 forwarder, "/v1/responses", ("POST",),
-                Route(token_field=RESPONSES_TOKEN_FIELD, responses_events=True),
+                Route(token_field=RESPONSES_TOKEN_FIELD, responses_events=True, by_model=True),
                 below=passthrough,
             ),
         },
         below=passthrough,
     )
-    health = Forwarded(forwarder, "/", ("GET",), probe)
+    health = UpstreamsHealth(forwarder, Forwarded(forwarder, "/", ("GET",), probe))
     return Metadata(
         forwarder.config.upstream_display,
         {b"health": health, b"livez": Liveness(), b"v1": v1,

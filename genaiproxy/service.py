@@ -39,6 +39,7 @@ from .forward import Forwarder
 from .logs import LEVELS, LinesObserver, TextSink, log_stream
 from .models import ModelCatalog
 from .resources import build_tree
+from .routing import RoutingTable, build_routing
 from .settings import environment_help
 from .site import AccessPolicy, ProxySite
 from .upstream import UpstreamClient
@@ -163,7 +164,7 @@ class ProxyService(MultiService):
     def check_files(self) -> None:
         """Take in what changed in models.yaml and the secret files.  A
         failure of one (a bug) is logged and does not stop the checks."""
-        for refresh in (self.catalog.refresh, *(s.refresh for s in self.secret_files)):
+        for refresh in (self.catalog.refresh, *(s.refresh for s in self._secrets())):
             try:
                 refresh()
             except Exception:
@@ -173,8 +174,13 @@ class ProxyService(MultiService):
         """Read models.yaml and the secret files again now (SIGHUP)."""
         log.info("models_reload_requested", path=self.catalog.path)
         self.catalog.refresh(force=True)
-        for secret in self.secret_files:
+        for secret in self._secrets():
             secret.refresh(force=True)
+
+    def _secrets(self) -> list[SecretFile[Any]]:
+        """The secret files in use: the environment's, and the key files of
+        the upstreams models.yaml names now."""
+        return [*self.secret_files, *self.forwarder.upstreams.key_files]
 
     def stopService(self) -> Deferred[Any]:
         """Stop listening at once, let in-flight requests finish within the
@@ -297,6 +303,7 @@ def client_limits(config: Config) -> ClientLimits:
 def build_service(
     config: Config, listen: str, models_path: str, reactor: Any = None,
     log_to: TextSink = sys.stdout, log_format: str = "json",
+    environ: Mapping[str, str] | None = None,
 ) -> ProxyService:
     """Wire the proxy together: upstream client, resource tree, site, port."""
     if reactor is None:
@@ -306,7 +313,14 @@ def build_service(
     upstream = UpstreamClient(config, reactor)
     forwarder = Forwarder(upstream)
     metrics = forwarder.metrics
-    catalog = ModelCatalog(models_path, on_load=lambda ok: metrics.reloaded("models", ok))
+    env = os.environ if environ is None else environ
+
+    def routing(upstreams: Any, entries: list[dict[str, Any]]) -> RoutingTable:
+        return build_routing(upstreams, entries, config, env)
+
+    catalog = ModelCatalog(models_path, on_load=lambda ok: metrics.reloaded("models", ok),
+                           routing=routing)
+    catalog.on_routing = forwarder.set_routing
     tokens = ClientTokens()
     secret_files = watch_secret_files(config, upstream, tokens, metrics.reloaded)
     site = ProxySite(build_tree(forwarder, catalog),
@@ -366,7 +380,7 @@ def makeService(options: Mapping[str, Any]) -> ProxyService:
             "text" if log_to is sys.stdout and sys.__stdout__ is not None
             and sys.__stdout__.isatty() else "json")
         proxy = build_service(config, options["listen"], models, log_to=log_to,
-                              log_format=log_format)
+                              log_format=log_format, environ=os.environ)
         twistd_options = getattr(options, "parent", None)
         proxy.foreground = bool(twistd_options.get("nodaemon", True)) if twistd_options else True
         return proxy

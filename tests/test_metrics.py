@@ -40,6 +40,7 @@ def scrape(proxy: ProxyProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 
 
 def requests_counted(samples: dict, **labels: str) -> float:
+    labels.setdefault("upstream", "default")
     key = ("genai_proxy_requests_total", tuple(sorted(labels.items())))
     return samples.get(key, 0.0)
 

@@ -69,14 +69,14 @@ def test_summary_of_a_real_registry():
         ("embeddings", "emb", "200", "alice", 0.04),
     ]
     for route, model, status, client, seconds in observations:
-        metrics.requests.labels(route, model, status, client).inc()
+        metrics.requests.labels(route, model, status, client, "default").inc()
         metrics.duration.labels(route, model, client).observe(seconds)
     metrics.count_tokens("gpt-4.1", "alice", {"input": 10, "output": 4, "cached": 2})
     metrics.count_tokens("gpt-4.1", "bob", {"input": 5, "output": 1})
     metrics.count_tokens("emb", "alice", {"input": 7})
     metrics.retries.labels("connection_lost").inc()
     metrics.retries.labels("status_503").inc(2)
-    metrics.failures.labels("timeout").inc()
+    metrics.failures.labels("timeout", "default").inc()
     metrics.streams.inc()
     started = metrics.registry.get_sample_value("genai_proxy_start_time_seconds")
     assert started is not None
@@ -105,7 +105,7 @@ def test_requests_without_a_client_token_are_one_named_row():
     """With no client tokens set the client label is empty: the per-client
     table names that row instead of leaving it blank."""
     metrics = ProxyMetrics("1", lambda: 0)
-    metrics.requests.labels("chat", "gpt-4.1", "200", "").inc()
+    metrics.requests.labels("chat", "gpt-4.1", "200", "", "default").inc()
     summary = summarize(metrics.registry, "http://127.0.0.1:1")
     assert [(row.name, row.requests) for row in summary.clients] == [(NO_CLIENT, 1)]
 
