@@ -2,9 +2,10 @@
 
 It is checked as Grafana's "Import dashboard" takes it (the shape of the
 JSON, the Prometheus data source asked for on import), against a real daemon
-(every series and label its queries use is one /metrics exposes), and with
-promtool, Prometheus' own parser (every query is PromQL). `run-tests`
-installs promtool with Debian's prometheus package.
+(every series and label its queries use is one /metrics exposes), with
+promtool, Prometheus' own parser (every query is PromQL), and with a real
+Prometheus scraping the daemon (every query answers with data). `run-tests`
+installs both with Debian's prometheus package.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import run_proxy
+from support import ProxyProcess, free_port, run_proxy, wait_for
 
 from genaiproxy.metrics import ProxyMetrics
 
@@ -152,11 +153,10 @@ def grouping_labels(expr: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def exposed(mock_url: str) -> dict[str, set[str]]:
-    """Every sample name a real daemon's /metrics shows, with the label
-    names its samples carry, after the traffic that makes each labelled
-    series appear: a chat, a streamed chat, an embeddings request, and a
-    request the mock fails (retried, then failed for good)."""
+def daemon(mock_url: str) -> Iterator[ProxyProcess]:
+    """A daemon of this module's own, after the traffic that makes each
+    labelled series appear: a chat, a streamed chat, an embeddings request,
+    and a request the mock fails (retried, then failed for good)."""
     chat = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
     with run_proxy(mock_url, models="- id: gpt-4.1\n", AUTH_TOKEN=TOKEN,
                    RETRY_BACKOFF_SEC="0.01") as proxy:
@@ -170,7 +170,14 @@ def exposed(mock_url: str) -> dict[str, set[str]]:
                                  headers={"X-Mock-Drop-After": "0",
                                           "X-Request-ID": str(uuid.uuid4())})
             assert failed.status_code == 502
-            scraped = client.get("/metrics")
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def exposed(daemon: ProxyProcess) -> dict[str, set[str]]:
+    """Every sample name the daemon's /metrics shows, with the label names
+    its samples carry."""
+    scraped = httpx.get(daemon.url + "/metrics", headers=AUTH, trust_env=False)
     assert scraped.status_code == 200
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(scraped.text):
@@ -319,3 +326,84 @@ def test_every_query_is_promql(tmp_path):
                 for variable in load_dashboard()["templating"]["list"]]
     errors = promtool_errors(queries, tmp_path)
     assert not errors, errors
+
+
+def grafana_interpolated(expr: str) -> str:
+    """C{expr} as Grafana sends it with every selection at All (.*)."""
+    expr = re.sub(r"\$\{?__(rate_)?interval\}?", "1m", expr)
+    expr = re.sub(r"\$\{?__range\}?", "1h", expr)
+    return _VARIABLE.sub(".*", expr)
+
+
+@pytest.fixture
+def prometheus(daemon: ProxyProcess, tmp_path: Path) -> Iterator[httpx.Client]:
+    """Debian's Prometheus (the package that has promtool), scraping the
+    daemon every second; yields a client of its HTTP API."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is missing: apt-get install prometheus (run-tests does)"
+    (tmp_path / "token").write_text(TOKEN)
+    target = daemon.url.removeprefix("http://")
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+              "scrape_configs": [{"job_name": "genai-proxy",
+                                  "static_configs": [{"targets": [target]}],
+                                  "authorization": {"credentials_file": str(tmp_path / "token")}}]}
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
+    address = f"127.0.0.1:{free_port()}"
+    with open(tmp_path / "prometheus.log", "w") as log:
+        process = subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address={address}"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://{address}", timeout=30, trust_env=False) as api:
+            def ready() -> bool:
+                assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
+                try:
+                    return api.get("/-/ready").status_code == 200
+                except httpx.TransportError:
+                    return False
+            wait_for(ready, timeout=60)
+            yield api
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_every_query_returns_data_from_a_real_prometheus(daemon, prometheus):
+    """A real Prometheus that scrapes the daemon answers every panel query
+    with at least one series, and every variable with the values the
+    traffic made (the instance scraped, the model, the client), once it has
+    scraped a few times: the queries fit the data, not only the names."""
+    dashboard = load_dashboard()
+
+    def unanswered() -> list[str]:
+        found = []
+        for where, target in panel_queries(dashboard):
+            answer = prometheus.get("/api/v1/query",
+                                    params={"query": grafana_interpolated(target["expr"])})
+            assert answer.status_code == 200, f"{where}: {answer.text}"
+            if not answer.json()["data"]["result"]:
+                found.append(where)
+        return found
+
+    def scraped_twice() -> bool:  # rate() needs two samples in its window
+        answer = prometheus.get("/api/v1/query", params={
+            "query": "count_over_time(genai_proxy_build_info[1m])"}).json()["data"]["result"]
+        return bool(answer) and float(answer[0]["value"][1]) >= 3
+
+    wait_for(scraped_twice, timeout=60)
+    assert unanswered() == []
+    values = {}
+    for variable in dashboard["templating"]["list"]:
+        query = _LABEL_VALUES.match(variable_query(variable))
+        assert query, variable["name"]
+        answer = prometheus.get(f"/api/v1/label/{query.group(2)}/values",
+                                params={"match[]": grafana_interpolated(query.group(1))})
+        values[variable["name"]] = set(answer.json()["data"])
+    assert values["model"] == {"gpt-4.1", "text-embedding-3-small"}
+    assert values["client"] == {"default"}
+    assert values["instance"] == {daemon.url.removeprefix("http://")}
