@@ -108,20 +108,25 @@ def variables_used(text: str) -> set[str]:
     return {braced or bare for braced, bare in _VARIABLE.findall(text)}
 
 
+def grouping_labels(expr: str) -> set[str]:
+    """The labels of every by, without, on, ignoring and group_ clause."""
+    text = _STRING.sub('""', expr)
+    return {label.strip() for _, labels in _GROUPING.findall(text)
+            for label in labels.split(",") if label.strip()}
+
+
 def problems_of(expr: str, exposed: dict[str, set[str]]) -> list[str]:
     """What is wrong with C{expr} against the series a daemon exposed
     (sample name to its label names): an unknown series, a bare identifier
     that is neither a series nor PromQL, a label a series does not have."""
     problems: list[str] = []
-    text = _RANGE.sub(" ", _STRING.sub('""', expr))
-    grouping = [label.strip() for _, labels in _GROUPING.findall(text)
-                for label in labels.split(",") if label.strip()]
-    text = _GROUPING.sub(" ", text)
+    grouping = grouping_labels(expr)
+    text = _GROUPING.sub(" ", _RANGE.sub(" ", _STRING.sub('""', expr)))
     selected: list[tuple[str, list[str]]] = []
     for metric, body in _SELECTOR.findall(text):
         selected.append((metric, _MATCHER.findall(body)))
     text = _SELECTOR.sub(lambda m: f" {m.group(1) or ''} ", text)
-    metrics = set()
+    metrics: set[str] = set()
     for name in _IDENTIFIER.findall(text):
         if name.startswith("genai_proxy_"):
             metrics.add(name)
@@ -138,18 +143,12 @@ def problems_of(expr: str, exposed: dict[str, set[str]]) -> list[str]:
         for label in labels:
             if metric in exposed and label not in exposed[metric] | TARGET_LABELS:
                 problems.append(f"{metric} has no label {label!r} (it has {sorted(exposed[metric])})")
-    for label in grouping:
+    for label in sorted(grouping):
         for metric in sorted(metrics & exposed.keys()):
             if label not in exposed[metric] | TARGET_LABELS:
                 problems.append(f"grouped by {label!r}, which {metric} does not have "
                                 f"(it has {sorted(exposed[metric])})")
     return problems
-
-
-def grouping_labels(expr: str) -> set[str]:
-    text = _STRING.sub('""', expr)
-    return {label.strip() for _, labels in _GROUPING.findall(text)
-            for label in labels.split(",") if label.strip()}
 
 
 @pytest.fixture(scope="module")
