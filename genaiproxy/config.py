@@ -149,7 +149,8 @@ def derive_upstream(default: Config, name: str, settings: Mapping[str, Any],
         value = settings[field_name]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
                 kind is int and not isinstance(value, int)) or not math.isfinite(value):
-            raise ConfigError(f"{where}: {field_name} must be a {kind.__name__} >= 0")
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"{where}: {field_name} must be {what} >= 0")
         changes[field_name] = kind(value)
     if changes.get("request_timeout", 1) == 0:
         raise ConfigError(f"{where}: request_timeout must be above 0")
