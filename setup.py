@@ -51,6 +51,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            "genai-proxy=genaiproxy.cli:main",
+            # The older name of "genai-proxy quickstart", kept working.
             "genai-proxy-quickstart=genaiproxy.quickstart:main",
             "genai-mock-upstream=genaiproxy.mock_upstream:main",
         ],

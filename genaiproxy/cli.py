@@ -1,0 +1,103 @@
+"""`genai-proxy`: the command line around the daemon.
+
+    genai-proxy quickstart [--listen ...] [--models ...]   run it (mock upstream if none)
+    genai-proxy doctor [--json] [--chat MODEL]              check the path to the upstream
+    genai-proxy configure CLIENT [--print]                  set a client up for this proxy
+    genai-proxy --version | --help
+
+Built on Twisted's C{usage.Options} with sub-commands, as twistd's own
+plugin options are: C{doctor} and C{configure} take the plugin's C{--listen}
+and C{--models} with the same defaults and the same parsing, so that they
+describe the daemon that this command line would start.  The daemon itself
+still runs under twistd (C{twistd -n genaiproxy}); C{quickstart} starts it so.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.python import usage
+
+from .service import DEFAULT_LISTEN, DEFAULT_MODELS, version_text
+
+_LISTEN = ["listen", "l", DEFAULT_LISTEN,
+           "Where the daemon listens, as for twistd genaiproxy --listen."]
+_MODELS = ["models", "m", DEFAULT_MODELS, "The daemon's models.yaml, as for --models."]
+
+CLIENTS = ("codex", "opencode", "open-webui", "vscode", "openai-env")
+
+
+class DoctorOptions(usage.Options):
+    """genai-proxy doctor: walk the path a request takes, step by step."""
+
+    synopsis = "genai-proxy doctor [--json] [--chat MODEL] [--listen ...] [--models ...]"
+    optFlags = [["json", None, "Print the result as one JSON document."]]
+    optParameters = [_LISTEN, _MODELS,
+                     ["chat", None, None, "Also send MODEL one tiny streamed chat completion."]]
+
+
+class ConfigureOptions(usage.Options):
+    """genai-proxy configure CLIENT: write CLIENT's configuration for this proxy."""
+
+    synopsis = f"genai-proxy configure {{{','.join(CLIENTS)}}} [--print] [--listen ...]"
+    optFlags = [["print", None, "Print the configuration instead of writing it."]]
+    optParameters = [_LISTEN, _MODELS]
+
+    def parseArgs(self, client: str) -> None:
+        if client not in CLIENTS:
+            raise usage.UsageError(f"unknown client {client!r}: one of {', '.join(CLIENTS)}")
+        self["client"] = client
+
+
+class QuickstartOptions(usage.Options):
+    """Listed for --help; its arguments go to the twistd plugin as they are."""
+
+    synopsis = "genai-proxy quickstart [--listen ENDPOINT] [--models PATH]"
+
+
+class Options(usage.Options):
+    """genai-proxy's sub-commands."""
+
+    synopsis = "genai-proxy {quickstart,doctor,configure} [options]"
+    subCommands = [
+        ["quickstart", None, QuickstartOptions,
+         "Run the proxy (in front of the bundled mock upstream when GENAI_BASE_URL is unset)."],
+        ["doctor", None, DoctorOptions,
+         "Check each step from this machine to the upstream; say what to fix."],
+        ["configure", None, ConfigureOptions,
+         f"Write a client's configuration for this proxy ({', '.join(CLIENTS)})."],
+    ]
+
+    def opt_version(self) -> None:
+        """Print genai-proxy's version (and Twisted's and treq's) and exit."""
+        print(version_text())
+        raise SystemExit(0)
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("a command is needed: quickstart, doctor or configure")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The C{genai-proxy} console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["quickstart"]:
+        from .quickstart import main as quickstart
+
+        quickstart(args[1:])
+        return
+    options = Options()
+    try:
+        options.parseOptions(args)
+    except usage.UsageError as e:
+        sys.stderr.write(f"{options.getUsage()}\ngenai-proxy: {e}\n")
+        raise SystemExit(2) from None
+    command: Any = options.subOptions
+    if options.subCommand == "doctor":
+        from .doctor import run as doctor
+
+        raise SystemExit(doctor(command))
+    from .configure import run as configure
+
+    raise SystemExit(configure(command))
