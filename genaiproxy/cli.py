@@ -44,7 +44,8 @@ class ConfigureOptions(usage.Options):
     optFlags = [["print", None, "Print the configuration instead of writing it."]]
     optParameters = [_LISTEN, _MODELS]
 
-    def parseArgs(self, client: str) -> None:
+    # Twisted types parseArgs without arguments, yet calls it with the positional ones.
+    def parseArgs(self, client: str) -> None:  # type: ignore[override]
         if client not in CLIENTS:
             raise usage.UsageError(f"unknown client {client!r}: one of {', '.join(CLIENTS)}")
         self["client"] = client
