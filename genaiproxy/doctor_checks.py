@@ -164,5 +164,21 @@ def summarize(certificate: x509.Certificate) -> CertificateSummary:
         names += [str(address) for address in alternative.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
         pass
-    return CertificateSummary(_common_name(certificate.subject),
-                              _common_name(certificate.issuer), tuple(names))
+    subject = certificate.subject
+    # A leaf without a common name goes by its first name (trustme's do).
+    shown = _common_name(subject) if subject.get_attributes_for_oid(
+        NameOID.COMMON_NAME) or not names else names[0]
+    return CertificateSummary(shown, _common_name(certificate.issuer), tuple(names))
+
+
+def tls_reason(failure: Failure) -> str:
+    """An OpenSSL failure in words ("certificate verify failed"), else the
+    failure's own message."""
+    for reason in getattr(failure.value, "reasons", None) or [failure]:
+        error = reason.value if isinstance(reason, Failure) else reason
+        if isinstance(error, SSL.Error) and error.args and isinstance(error.args[0], list):
+            details = [entry[2] for entry in error.args[0]
+                       if isinstance(entry, tuple) and len(entry) == 3 and entry[2]]
+            if details:
+                return "; ".join(details)
+    return failure.getErrorMessage()

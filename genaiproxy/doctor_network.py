@@ -10,7 +10,16 @@ from service_identity import VerificationError
 from twisted.python.failure import Failure
 
 from .config import Config
-from .doctor_checks import presented_chain, resolve, route_to, summarize, tcp, tunnel, verified
+from .doctor_checks import (
+    presented_chain,
+    resolve,
+    route_to,
+    summarize,
+    tcp,
+    tls_reason,
+    tunnel,
+    verified,
+)
 from .doctor_report import Report, Step
 from .endpoints import UpstreamEndpoints
 from .failures import describe_failure
@@ -113,7 +122,7 @@ async def check_network(reactor: Any, report: Report, name: str, config: Config)
                         fix=f"use a host name the certificate holds in {base_url}"))
         return False
     top = shown[-1].issuer if shown else "unknown"
-    report.add(Step("tls", "fail", f"{seen}: not trusted ({describe_failure(problem)})", started,
+    report.add(Step("tls", "fail", f"{seen}: not trusted ({tls_reason(problem)})", started,
                     cause=f"the chain ends at an issuer this machine does not trust: {top}. "
                           "That is what TLS inspection by a corporate CA looks like",
                     fix=f"export that CA ({top}) as PEM and set {bundle} to its path"))

@@ -1,0 +1,164 @@
+"""`genai-proxy doctor` against real set-ups on loopback: each step passes
+where the path works, and the one that breaks names its cause and fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import trustme
+from support import BASE_ENV, BIN, _clean_environment, free_port, run_mock_upstream, run_proxy
+from support import run_tinyproxy as tinyproxy
+
+KEY = BASE_ENV["GENAI_API_KEY"]
+PROXY_PASSWORD = "tiny-secret-pw-4711"
+
+
+def doctor(tmp_path: Path, base_url: str, *args: str, **env: str,
+           ) -> tuple[int, str, dict[str, dict]]:
+    """Run doctor as a user would (text, then --json); its exit status, its
+    text, and its steps by name (the last of each name)."""
+    environment = {**_clean_environment(), **BASE_ENV, "GENAI_BASE_URL": base_url, **env}
+    command = [str(BIN / "genai-proxy"), "doctor",
+               "--listen", f"tcp:{free_port()}:interface=127.0.0.1", *args]
+    text = subprocess.run(command, env=environment, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    data = subprocess.run([*command, "--json"], env=environment, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert text.returncode == data.returncode, (text.stdout, data.stdout)
+    for output in (text.stdout, text.stderr, data.stdout, data.stderr):
+        assert KEY not in output and PROXY_PASSWORD not in output
+    assert "Traceback" not in text.stderr + data.stderr, text.stderr + data.stderr
+    document = json.loads(data.stdout)
+    assert document["ok"] is (data.returncode == 0)
+    return text.returncode, text.stdout, {step["name"]: step for step in document["steps"]}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Path]:
+    """A CA this machine does not trust, a certificate for localhost signed
+    by it, and one for another host."""
+    folder = tmp_path_factory.mktemp("doctor-pki")
+    ca = trustme.CA(organization_name="Example Corp Inspection")
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "localhost.pem"))
+    ca.issue_cert("other.example").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "other.pem"))
+    return {"ca": folder / "ca.pem", "localhost": folder / "localhost.pem",
+            "other": folder / "other.pem"}
+
+
+@pytest.fixture(scope="module")
+def tls_upstream(pki):
+    """An https mock upstream signed by the untrusted CA; its URL names localhost."""
+    with run_mock_upstream("--tls-cert", str(pki["localhost"])) as (url, _):
+        yield url.replace("127.0.0.1", "localhost")
+
+
+def test_a_working_path_passes_every_step(tmp_path, mock_url):
+    """Against a working upstream every step passes, --chat reports the
+    time to the first token and the tokens used, and the exit status is 0."""
+    status, text, steps = doctor(tmp_path, mock_url, "--chat", "gpt-4.1")
+    assert status == 0, text
+    assert [name for name in steps] == ["configuration", "listen", "resolve", "connect",
+                                        "gateway /", "gateway /v1/models", "chat"]
+    assert all(step["status"] == "pass" for step in steps.values()), text
+    assert "first token after" in steps["chat"]["detail"]
+    # The mock counts words: 5 in doctor's prompt, 5 in its reply.
+    assert "tokens: 5 in, 5 out" in steps["chat"]["detail"]
+    assert "direct: no HTTPS_PROXY" in steps["resolve"]["detail"]
+    assert text.splitlines()[-1] == "all steps passed"
+
+
+def test_an_upstream_that_is_down_fails_the_connect_step(tmp_path):
+    """Nothing listening at the base URL: the connect step fails and says
+    to check GENAI_BASE_URL; the gateway is not asked."""
+    status, text, steps = doctor(tmp_path, f"http://127.0.0.1:{free_port()}")
+    assert status == 1
+    assert steps["connect"]["status"] == "fail"
+    assert "GENAI_BASE_URL" in steps["connect"]["fix"]
+    assert "gateway /" not in steps and "✗ connect" in text
+
+
+def test_an_untrusted_ca_is_named_with_the_setting_that_trusts_it(tmp_path, tls_upstream, pki):
+    """TLS inspection by a corporate CA: the TLS step names the issuer and
+    GENAI_CA_BUNDLE; with GENAI_CA_BUNDLE set to that CA, it passes."""
+    status, text, steps = doctor(tmp_path, tls_upstream)
+    assert status == 1, text
+    tls = steps["tls"]
+    assert tls["status"] == "fail"
+    assert "Example Corp Inspection" in tls["cause"] and "GENAI_CA_BUNDLE" in tls["fix"]
+    assert "localhost (issued by" in tls["detail"]
+    assert "certificate verify failed" in tls["detail"]
+    status, text, steps = doctor(tmp_path, tls_upstream, GENAI_CA_BUNDLE=str(pki["ca"]))
+    assert status == 0, text
+    assert steps["tls"]["status"] == "pass"
+
+
+def test_a_certificate_for_another_host_names_the_hosts_it_holds(tmp_path, pki):
+    """A trusted certificate issued for another name: the TLS step says
+    which names it holds."""
+    with run_mock_upstream("--tls-cert", str(pki["other"])) as (url, _):
+        status, text, steps = doctor(tmp_path, url.replace("127.0.0.1", "localhost"),
+                                     GENAI_CA_BUNDLE=str(pki["ca"]))
+    assert status == 1
+    assert steps["tls"]["status"] == "fail"
+    assert "other.example" in steps["tls"]["detail"]
+    assert "not for localhost" in steps["tls"]["cause"]
+
+
+def test_a_proxy_that_wants_credentials_is_named(tmp_path, tls_upstream, pki):
+    """A forward proxy answering CONNECT with 407: the CONNECT step says it
+    wants credentials in HTTPS_PROXY; with them, the tunnel opens and the
+    rest passes."""
+    with tinyproxy(basic_auth=("doctor", PROXY_PASSWORD)) as (proxy_url, _):
+        status, text, steps = doctor(tmp_path, tls_upstream, HTTPS_PROXY=proxy_url,
+                                     GENAI_CA_BUNDLE=str(pki["ca"]))
+        assert status == 1, text
+        connect = steps["proxy CONNECT"]
+        assert connect["status"] == "fail" and "407" in connect["detail"]
+        assert "credentials" in connect["cause"] and "HTTPS_PROXY" in connect["fix"]
+        assert "through http://127.0.0.1" in steps["resolve"]["detail"]
+        with_credentials = proxy_url.replace("http://", f"http://doctor:{PROXY_PASSWORD}@")
+        status, text, steps = doctor(tmp_path, tls_upstream, HTTPS_PROXY=with_credentials,
+                                     GENAI_CA_BUNDLE=str(pki["ca"]))
+        assert status == 0, text
+        assert steps["proxy CONNECT"]["status"] == "pass"
+
+
+def test_no_proxy_decides_the_route(tmp_path, mock_url):
+    """With HTTPS_PROXY set and NO_PROXY naming the upstream, the resolve
+    step says the route is direct."""
+    status, _, steps = doctor(tmp_path, mock_url, HTTPS_PROXY=f"http://127.0.0.1:{free_port()}",
+                              NO_PROXY="127.0.0.1")
+    assert status == 0
+    assert "direct: NO_PROXY matches" in steps["resolve"]["detail"]
+
+
+def test_an_invalid_setting_fails_the_configuration_step(tmp_path, mock_url):
+    """A setting the daemon would refuse fails the first step with the
+    daemon's own message; the upstream is not checked."""
+    status, text, steps = doctor(tmp_path, mock_url, MAX_RETRIES="lots")
+    assert status == 1
+    assert "MAX_RETRIES must be a whole number" in steps["configuration"]["detail"]
+    assert steps["upstream"]["status"] == "skip"
+
+
+def test_a_running_proxy_on_the_listen_address_is_recognised(tmp_path, mock_url):
+    """When a genai-proxy already listens on --listen, the listen step
+    passes and gives its version."""
+    with run_proxy(mock_url, AUTH_TOKEN="doctor-token-1") as proxy:
+        port = proxy.url.rsplit(":", 1)[1]
+        environment = {**_clean_environment(), **BASE_ENV, "GENAI_BASE_URL": mock_url,
+                       "AUTH_TOKEN": "doctor-token-1"}
+        result = subprocess.run(
+            [str(BIN / "genai-proxy"), "doctor", "--json", "--listen",
+             f"tcp:{port}:interface=127.0.0.1"],
+            env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    steps = {step["name"]: step for step in json.loads(result.stdout)["steps"]}
+    assert steps["listen"]["status"] == "pass"
+    assert "held by a running genai-proxy 0." in steps["listen"]["detail"]
+    assert "doctor-token-1" not in result.stdout
