@@ -162,3 +162,24 @@ def test_a_running_proxy_on_the_listen_address_is_recognised(tmp_path, mock_url)
     assert steps["listen"]["status"] == "pass"
     assert "held by a running genai-proxy 0." in steps["listen"]["detail"]
     assert "doctor-token-1" not in result.stdout
+
+
+def test_every_upstream_of_models_yaml_is_checked(tmp_path, mock_url):
+    """models.yaml's upstreams are checked each in turn, named in every step;
+    one that is down fails while the default one passes."""
+    down = free_port()
+    (tmp_path / "models.yaml").write_text(
+        f"upstreams:\n  local:\n    base_url: http://127.0.0.1:{down}\n"
+        "models:\n  - id: gpt-4.1\n  - id: llama3.2\n    upstream: local\n")
+    status, text, _ = doctor(tmp_path, mock_url)
+    assert status == 1
+    assert f"upstream local: http://127.0.0.1:{down}" in text
+    data = subprocess.run(
+        [str(BIN / "genai-proxy"), "doctor", "--json", "--listen", f"tcp:{free_port()}"],
+        env={**_clean_environment(), **BASE_ENV, "GENAI_BASE_URL": mock_url},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    steps = json.loads(data.stdout)["steps"]
+    by_upstream = {(step["upstream"], step["name"]): step["status"] for step in steps}
+    assert by_upstream[("default", "gateway /v1/models")] == "pass"
+    assert by_upstream[("local", "connect")] == "fail"
+    assert "2 models, 2 upstreams" in steps[0]["detail"]
