@@ -10,17 +10,21 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from support import BIN, _clean_environment, _stop, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_quickstart_serves_the_mock_reply():
+@pytest.mark.parametrize("command", [["genai-proxy", "quickstart"], ["genai-proxy-quickstart"]])
+def test_quickstart_serves_the_mock_reply(command):
+    """`genai-proxy quickstart` (and its older name) runs the proxy in front
+    of the mock upstream and prints how to try it."""
     workdir = Path(tempfile.mkdtemp(prefix="genai-quickstart-"))
     shutil.copy(REPO / "models.yaml", workdir / "models.yaml")
     port = free_port()
     process = subprocess.Popen(
-        [str(BIN / "genai-proxy-quickstart"), "--listen", f"tcp:{port}:interface=127.0.0.1"],
+        [str(BIN / command[0]), *command[1:], "--listen", f"tcp:{port}:interface=127.0.0.1"],
         cwd=workdir, env=_clean_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )
@@ -59,3 +63,18 @@ def test_banner_port_from_either_strports_form():
     assert _listen_port(["--listen=tcp:port=9001:interface=127.0.0.1"]) == "9001"
     assert _listen_port(["-l", "tcp:interface=127.0.0.1:port=9002"]) == "9002"
     assert _listen_port([]) == "8111"
+
+
+def test_the_command_line_explains_itself():
+    """`genai-proxy --help` lists the sub-commands, `--version` prints the
+    version, and a missing or unknown command is a usage error (status 2)."""
+    run = [str(BIN / "genai-proxy")]
+    helped = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=30)
+    assert helped.returncode == 0
+    assert all(name in helped.stdout for name in ("quickstart", "doctor", "configure"))
+    version = subprocess.run([*run, "--version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.startswith("genai-proxy ")
+    for wrong in ([], ["frobnicate"]):
+        refused = subprocess.run([*run, *wrong], capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 2, refused
+        assert "genai-proxy:" in refused.stderr and "Traceback" not in refused.stderr
