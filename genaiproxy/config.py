@@ -47,6 +47,7 @@ class Config:
     ssl_cert_file: str = ""
     api_version: str = ""
     shutdown_grace_sec: float = 30.0
+    shutdown_delay_sec: float = 0.0
     max_request_body_mb: float = 100.0
     log_format: str = ""  # "json" or "text"; empty: decided by where logs go
     log_level: str = "info"
@@ -93,6 +94,7 @@ class Config:
             "GENAI_CA_BUNDLE": self.ca_bundle,
             "GENAI_API_VERSION": self.api_version,
             "SHUTDOWN_GRACE_SEC": self.shutdown_grace_sec,
+            "SHUTDOWN_DELAY_SEC": self.shutdown_delay_sec,
             "MAX_REQUEST_BODY_MB": self.max_request_body_mb,
             "LOG_LEVEL": self.log_level,
             "MAX_HEADER_LINE_BYTES": self.max_header_line_bytes,
@@ -325,6 +327,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         ssl_cert_file=env.get("SSL_CERT_FILE", "").strip(),
         api_version=_api_version(env),
         shutdown_grace_sec=_number(env, "SHUTDOWN_GRACE_SEC", 30.0, minimum=0.0),
+        shutdown_delay_sec=_number(env, "SHUTDOWN_DELAY_SEC", 0.0, minimum=0.0),
         max_request_body_mb=_number(env, "MAX_REQUEST_BODY_MB", 100.0, minimum=0.0),
         log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, ""),
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "info"),

@@ -35,6 +35,8 @@ class Forwarder:
         self.metrics = ProxyMetrics(__version__, lambda: len(self._in_flight))
         self.upstreams = UpstreamSet(upstream, upstream.clock, self.metrics.reloaded)
         self.routing: RoutingTable = NO_ROUTING
+        # Set once a graceful stop began: /readyz then turns new work away.
+        self.draining = False
 
     @property
     def secret_headers(self) -> frozenset[bytes]:

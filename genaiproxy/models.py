@@ -117,6 +117,12 @@ class ModelCatalog:
             raise self._problem
         return self._models
 
+    @property
+    def usable(self) -> bool:
+        """False while the file exists but no version of it could be loaded."""
+        self.refresh()
+        return self._models is not None
+
     def find(self, model_id: str) -> dict[str, Any] | None:
         """The model object with C{model_id}, hidden ones included."""
         self.models()

@@ -3,6 +3,7 @@
     /                       metadata (name, version, upstream)
     /health                 probe of the upstream root          public
     /livez                  liveness, no upstream call          public
+    /readyz                 readiness: 503 while stopping       public
     /metrics                Prometheus metrics
     /status                 the metrics as a small HTML page, for people
     /v1/health              forwarded to the upstream           public
@@ -222,6 +223,26 @@ class Liveness(JSONResource):
         return set_json(request, {"status": "ok"})
 
 
+class Readiness(JSONResource):
+    """GET /readyz: 200 while the proxy takes new work; 503 once a graceful
+    stop began (so that a load balancer sends no more while streams in
+    flight finish) and while models.yaml could never be loaded."""
+
+    public = True
+
+    def __init__(self, forwarder: Forwarder, catalog: ModelCatalog) -> None:
+        super().__init__()
+        self._forwarder = forwarder
+        self._catalog = catalog
+
+    def render_GET(self, request: Request) -> bytes:
+        if self._forwarder.draining:
+            return set_json(request, {"status": "stopping"}, 503)
+        if not self._catalog.usable:
+            return set_json(request, {"status": "no models", "path": self._catalog.path}, 503)
+        return set_json(request, {"status": "ready"})
+
+
 class MetricsPage(JSONResource):
     """GET /metrics: Prometheus' text format (behind the token, like /v1)."""
 
@@ -297,7 +318,8 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
     health = UpstreamsHealth(forwarder, Forwarded(forwarder, "/", ("GET",), probe))
     return Metadata(
         forwarder.config.upstream_display,
-        {b"health": health, b"livez": Liveness(), b"v1": v1,
+        {b"health": health, b"livez": Liveness(), b"readyz": Readiness(forwarder, catalog),
+         b"v1": v1,
          b"metrics": MetricsPage(forwarder.metrics),
          b"status": StatusPage(forwarder.metrics, forwarder.config.upstream_display)},
     )

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
@@ -183,14 +183,19 @@ class ProxyService(MultiService):
         return [*self.secret_files, *self.forwarder.upstreams.key_files]
 
     def stopService(self) -> Deferred[Any]:
-        """Stop listening at once, let in-flight requests finish within the
-        grace period, cut what is left, then close upstream connections."""
-        grace = self.config.shutdown_grace_sec
-        log.info("shutdown_started", in_flight=self.forwarder.in_flight, grace_sec=grace)
+        """Turn not-ready (/readyz: 503), keep listening for SHUTDOWN_DELAY_SEC
+        (so that a load balancer stops sending first), stop listening, let
+        in-flight requests finish within the grace period, cut what is left,
+        then close upstream connections."""
+        grace, delay = self.config.shutdown_grace_sec, self.config.shutdown_delay_sec
+        self.forwarder.draining = True
+        log.info("shutdown_started", in_flight=self.forwarder.in_flight, grace_sec=grace,
+                 delay_sec=delay)
         if self._model_check.running:
             self._model_check.stop()
         started = self._reactor.seconds()
-        stopped = super().stopService() or succeed(None)
+        waited = task.deferLater(self._reactor, delay, lambda: None) if delay else succeed(None)
+        stopped = waited.addCallback(lambda _: super(ProxyService, self).stopService())
 
         def drain(_: object) -> Deferred[None]:
             waiting = self.forwarder.idle()

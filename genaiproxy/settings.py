@@ -35,6 +35,7 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("KEEPALIVE_TIMEOUT", "75", "seconds an idle client connection is kept open"),
     ("MAX_CLIENT_CONNECTIONS", "10000", "client connections open at once; more are closed"),
     ("SHUTDOWN_GRACE_SEC", "30", "on SIGTERM, time for requests in flight to finish"),
+    ("SHUTDOWN_DELAY_SEC", "0", "on SIGTERM, seconds /readyz says 503 before the port closes"),
     ("HTTPS_PROXY", "", "forward proxy for upstream calls, http://[user:pass@]host:port"),  # also https_proxy
     ("NO_PROXY", "", "upstream hosts reached directly: names, IPs, networks, *"),
     ("GENAI_CA_BUNDLE", "", "PEM file of extra CAs to trust for an https upstream"),

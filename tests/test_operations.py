@@ -21,6 +21,51 @@ def test_livez_needs_no_upstream_and_no_token(client):
         assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
+def test_readyz_says_503_while_models_yaml_never_loaded(mock_url, client):
+    """/readyz is open without a token, 200 while the proxy takes work, and
+    503 while models.yaml exists but no version of it could be loaded."""
+    with run_proxy(mock_url, models="models: [broken\n", AUTH_TOKEN="tok") as p:
+        refused = client.get(p.url + "/readyz")
+        assert refused.status_code == 503 and refused.json()["status"] == "no models"
+        (p.workdir / "models.yaml").write_text("- id: gpt-4.1\n")
+        p.wait_for_event("models_loaded")
+        ready = client.get(p.url + "/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+def test_sigterm_turns_not_ready_and_keeps_listening_for_the_delay(mock_url, client):
+    """SIGTERM with SHUTDOWN_DELAY_SEC: /readyz answers 503 at once while
+    the port still accepts requests (a load balancer takes the endpoint
+    out), a stream in flight finishes, then the port closes and the process
+    exits 0."""
+    with run_proxy(mock_url, SHUTDOWN_DELAY_SEC="1.5", SHUTDOWN_GRACE_SEC="20") as p:
+        assert client.get(p.url + "/readyz").status_code == 200
+        received: list[str] = []
+        streaming = threading.Event()
+
+        def read_stream() -> None:
+            with httpx.stream("POST", p.url + CHAT, timeout=30,
+                              json={"model": "gpt-4.1", "messages": [], "stream": True},
+                              headers={"X-Mock-Events": "10", "X-Mock-Event-Delay": "0.25"}) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        received.append(line)
+                        streaming.set()
+
+        reader = threading.Thread(target=read_stream)
+        reader.start()
+        assert streaming.wait(10)
+        p.process.send_signal(signal.SIGTERM)
+        assert p.wait_for_event("shutdown_started")["delay_sec"] == 1.5
+        with httpx.Client(trust_env=False) as fresh:  # a new connection: the port still listens
+            assert fresh.get(p.url + "/readyz").json() == {"status": "stopping"}
+            assert fresh.get(p.url + "/readyz").status_code == 503
+            assert fresh.get(p.url + "/livez").status_code == 200
+        reader.join(30)
+        assert received[-1] == "data: [DONE]" and len(received) == 12
+        assert p.process.wait(30) == 0
+
+
 def test_sigterm_drains_streams_then_exits_0(mock_url, client):
     """SIGTERM: the listening socket closes at once, a stream in flight runs to
     its end, then the process exits with status 0."""
