@@ -35,7 +35,7 @@ STANDARD_METHODS = [b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD", b"OPT
 token_bytes = st.text(alphabet=TCHAR, min_size=1, max_size=10).map(str.encode)
 methods = mostly(st.sampled_from(STANDARD_METHODS), token_bytes, 4)
 
-ROUTES = [b"/", b"/health", b"/livez", b"/v1/health", b"/v1/models", b"/v1/models/gpt-4.1",
+ROUTES = [b"/", b"/health", b"/livez", b"/readyz", b"/v1/health", b"/v1/models", b"/v1/models/gpt-4.1",
           b"/v1/models/org/model-x", b"/v1/chat/completions", b"/v1/responses", b"/v1/responses/r1",
           b"/v1/embeddings", b"/v1/files", b"/metrics", b"/status", b"*"]
 NAMED_SEGMENTS = [b"v1", b"chat", b"completions", b"responses", b"models", b"health", b"livez",
