@@ -128,7 +128,10 @@ class UsageReader:
         last C{"usage": {...}} in it, when the line is one that reports it."""
         if not head.startswith(b"data:"):
             return
-        if self._responses_api and not any(kind in head for kind in _RESPONSES_ENDS):
+        # (The event's type leads its object as OpenAI writes it; a writer
+        # that sorts keys puts it last.)
+        if self._responses_api and not any(kind in head or kind in tail[-_HEAD_MAX:]
+                                           for kind in _RESPONSES_ENDS):
             return
         matches = list(_USAGE_OBJECT.finditer(tail))
         if not matches:

@@ -173,3 +173,16 @@ def test_a_body_that_cannot_be_rewritten_goes_as_it_came():
     prepared = prepare_body(body, "max_completion_tokens", stream_usage=True)
     assert not prepared.usage_added and prepared.body == body
     assert "stream_options" not in prepared.payload
+
+
+def test_a_long_completed_event_with_its_type_last_is_read():
+    """A writer that sorts keys puts "type" after "response": a long
+    response.completed event is still recognised by its end."""
+    completed = {"response": {"instructions": "y " * (2 * LINE_MAX),
+                              "usage": {"input_tokens": 8, "output_tokens": 3}},
+                 "sequence_number": 9, "type": "response.completed"}
+    stream = b"event: response.completed\ndata: " + json.dumps(completed).encode() + b"\n\n"
+    reader = UsageReader(responses_api=True)
+    for start in range(0, len(stream), 4096):
+        reader.feed(stream[start:start + 4096])
+    assert reader.usage == {"input": 8, "output": 3}
