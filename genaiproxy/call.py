@@ -134,7 +134,12 @@ class ForwardCall:
         raw = content.read()
         prepared = prepare_body(raw, route.token_field,
                                 route.asks_usage and self._fw.config.stream_usage, model)
-        self._client_body = raw if prepared.usage_added else None
+        self._client_body = None
+        if prepared.usage_added:
+            # Renamed (an alias, a fallback): asked again under the name sent
+            # upstream, with its gpt-5 rules, only without the question.
+            self._client_body = raw if model is None else prepare_body(
+                raw, route.token_field, False, model).body
         return prepared, prepared.body
 
     def start(self) -> None:

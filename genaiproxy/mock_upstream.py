@@ -48,6 +48,19 @@ It misbehaves on request through ``X-Mock-*`` headers:
     gzip the answer (``Content-Encoding: gzip``, no ``Content-Length``),
     flushed after every write so that stream events still go out one by one.
 
+Started with options, it misbehaves on every request under ``/v1`` (the
+requests are still recorded), as one upstream among several would:
+
+``--require-header 'Name: value'``
+    a request without that header carrying exactly that value is answered
+    401 with an OpenAI-style error, as a gateway answers a missing or wrong
+    key.
+``--fail-status N``
+    every request is answered with status N and an OpenAI-style error
+    (like ``X-Mock-Status``, but whatever the request carries).
+``--hang``
+    no request is ever answered (like ``X-Mock-Hang``).
+
 ``GET /_mock/requests`` lists the last requests received, each body cut to
 its first 64 KiB (``body_length`` has the full size); ``DELETE`` clears them
 and the counters.  ``GET /_mock/stats`` reports counters.
@@ -68,6 +81,7 @@ import argparse
 import hashlib
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -123,6 +137,25 @@ REQUEST_LOG_BODY_LIMIT = 64 * 1024
 _EXTRA_REASONS = {422: b"Unprocessable Content", 429: b"Too Many Requests"}
 
 
+@dataclass(frozen=True)
+class MockOptions:
+    """How the mock misbehaves on every request under ``/v1`` (its
+    command-line options); by default it does not."""
+
+    # (name, value): a request without this exact header value gets a 401.
+    require_header: tuple[bytes, bytes] | None = None
+    fail_status: int | None = None  # answer every request with this status
+    hang: bool = False  # answer no request
+
+
+def parse_header_option(text: str) -> tuple[bytes, bytes]:
+    """``'Name: value'`` as (name, value); raises ValueError without a name."""
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip() or any(c.isspace() for c in name.strip()):
+        raise ValueError(f"expected 'Name: value', got {text!r}")
+    return name.strip().encode("latin-1"), value.strip().encode("latin-1")
+
+
 # A text-generating renderer: (request, JSON body, stream?, drop-after).
 _Generator = Callable[[server.Request, dict[str, Any], bool, int | None], bytes | int]
 
@@ -139,6 +172,7 @@ class MockResource(Resource):
         events: int,
         event_delay: float,
         reply: str,
+        options: MockOptions | None = None,
     ) -> None:
         super().__init__()
         self.state = state
@@ -146,6 +180,7 @@ class MockResource(Resource):
         self.events = events
         self.event_delay = event_delay
         self.reply = reply
+        self.options = options or MockOptions()
 
     def render(self, request: server.Request) -> bytes | int:
         """Route on the path suffix, after the X-Mock-* controls."""
@@ -192,6 +227,10 @@ class MockResource(Resource):
         self, request: server.Request, path: str, body: bytes
     ) -> bytes | int:
         """Apply the failure controls, then answer the API path."""
+        if "/v1/" in path:
+            refused = self._apply_options(request)
+            if refused is not None:
+                return refused
         fail_first = int_header(request, b"x-mock-fail-first")
         request_id = mock_header(request, b"x-request-id")
         if fail_first and request_id is not None:
@@ -267,6 +306,24 @@ class MockResource(Resource):
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"mock upstream ok"
         return send_error(request, 404, f"Unknown path: {path}")
+
+    def _apply_options(self, request: server.Request) -> bytes | int | None:
+        """The answer the command-line options give a request under /v1, or
+        None when they let it through."""
+        options = self.options
+        if options.require_header is not None:
+            name, value = options.require_header
+            if request.requestHeaders.getRawHeaders(name) != [value]:
+                request.setResponseCode(401)
+                request.setHeader(b"content-type", JSON_TYPE)
+                return error_body(f"missing or wrong {name.decode('latin-1')} header",
+                                  "invalid_request_error", "invalid_api_key")
+        if options.fail_status is not None:
+            return self._render_mock_status(request, options.fail_status)
+        if options.hang:
+            request.notifyFinish().addErrback(lambda _: None)
+            return server.NOT_DONE_YET
+        return None
 
     def _render_bulk(self, request: server.Request, size: int) -> int:
         """C{size} bytes of a download, written in 1 MiB pieces."""
@@ -534,6 +591,7 @@ def build_site(
     event_delay: float = DEFAULT_EVENT_DELAY,
     reply: str = DEFAULT_REPLY,
     clock: IReactorTime | None = None,
+    options: MockOptions | None = None,
 ) -> MockSite:
     """Build a mock upstream Site with its own state, ready to listen.
 
@@ -544,7 +602,7 @@ def build_site(
         from twisted.internet import reactor
 
         clock = reactor
-    resource = MockResource(MockState(), clock, events, event_delay, reply)
+    resource = MockResource(MockState(), clock, events, event_delay, reply, options)
     return MockSite(resource, clock)
 
 
@@ -559,6 +617,20 @@ def _non_negative(kind: type) -> Any:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def _header_option(text: str) -> tuple[bytes, bytes]:
+    try:
+        return parse_header_option(text)
+    except (ValueError, UnicodeEncodeError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _status(text: str) -> int:
+    value = int(text)
+    if not 100 <= value <= 599:
+        raise argparse.ArgumentTypeError(f"must be from 100 to 599: {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -580,7 +652,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="assistant reply text (default: %(default)r)")
     parser.add_argument("--tls-cert", metavar="PEM",
                         help="serve https with this certificate chain and private key (one PEM file)")
+    parser.add_argument("--require-header", metavar="'NAME: VALUE'", type=_header_option,
+                        help="answer 401 (OpenAI-style error) to any request under /v1 "
+                             "without this exact header value")
+    parser.add_argument("--fail-status", metavar="N", type=_status,
+                        help="answer every request under /v1 with status N and an error body")
+    parser.add_argument("--hang", action="store_true",
+                        help="never answer a request under /v1")
     args = parser.parse_args(argv)
+    options = MockOptions(args.require_header, args.fail_status, args.hang)
 
     from twisted.internet import reactor
     from twisted.logger import (
@@ -597,7 +677,7 @@ def main(argv: list[str] | None = None) -> None:
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
         redirectStandardIO=False,
     )
-    site = build_site(args.events, args.event_delay, args.reply, clock=reactor)
+    site = build_site(args.events, args.event_delay, args.reply, clock=reactor, options=options)
     if args.tls_cert:
         from twisted.internet.ssl import PrivateCertificate
 

@@ -171,6 +171,8 @@ def _key(name: str, settings: Mapping[str, Any], environ: Mapping[str, str]) -> 
 def _route(entry: Mapping[str, Any], specs: Mapping[str, UpstreamSpec]) -> ModelRoute:
     model_id = entry["id"]
     upstream = entry.get("upstream", DEFAULT_UPSTREAM)
+    if not isinstance(upstream, str):
+        raise RoutingError(f"model {model_id!r}: upstream must be the name of one upstream")
     if upstream != DEFAULT_UPSTREAM and upstream not in specs:
         raise RoutingError(f"model {model_id!r}: upstream {upstream!r} is not defined under "
                            "'upstreams'")

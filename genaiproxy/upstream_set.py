@@ -12,6 +12,7 @@ end.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.logger import Logger
@@ -62,14 +63,19 @@ class UpstreamSet:
         key_files: dict[str, SecretFile[str]] = {}
         for name, spec in routing.upstreams.items():
             old = self._clients.get(name)
-            if old is not None and old.config == spec.config:
+            kept = self._key_files.get(name)
+            if old is not None and (old.config == spec.config or (
+                    kept is not None and kept.path == spec.key_file
+                    and old.config == replace(spec.config, api_key=old.config.api_key))):
+                # Unchanged, or only the key in its file: the file's watcher
+                # gives the client the new key (and logs it).
                 client = old
             else:
                 client = UpstreamClient(spec.config, self._reactor)
             clients[name] = client
-            kept = self._key_files.get(name)
             if kept is not None and old is client and kept.path == spec.key_file:
                 key_files[name] = kept
+                kept.refresh()
             elif spec.key_file:
                 try:
                     key_files[name] = SecretFile(f"api_key_file of upstream {name}",
