@@ -136,10 +136,9 @@ class ForwardCall:
                                 route.asks_usage and self._fw.config.stream_usage, model)
         self._client_body = None
         if prepared.usage_added:
-            # Renamed (an alias, a fallback): asked again under the name sent
-            # upstream, with its gpt-5 rules, only without the question.
-            self._client_body = raw if model is None else prepare_body(
-                raw, route.token_field, False, model).body
+            # For an upstream that refuses the question: the same body (the
+            # name sent upstream, its gpt-5 rules) only without it.
+            self._client_body = prepare_body(raw, route.token_field, False, model).body
         return prepared, prepared.body
 
     def start(self) -> None:
@@ -193,10 +192,13 @@ class ForwardCall:
     def _fall_back(self, reason: str) -> bool:
         """Send the request to the next route of its model's fallbacks, if
         one is left; True when it was sent."""
-        if self._hop + 1 >= len(self._hops) or self._gone:
+        # (An upstream a reload removed since the request began is passed over.)
+        following = [index for index in range(self._hop + 1, len(self._hops))
+                     if self._fw.upstreams.has(self._hops[index].upstream)]
+        if not following or self._gone:
             return False
         self._tried.append(f"{self._upstream_name} ({reason})")
-        self._hop += 1
+        self._hop = following[0]
         hop = self._hops[self._hop]
         prepared, body = self._prepare(hop.upstream_model or hop.id)
         call, query, _ = self._go(prepared, body)
@@ -443,6 +445,9 @@ class ForwardCall:
     def _answer_error(self, status: int, document: dict[str, Any]) -> None:
         request = self._request
         body = set_json(request, document, status)
+        if self._tried:
+            request.responseHeaders.setRawHeaders(b"X-Upstreams-Tried", [", ".join(
+                [*self._tried, self._upstream_name]).encode("latin-1")])
         self._ended = True
         request.write(body)
         request.finish()

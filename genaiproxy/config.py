@@ -135,9 +135,14 @@ def derive_upstream(default: Config, name: str, settings: Mapping[str, Any],
     if any(c in api_key for c in "\r\n\0") or not _is_latin1(api_key):
         raise ConfigError(f"{where}: the key holds a character that cannot go in a header")
     env = {"GENAI_API_VERSION": str(settings.get("api_version", default.api_version) or "")}
+    try:
+        api_version = _api_version(env)
+    except ConfigError:
+        raise ConfigError(f"{where}: api_version looks wrong: {env['GENAI_API_VERSION']!r} "
+                          "(e.g. 2024-10-21)") from None
     changes: dict[str, Any] = {
         "base_url": base_url, "subscription_name": subscription_name, "api_key": api_key,
-        "api_key_file": api_key_file, "api_version": _api_version(env),
+        "api_key_file": api_key_file, "api_version": api_version,
     }
     ca_bundle = settings.get("ca_bundle")
     if ca_bundle is not None:

@@ -47,6 +47,10 @@ class UpstreamSet:
         upstreams that exist when it takes service)."""
         return self._clients.get(name, self.default)
 
+    def has(self, name: str) -> bool:
+        """Whether upstream C{name} is in service."""
+        return name in self._clients
+
     def items(self) -> list[tuple[str, UpstreamClient]]:
         """(name, client) of every upstream, C{default} first."""
         return list(self._clients.items())

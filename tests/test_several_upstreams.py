@@ -280,6 +280,7 @@ def test_every_hop_failing_names_every_upstream(farm, client):
     assert response.status_code == 502
     message = response.json()["error"]["message"]
     assert message.endswith("; upstreams tried: down (status 503), closed (connect_error)")
+    assert response.headers["x-upstreams-tried"] == "down (status 503), closed"
     final = farm.proxy.wait_for_event("final_error", id=rid)
     assert final["error"]["message"] == message
 

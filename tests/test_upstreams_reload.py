@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -177,3 +178,32 @@ def test_api_key_file_is_read_and_rotated(client, tmp_path: Path):
             assert after == before + 1
             log = "\n".join(proxy.lines)
             assert "sk-file-1111aaaa" not in log and "sk-file-2222bbbb" not in log
+
+
+def test_a_fallback_whose_upstream_was_removed_is_passed_over(client):
+    """A reload removes the upstream of a request's fallback while its first
+    upstream keeps it waiting: when the first one times out, the removed
+    fallback is passed over (not sent to another upstream under its name),
+    and the 502 names only what was tried."""
+    with run_mock_upstream("--hang") as (slow, _), requiring(DEFAULT_KEY) as (default, _), \
+            requiring(X_KEY) as (x, _):
+        first = ("upstreams:\n  slow:\n    base_url: " + slow + "\n    request_timeout: 2\n"
+                 "    max_retries: 0\n" + upstream("x", x, X_KEY, "X_KEY")
+                 + "models:\n  - {id: stuck, upstream: slow, fallbacks: [x-model]}\n"
+                 "  - {id: x-model, upstream: x}\n")
+        with run_proxy(default, models=first, X_KEY=X_KEY[1]) as proxy:
+            proxy.wait_for_event("models_loaded")
+            rid = "reload-passed-over-" + uuid.uuid4().hex
+            answer: list[httpx.Response] = []
+            asking = threading.Thread(target=lambda: answer.append(client.post(
+                proxy.url + CHAT, json={"model": "stuck", "messages": MESSAGES},
+                headers={"X-Request-ID": rid}, timeout=30)))
+            asking.start()
+            proxy.wait_for_event("request", id=rid)
+            rewrite(proxy, "upstreams:\n  slow:\n    base_url: " + slow + "\n    request_timeout: 2\n"
+                    "    max_retries: 0\nmodels:\n  - {id: stuck, upstream: slow}\n")
+            proxy.wait_for_event("models_loaded", models=1)
+            asking.join(30)
+            assert answer[0].status_code == 502
+            assert upstream_saw(x, rid) == [] and upstream_saw(default, rid) == []
+            assert "upstreams tried" not in answer[0].json()["error"]["message"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from conftest import upstream_saw
 from support import ProxyProcess, run_proxy
 from test_metrics import TOKEN, scrape
 
@@ -142,14 +143,18 @@ def test_responses_and_legacy_streams_are_counted(asking):
         assert after[kind] - before.get(kind, 0) == expected[kind] + legacy_usage[kind]
 
 
-def test_an_upstream_that_refuses_stream_options_gets_the_client_body(asking):
+def test_an_upstream_that_refuses_stream_options_gets_the_client_body(asking, mock_url):
     """An upstream that rejects stream_options (an older Azure API version)
-    is asked again with the body as the client sent it: the client gets its
-    stream, and the event says why."""
-    stream, rid = raw_stream(asking, chat_body(None), **{"X-Mock-No-Stream-Options": "1"})
+    is asked again without them, the gpt-5 rules still applied: the client
+    gets its stream, and the event says why."""
+    body = {**chat_body(None), "model": "gpt-5", "max_tokens": 9}
+    stream, rid = raw_stream(asking, body, **{"X-Mock-No-Stream-Options": "1"})
     assert stream.endswith(b"data: [DONE]\n\n") and b'"usage"' not in stream
     asking.wait_for_event("stream_usage_refused", id=rid)
     assert "usage" not in asking.wait_for_event("streaming_end", id=rid)
+    sent = [json.loads(seen["body"]) for seen in upstream_saw(mock_url, rid)]
+    assert len(sent) == 2 and "stream_options" in sent[0]
+    assert "stream_options" not in sent[1] and sent[1]["max_completion_tokens"] == 9
 
 
 def test_the_python_sdk_sees_the_stream_it_asked_for(asking):
