@@ -537,6 +537,21 @@ def test_opencode_run_uses_the_configured_file(configured_proxy, tmp_path):
     _assert_reply(result, configured_proxy, "/v1/chat/completions", since)
 
 
+def test_open_webui_file_is_what_the_open_webui_test_runs(tmp_path):
+    """Open WebUI's env file, for a proxy with AUTH_TOKEN, sets each of its
+    variables as tests/test_open_webui.py sets it for the real Open WebUI
+    it runs against such a proxy (the connection, the key, RAG)."""
+    from test_open_webui import _environment
+
+    url = "http://127.0.0.1:8111/v1"
+    result = configure(tmp_path, "open-webui", models=MODELS_YAML, AUTH_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    written = env_values((tmp_path / "home" / FILES["open-webui"]).read_text())
+    tested = _environment(tmp_path / "webui-home", tmp_path / "data", url)
+    assert set(written) <= set(tested)
+    assert {name: tested[name] for name in written} == written
+
+
 def test_no_file_left_behind(tmp_path):
     """A write leaves only the file and its backup: no temporary file."""
     configure(tmp_path, "codex")
