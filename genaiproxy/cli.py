@@ -23,7 +23,8 @@ from .service import DEFAULT_LISTEN, DEFAULT_MODELS, version_text
 
 _LISTEN = ["listen", "l", DEFAULT_LISTEN,
            "Where the daemon listens, as for twistd genaiproxy --listen."]
-_MODELS = ["models", "m", DEFAULT_MODELS, "The daemon's models.yaml, as for --models."]
+_MODELS = ["models", "m", None,
+           f"The daemon's models.yaml, as for --models [default: {DEFAULT_MODELS}]."]
 
 CLIENTS = ("codex", "opencode", "open-webui", "vscode", "openai-env")
 

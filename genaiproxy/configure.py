@@ -72,10 +72,11 @@ def _configure(client: str, options: Any, env: Mapping[str, str]) -> int:
     notes: list[str] = []
     models: tuple[str, ...] = ()
     if client in NEEDS_MODELS:
-        models = visible_models(options["models"], notes)
+        given = options["models"]  # None: the default, which may be missing
+        models = visible_models(given or DEFAULT_MODELS, notes, given is not None)
         if not models and client in ("opencode", "vscode"):
             raise ConfigureError("no models to configure: " + (
-                notes[0] if notes else f"{os.path.abspath(options['models'])} lists none"))
+                notes[0] if notes else f"{os.path.abspath(given or DEFAULT_MODELS)} lists none"))
     setup = Setup(client_url(options["listen"]), models, read_auth(env, client))
     if options["print"]:
         merged = _merge(client, None, setup, reveal=False)
@@ -182,15 +183,15 @@ def read_auth(env: Mapping[str, str], client: str) -> Auth:
     return Auth()
 
 
-def visible_models(path: str, notes: list[str]) -> tuple[str, ...]:
+def visible_models(path: str, notes: list[str], given: bool = True) -> tuple[str, ...]:
     """The ids of the models in C{path} that C{/v1/models} lists (not
-    C{hidden}), in order.  The default path may be missing (as for the
-    daemon): then none, and a note says so."""
+    C{hidden}), in order.  As for the daemon, a path not C{given} (the
+    default) may be missing: then none, and a note says so."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        if path != DEFAULT_MODELS:
+        if given:
             raise ConfigureError(f"--models {path}: no such file") from None
         notes.append(f"no models.yaml at {os.path.abspath(path)}, so no models listed: "
                      f"give --models PATH (the installed service's is {SERVICE_MODELS})")
