@@ -20,6 +20,10 @@ setup(
         "Twisted[tls]>=23.10",
         "treq>=26.7",  # treq.cookies.IndexableCookieJar, our jar's base
         "PyYAML>=6",
+        # genai-proxy configure codex: round-trip TOML editing of the user's
+        # ~/.codex/config.toml that keeps their comments and formatting
+        # (the standard library's tomllib only reads).
+        "tomlkit>=0.12",
         "pyOpenSSL>=24",
         "service-identity>=24",
         # /metrics: the Prometheus client's own registry, metric types and

@@ -45,6 +45,22 @@ class ConfigureOptions(usage.Options):
     optFlags = [["print", None, "Print the configuration instead of writing it."]]
     optParameters = [_LISTEN, _MODELS]
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Options after the client name too (C{configure codex --print}), as
+        GNU's getopt allows: Twisted's stops at the first argument that is not
+        an option, so the client name is moved after the options."""
+        args = list(sys.argv[1:] if options is None else options)
+        i = 0
+        while i < len(args) and args[i] != "--":
+            if args[i] in ("-l", "--listen", "-m", "--models"):
+                i += 2  # and its value
+            elif not args[i].startswith("-"):
+                args.append(args.pop(i))
+                break
+            else:
+                i += 1
+        super().parseOptions(args)
+
     # Twisted types parseArgs without arguments, yet calls it with the positional ones.
     def parseArgs(self, client: str) -> None:  # type: ignore[override]
         if client not in CLIENTS:

@@ -211,12 +211,14 @@ def test_codex_exec(guarded_proxy, tmp_path):
     work.mkdir()
     env = client_env(tmp_path / "home", CODEX_HOME=str(codex_home), GENAI_PROXY_TOKEN=TOKEN)
     since = len(guarded_proxy.events("request"))
-    result = run_client(
-        [codex, "exec", "--strict-config", "--skip-git-repo-check", "--ephemeral",
-         "--sandbox", "read-only", "--color", "never", PROMPT],
-        env, work, guarded_proxy,
-    )
+    result = run_client(codex_exec_argv(codex), env, work, guarded_proxy)
     _assert_reply(result, guarded_proxy, "/v1/responses", since)
+
+
+def codex_exec_argv(codex: str) -> list[str]:
+    """C{codex exec} of PROMPT, headless, with a config that must be all known keys."""
+    return [codex, "exec", "--strict-config", "--skip-git-repo-check", "--ephemeral",
+            "--sandbox", "read-only", "--color", "never", PROMPT]
 
 
 # --- opencode ---------------------------------------------------------------------
@@ -224,9 +226,20 @@ def test_codex_exec(guarded_proxy, tmp_path):
 def test_opencode_run(guarded_proxy, tmp_path):
     opencode = _installed(".bin/opencode")
     home = tmp_path / "home"
-    env = client_env(
+    env = opencode_env(home, GENAI_PROXY_TOKEN=TOKEN)
+    config_dir = opencode_config_dir(home)
+    (config_dir / "opencode.json").write_text(_fill("opencode.template.json", guarded_proxy))
+    work = tmp_path / "work"
+    work.mkdir()
+    since = len(guarded_proxy.events("request"))
+    result = run_client([opencode, "run", PROMPT], env, work, guarded_proxy)
+    _assert_reply(result, guarded_proxy, "/v1/chat/completions", since)
+
+
+def opencode_env(home: Path, **extra: str) -> dict[str, str]:
+    """L{client_env} for opencode: no downloads, updates, sharing or plugins."""
+    return client_env(
         home,
-        GENAI_PROXY_TOKEN=TOKEN,
         OPENCODE_DISABLE_MODELS_FETCH="1",  # no models.dev catalogue download
         OPENCODE_DISABLE_AUTOUPDATE="1",
         OPENCODE_DISABLE_SHARE="1",
@@ -234,10 +247,15 @@ def test_opencode_run(guarded_proxy, tmp_path):
         OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
         OPENCODE_DISABLE_CLAUDE_CODE="1",
         OPENCODE_DISABLE_EXTERNAL_SKILLS="1",
+        **extra,
     )
+
+
+def opencode_config_dir(home: Path) -> Path:
+    """opencode's global config directory under C{home} (as L{client_env}
+    sets XDG_CONFIG_HOME), made ready to hold its opencode.json."""
     config_dir = home / "config" / "opencode"
-    config_dir.mkdir(parents=True)
-    (config_dir / "opencode.json").write_text(_fill("opencode.template.json", guarded_proxy))
+    config_dir.mkdir(parents=True, exist_ok=True)
     # opencode npm-installs @opencode-ai/plugin into every config directory
     # (in the background, from the registry) unless the directory already is
     # an installed npm project whose lock lists it: make it one, backed by the
@@ -245,8 +263,4 @@ def test_opencode_run(guarded_proxy, tmp_path):
     for name in ("package.json", "package-lock.json"):
         shutil.copy(CLIENTS / name, config_dir / name)
     (config_dir / "node_modules").symlink_to(NODE_MODULES, target_is_directory=True)
-    work = tmp_path / "work"
-    work.mkdir()
-    since = len(guarded_proxy.events("request"))
-    result = run_client([opencode, "run", PROMPT], env, work, guarded_proxy)
-    _assert_reply(result, guarded_proxy, "/v1/chat/completions", since)
+    return config_dir

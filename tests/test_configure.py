@@ -1,0 +1,560 @@
+"""`genai-proxy configure CLIENT`, run as the installed console script.
+
+Each test gives the command a scratch HOME (and XDG_CONFIG_HOME or
+CODEX_HOME, or neither) and looks at what it wrote there: a new file, a
+merge into the user's own (kept, backed up, and not touched again on a
+second run), or nothing at all with --print.  The last tests hand what it
+wrote to the real clients, Codex CLI and opencode, which then talk to a
+proxy with AUTH_TOKEN in front of the mock upstream, as
+tests/test_real_clients.py runs them with its templates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import tomlkit
+from support import BIN, run_proxy
+from test_real_clients import (
+    CLIENTS,
+    MODELS_YAML,
+    PROMPT,
+    TOKEN,
+    _assert_reply,
+    _installed,
+    client_env,
+    codex_exec_argv,
+    opencode_config_dir,
+    opencode_env,
+    run_client,
+)
+
+from genaiproxy.configure import client_url
+
+GENAI_PROXY = str(BIN / "genai-proxy")
+URL = "http://127.0.0.1:8111/v1"
+SECRET = "configure-secret-token-5150"
+MODELS = """\
+models:
+  - id: gpt-4.1
+  - id: gpt-5
+  - id: internal-router
+    hidden: true
+  - id: text-embedding-3-large
+"""
+VISIBLE = ["gpt-4.1", "gpt-5", "text-embedding-3-large"]
+CLIENT_NAMES = ["codex", "opencode", "vscode", "open-webui", "openai-env"]
+# Where each client's file is with client_env's XDG_CONFIG_HOME (HOME/config)
+# and CODEX_HOME unset.
+FILES = {
+    "codex": ".codex/config.toml",
+    "opencode": "config/opencode/opencode.json",
+    "vscode": "config/Code/User/settings.json",
+    "open-webui": "config/genai-proxy/open-webui.env",
+    "openai-env": "config/genai-proxy/openai.env",
+}
+_AUTH = ("AUTH_TOKEN", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE", "CREDENTIALS_DIRECTORY")
+
+
+def configure(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+              models: str | None = MODELS, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run `genai-proxy configure ARGS` in C{tmp_path}/work, with C{models}
+    as its models.yaml (none when C{None}), HOME C{tmp_path}/home and
+    C{settings}."""
+    work = tmp_path / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    if models is None:
+        (work / "models.yaml").unlink(missing_ok=True)
+    else:
+        (work / "models.yaml").write_text(models)
+    if env is None:
+        env = {k: v for k, v in client_env(tmp_path / "home").items() if k not in _AUTH}
+        env.pop("CODEX_HOME", None)
+    env.update(settings)
+    return subprocess.run([GENAI_PROXY, "configure", *args], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def toml(text: str) -> dict:
+    return tomlkit.loads(text).unwrap()
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def env_values(text: str) -> dict[str, str]:
+    pairs = re.findall(r"^(?:export )?([A-Z_]+)=(.*)$", text, re.MULTILINE)
+    return dict(pairs)
+
+
+def check_content(client: str, text: str, url: str = URL) -> None:
+    """C{text} is a configuration of C{client} for the proxy at C{url}."""
+    if client == "codex":
+        config = toml(text)
+        assert config["model_provider"] == "genai" and config["model"] == "gpt-4.1"
+        assert config["model_providers"]["genai"] == {
+            "name": "genai-proxy", "base_url": url, "wire_api": "responses",
+            "env_key": "GENAI_PROXY_TOKEN"}
+    elif client == "opencode":
+        config = json.loads(text)
+        genai = config["provider"]["genai"]
+        assert genai["npm"] == "@ai-sdk/openai-compatible"
+        assert genai["options"] == {"baseURL": url, "apiKey": "{env:GENAI_PROXY_TOKEN}"}
+        assert list(genai["models"]) == VISIBLE
+        assert config["model"] == "genai/gpt-4.1"
+    elif client == "vscode":
+        models = json.loads(text)["github.copilot.chat.customOAIModels"]
+        assert list(models) == VISIBLE
+        assert {m["url"] for m in models.values()} == {url}
+        assert models["gpt-5"]["name"] == "genai gpt-5" and models["gpt-5"]["toolCalling"] is True
+    elif client == "open-webui":
+        values = env_values(text)
+        assert values["OPENAI_API_BASE_URL"] == values["RAG_OPENAI_API_BASE_URL"] == url
+        assert values["RAG_EMBEDDING_ENGINE"] == "openai"
+        assert values["RAG_EMBEDDING_MODEL"] == "text-embedding-3-large"  # from models.yaml
+    else:
+        values = env_values(text)
+        assert values["OPENAI_BASE_URL"] == url
+        assert values["OPENAI_API_KEY"] == '"${GENAI_PROXY_TOKEN:-unused}"'
+
+
+# --- writing, printing, where ---------------------------------------------------------
+
+@pytest.mark.parametrize("client", CLIENT_NAMES)
+def test_writes_the_clients_file(tmp_path, client):
+    """configure CLIENT writes CLIENT's configuration for the proxy at the
+    default --listen, with the visible models of ./models.yaml (not the
+    hidden one), into the client's own file; its output names the file."""
+    result = configure(tmp_path, client)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "home" / FILES[client]
+    assert f"wrote {path}\n" in result.stdout
+    check_content(client, path.read_text())
+    assert "internal-router" not in path.read_text()
+    assert list(files_under(tmp_path / "home")) == [FILES[client]]  # no backup of nothing
+
+
+@pytest.mark.parametrize("client", CLIENT_NAMES)
+def test_print_writes_nothing(tmp_path, client):
+    """--print (given after the client name) prints the configuration on
+    stdout, the notes on stderr, and writes no file."""
+    result = configure(tmp_path, client, "--print")
+    assert result.returncode == 0, result.stderr
+    if client == "vscode":  # the member to paste into settings.json
+        check_content(client, "{" + result.stdout + "}")
+    else:
+        check_content(client, result.stdout)
+    assert files_under(tmp_path / "home") == {}
+    assert "wrote" not in result.stdout + result.stderr
+
+
+def test_default_locations(tmp_path):
+    """Without XDG_CONFIG_HOME and CODEX_HOME the files go to ~/.codex and
+    ~/.config; with CODEX_HOME, codex's goes there."""
+    env = {k: v for k, v in client_env(tmp_path / "home").items()
+           if k not in _AUTH and k != "XDG_CONFIG_HOME"}
+    for client in CLIENT_NAMES:
+        assert configure(tmp_path, client, env=dict(env)).returncode == 0
+    home = tmp_path / "home"
+    assert {str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()} == {
+        ".codex/config.toml", ".config/opencode/opencode.json",
+        ".config/Code/User/settings.json", ".config/genai-proxy/open-webui.env",
+        ".config/genai-proxy/openai.env"}
+    result = configure(tmp_path, "codex", env=dict(env, CODEX_HOME=str(tmp_path / "codex")))
+    assert result.returncode == 0
+    check_content("codex", (tmp_path / "codex" / "config.toml").read_text())
+
+
+@pytest.mark.parametrize("listen, url", [
+    ("tcp:8111:interface=127.0.0.1", "http://127.0.0.1:8111/v1"),
+    ("tcp:9000:interface=0.0.0.0", "http://127.0.0.1:9000/v1"),
+    ("tcp:9000", "http://127.0.0.1:9000/v1"),
+    ("tcp:port=9001:interface=192.0.2.7", "http://192.0.2.7:9001/v1"),
+    ("tcp6:9002:interface=\\:\\:", "http://[::1]:9002/v1"),
+    ("tcp6:9002:interface=\\:\\:1", "http://[::1]:9002/v1"),
+    ("ssl:8443:privateKey=key.pem:interface=0.0.0.0", "https://127.0.0.1:8443/v1"),
+])
+def test_url_from_listen(listen, url):
+    """--listen is read as the plugin reads it; an all-interfaces address
+    is reached on loopback, an ssl: endpoint over https."""
+    assert client_url(listen) == url
+
+
+def test_listen_goes_into_the_file(tmp_path):
+    """The --listen given is the address written."""
+    result = configure(tmp_path, "codex", "--listen", "tcp:9123:interface=0.0.0.0")
+    assert result.returncode == 0, result.stderr
+    check_content("codex", (tmp_path / "home" / FILES["codex"]).read_text(),
+                  "http://127.0.0.1:9123/v1")
+
+
+@pytest.mark.parametrize("listen", ["systemd:domain=INET:index=0", "unix:/run/x.sock",
+                                    "tcp:0:interface=127.0.0.1"])
+def test_listen_without_a_port_clients_can_use(tmp_path, listen):
+    """A --listen a client cannot be pointed at is an error (exit 1), with
+    what to give instead, and nothing is written."""
+    result = configure(tmp_path, "openai-env", "--listen", listen)
+    assert result.returncode == 1
+    assert "--listen" in result.stderr and "Traceback" not in result.stderr
+    assert files_under(tmp_path / "home") == {}
+
+
+# --- merging with the user's files ---------------------------------------------------
+
+CODEX_MINE = """\
+# My Codex settings.
+model = "gpt-5"   # the one I like
+approval_policy = "on-request"
+model_provider = "ollama"
+
+[model_providers.ollama]
+name = "Ollama"  # on this laptop
+base_url = "http://localhost:11434/v1"
+
+[tui]
+notifications = true
+"""
+
+
+def _backups(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + ".*.bak"))
+
+
+def _second_run_changes_nothing(tmp_path: Path, client: str, path: Path, **settings: str) -> None:
+    before = (path.read_bytes(), path.stat().st_mtime_ns, _backups(path))
+    again = configure(tmp_path, client, **settings)
+    assert again.returncode == 0, again.stderr
+    assert f"{path} unchanged\n" in again.stdout and "wrote" not in again.stdout
+    assert (path.read_bytes(), path.stat().st_mtime_ns, _backups(path)) == before
+
+
+def test_codex_merge_keeps_the_users_config(tmp_path):
+    """Into an existing config.toml: the user's comments, settings and other
+    provider stay as they were written; the genai provider is added and made
+    the model_provider (the output says what it was), the user's model is
+    kept; the original is in a backup; a second run changes nothing."""
+    path = tmp_path / "home" / FILES["codex"]
+    path.parent.mkdir(parents=True)
+    path.write_text(CODEX_MINE)
+    result = configure(tmp_path, "codex")
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    for line in CODEX_MINE.splitlines():
+        if line != 'model_provider = "ollama"':
+            assert line in text.splitlines()  # comments and formatting kept
+    config = toml(text)
+    assert config["model"] == "gpt-5" and config["approval_policy"] == "on-request"
+    assert config["model_provider"] == "genai"
+    assert "model_provider was 'ollama'" in result.stdout
+    assert config["model_providers"]["ollama"] == {"name": "Ollama",
+                                                   "base_url": "http://localhost:11434/v1"}
+    assert config["model_providers"]["genai"]["base_url"] == URL
+    assert config["tui"] == {"notifications": True}
+    [backup] = _backups(path)
+    assert backup.read_text() == CODEX_MINE
+    assert f"(the previous one is in {backup.name})" in result.stdout
+    _second_run_changes_nothing(tmp_path, "codex", path)
+
+
+def test_opencode_merge_keeps_the_users_config(tmp_path):
+    """Into an existing opencode.json: the user's other provider, settings
+    and own model options stay; the genai provider is added with the models;
+    the default model becomes the proxy's; backup; second run: unchanged."""
+    mine = {
+        "$schema": "https://opencode.ai/config.json",
+        "theme": "tokyonight",
+        "model": "ollama/llama3",
+        "provider": {
+            "ollama": {"npm": "@ai-sdk/openai-compatible",
+                       "options": {"baseURL": "http://localhost:11434/v1"},
+                       "models": {"llama3": {}}},
+            "genai": {"models": {"gpt-5": {"name": "GPT-5 via work",
+                                           "limit": {"context": 200000, "output": 8192}}}},
+        },
+    }
+    path = tmp_path / "home" / FILES["opencode"]
+    path.parent.mkdir(parents=True)
+    original = json.dumps(mine, indent=4) + "\n"
+    path.write_text(original)
+    result = configure(tmp_path, "opencode")
+    assert result.returncode == 0, result.stderr
+    config = json.loads(path.read_text())
+    assert config["theme"] == "tokyonight"
+    assert config["provider"]["ollama"] == mine["provider"]["ollama"]
+    genai = config["provider"]["genai"]
+    assert genai["options"]["baseURL"] == URL
+    assert genai["models"]["gpt-5"] == mine["provider"]["genai"]["models"]["gpt-5"]
+    assert list(genai["models"]) == ["gpt-5", "gpt-4.1", "text-embedding-3-large"]
+    assert config["model"] == "genai/gpt-4.1"
+    assert "model was 'ollama/llama3'" in result.stdout
+    assert path.read_text().startswith('{\n    "$schema"')  # the user's indentation
+    [backup] = _backups(path)
+    assert backup.read_text() == original
+    _second_run_changes_nothing(tmp_path, "opencode", path)
+
+
+def test_vscode_merge_keeps_the_users_settings(tmp_path):
+    """Into an existing settings.json: other settings and custom models stay,
+    the user's tweaks of a proxy model stay (its url is brought up to date)."""
+    mine = {
+        "editor.fontSize": 14,
+        "github.copilot.chat.customOAIModels": {
+            "my-own": {"name": "elsewhere", "url": "https://elsewhere.example/v1"},
+            "gpt-4.1": {"name": "Work GPT-4.1", "url": "http://127.0.0.1:9999/v1",
+                        "maxInputTokens": 64000},
+        },
+    }
+    path = tmp_path / "home" / FILES["vscode"]
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(mine))
+    result = configure(tmp_path, "vscode")
+    assert result.returncode == 0, result.stderr
+    settings = json.loads(path.read_text())
+    models = settings["github.copilot.chat.customOAIModels"]
+    assert settings["editor.fontSize"] == 14
+    assert models["my-own"] == mine["github.copilot.chat.customOAIModels"]["my-own"]
+    assert models["gpt-4.1"]["name"] == "Work GPT-4.1" and models["gpt-4.1"]["maxInputTokens"] == 64000
+    assert models["gpt-4.1"]["url"] == URL and models["gpt-5"]["url"] == URL
+    assert models["gpt-5"]["requiresAPIKey"] is False
+    assert [b.read_text() for b in _backups(path)] == [json.dumps(mine)]
+    _second_run_changes_nothing(tmp_path, "vscode", path)
+
+
+def test_env_file_merge_keeps_the_users_lines(tmp_path):
+    """Into an existing Open WebUI env file: other variables and comments
+    stay, the connection's variables are set in place, the user's choices
+    (ENABLE_OLLAMA_API, a key when the proxy wants none) are kept."""
+    mine = ("# my Open WebUI\nWEBUI_NAME=Team chat\nOPENAI_API_BASE_URL=http://old:1/v1\n"
+            "OPENAI_API_KEY=whatever\nENABLE_OLLAMA_API=True\n")
+    path = tmp_path / "home" / FILES["open-webui"]
+    path.parent.mkdir(parents=True)
+    path.write_text(mine)
+    result = configure(tmp_path, "open-webui")
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    assert text.startswith("# my Open WebUI\nWEBUI_NAME=Team chat\n"
+                           f"OPENAI_API_BASE_URL={URL}\nOPENAI_API_KEY=whatever\n"
+                           "ENABLE_OLLAMA_API=True\n")
+    check_content("open-webui", text)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    _second_run_changes_nothing(tmp_path, "open-webui", path)
+
+
+# --- tokens --------------------------------------------------------------------------
+
+def test_token_is_never_written_or_printed_but_where_it_must_be(tmp_path):
+    """With AUTH_TOKEN set, no client's file, backup or output holds it but
+    Open WebUI's env file, which needs the value: mode 0600, as is its
+    backup.  The others reference GENAI_PROXY_TOKEN, and the output says to
+    export it from AUTH_TOKEN, without showing it."""
+    home = tmp_path / "home"
+    outputs = []
+    for client in CLIENT_NAMES:
+        for args in ([client], [client, "--print"]):
+            result = configure(tmp_path, *args, AUTH_TOKEN=SECRET)
+            assert result.returncode == 0, result.stderr
+            outputs.append(result.stdout + result.stderr)
+    # A rotated token: Open WebUI's file changes, and is backed up.
+    assert configure(tmp_path, "open-webui", AUTH_TOKEN=SECRET + "-new").returncode == 0
+    assert not any(SECRET in output for output in outputs)
+    assert 'export GENAI_PROXY_TOKEN="$AUTH_TOKEN"' in outputs[0]
+    holding = {name for name, data in files_under(home).items() if SECRET.encode() in data}
+    webui = home / FILES["open-webui"]
+    [backup] = _backups(webui)
+    assert holding == {str(p.relative_to(home)) for p in (webui, backup)}
+    for path in (webui, backup):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert env_values(webui.read_text())["OPENAI_API_KEY"] == SECRET + "-new"
+    assert json.loads((home / FILES["vscode"]).read_text())[
+        "github.copilot.chat.customOAIModels"]["gpt-5"]["requiresAPIKey"] is True
+
+
+def test_token_from_files(tmp_path):
+    """AUTH_TOKEN_FILE: the output says to export the file's content, by
+    its path.  AUTH_TOKENS_FILE: Open WebUI gets the token named
+    'open-webui'; without one, a placeholder and a note."""
+    token_file = tmp_path / "token"
+    token_file.write_text(SECRET + "\n")
+    result = configure(tmp_path, "codex", AUTH_TOKEN_FILE=str(token_file))
+    assert f'export GENAI_PROXY_TOKEN="$(cat {token_file})"' in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(f"alice: {SECRET}-alice\nopen-webui: {SECRET}-webui\n")
+    result = configure(tmp_path, "open-webui", AUTH_TOKENS_FILE=str(tokens))
+    assert result.returncode == 0 and SECRET not in result.stdout + result.stderr
+    path = tmp_path / "home" / FILES["open-webui"]
+    assert env_values(path.read_text())["RAG_OPENAI_API_KEY"] == SECRET + "-webui"
+    tokens.write_text(f"alice: {SECRET}-alice\n")
+    other = tmp_path / "other"
+    result = configure(other, "open-webui", AUTH_TOKENS_FILE=str(tokens))
+    written = (other / "home" / FILES["open-webui"]).read_text()
+    assert env_values(written)["OPENAI_API_KEY"] == "<a token of AUTH_TOKENS_FILE>"
+    assert f"a token of AUTH_TOKENS_FILE {tokens}" in result.stdout and SECRET not in written
+
+
+# --- bad input -----------------------------------------------------------------------
+
+def test_unknown_client_is_a_usage_error(tmp_path):
+    """An unknown client: exit 2, the usage and the clients there are."""
+    result = configure(tmp_path, "emacs")
+    assert result.returncode == 2
+    assert "unknown client 'emacs'" in result.stderr and "--print" in result.stderr
+    assert "codex, opencode, open-webui, vscode, openai-env" in result.stderr
+
+
+@pytest.mark.parametrize("client, broken", [
+    ("codex", 'model = "gpt-5"\n[model_providers.ollama\nname = "x"\n'),
+    ("opencode", '{\n  // my comment\n  "theme": "x",\n}\n'),
+    ("vscode", '{\n    // VS Code allows comments\n    "editor.fontSize": 14,\n}\n'),
+])
+def test_unparsable_file_is_left_untouched(tmp_path, client, broken):
+    """A file that does not parse (TOML error; JSON with comments): exit 1,
+    a message naming it, no traceback, the file and its mtime as they were,
+    no backup; for JSON, the snippet to paste by hand on stdout."""
+    path = tmp_path / "home" / FILES[client]
+    path.parent.mkdir(parents=True)
+    path.write_text(broken)
+    mtime = path.stat().st_mtime_ns
+    result = configure(tmp_path, client)
+    assert result.returncode == 1
+    assert str(path) in result.stderr and "Traceback" not in result.stderr
+    assert path.read_text() == broken and path.stat().st_mtime_ns == mtime
+    assert list(files_under(tmp_path / "home")) == [FILES[client]]
+    if client != "codex":
+        assert URL in result.stdout and "not plain JSON" in result.stderr
+
+
+def test_bad_settings_are_errors(tmp_path):
+    """Settings the daemon would refuse, or a --models that is missing:
+    exit 1 with the daemon's message, nothing written."""
+    both = configure(tmp_path, "codex", AUTH_TOKEN=SECRET, AUTH_TOKEN_FILE="/nonexistent")
+    assert both.returncode == 1 and "AUTH_TOKEN and AUTH_TOKEN_FILE are both set" in both.stderr
+    missing = configure(tmp_path, "vscode", "--models", "nope.yaml")
+    assert missing.returncode == 1 and "nope.yaml" in missing.stderr
+    for result in (both, missing):
+        assert "Traceback" not in result.stderr and SECRET not in result.stderr
+    assert files_under(tmp_path / "home") == {}
+
+
+def test_no_models(tmp_path):
+    """Without ./models.yaml, codex is set up without a model (and told),
+    while opencode and VS Code, whose configurations are the model list,
+    are errors naming the file looked at."""
+    result = configure(tmp_path, "codex", models="models: []\n")
+    assert result.returncode == 0 and "no models" in result.stdout
+    assert "model" not in toml((tmp_path / "home" / FILES["codex"]).read_text())
+    for client in ("opencode", "vscode"):
+        result = configure(tmp_path, client, models=None)
+        assert result.returncode == 1
+        assert f"no models.yaml at {tmp_path / 'work' / 'models.yaml'}" in result.stderr
+
+
+# --- the real clients, with what configure wrote --------------------------------------
+
+@pytest.fixture(scope="module")
+def configured_proxy(mock_url: str):
+    """The daemon in front of the session's mock, requiring TOKEN."""
+    with run_proxy(mock_url, models=MODELS_YAML, AUTH_TOKEN=TOKEN) as running:
+        yield running
+
+
+def _configure_for(proxy, tmp_path: Path, client: str, env: dict[str, str]) -> str:
+    """configure CLIENT for C{proxy} (its --listen, its models.yaml, its
+    AUTH_TOKEN) in C{env}; the shell line it says to export the token with."""
+    port = proxy.url.rsplit(":", 1)[1]
+    result = configure(tmp_path, client, "--listen", f"tcp:{port}:interface=127.0.0.1",
+                       "--models", str(proxy.workdir / "models.yaml"),
+                       env=dict(env, AUTH_TOKEN=TOKEN))
+    assert result.returncode == 0, result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+    [export] = [line.strip() for line in result.stdout.splitlines()
+                if line.strip().startswith("export GENAI_PROXY_TOKEN=")]
+    return export
+
+
+def _with_export(export: str, argv: list[str]) -> list[str]:
+    """C{argv} run by a shell after C{export}, as the user would."""
+    return ["/bin/sh", "-c", f'{export} && exec "$@"', "sh", *argv]
+
+
+def test_codex_exec_uses_the_configured_file(configured_proxy, tmp_path):
+    """Codex CLI, with the config.toml configure merged into (the user's
+    offline settings of the suite's template, and their retry tuning of
+    the genai provider), answers through the proxy with the token exported
+    as configure said; `codex exec --strict-config` accepts every key."""
+    codex = _installed(".bin/codex")
+    codex_home = tmp_path / "codex-home"
+    codex_home.mkdir()
+    mine = tomlkit.parse((CLIENTS / "codex.template.toml").read_text())
+    for key in ("model", "model_provider"):
+        del mine[key]
+    provider = mine["model_providers"]["genai"]
+    for key in ("name", "base_url", "wire_api", "env_key"):
+        del provider[key]
+    (codex_home / "config.toml").write_text(mine.as_string())
+    env = client_env(tmp_path / "home", CODEX_HOME=str(codex_home))
+    export = _configure_for(configured_proxy, tmp_path, "codex", env)
+    assert toml((codex_home / "config.toml").read_text())[
+        "model_providers"]["genai"]["request_max_retries"] == 0
+    work = tmp_path / "run"
+    work.mkdir()
+    since = len(configured_proxy.events("request"))
+    result = run_client(_with_export(export, codex_exec_argv(codex)), dict(env, AUTH_TOKEN=TOKEN),
+                        work, configured_proxy)
+    _assert_reply(result, configured_proxy, "/v1/responses", since)
+
+
+def test_opencode_run_uses_the_configured_file(configured_proxy, tmp_path):
+    """opencode, with the opencode.json configure merged into (the user's
+    own settings and another provider), answers through the proxy."""
+    opencode = _installed(".bin/opencode")
+    home = tmp_path / "home"
+    env = opencode_env(home)
+    config_dir = opencode_config_dir(home)
+    mine = json.loads((CLIENTS / "opencode.template.json").read_text())
+    for key in ("model", "small_model", "provider"):
+        del mine[key]
+    mine["provider"] = {"elsewhere": {"npm": "@ai-sdk/openai-compatible", "name": "Elsewhere",
+                                      "options": {"baseURL": "http://127.0.0.1:9/v1"},
+                                      "models": {"other-model": {}}}}
+    (config_dir / "opencode.json").write_text(json.dumps(mine, indent=2))
+    export = _configure_for(configured_proxy, tmp_path, "opencode", env)
+    written = json.loads((config_dir / "opencode.json").read_text())
+    assert written["provider"]["elsewhere"] == mine["provider"]["elsewhere"]
+    assert written["autoupdate"] is False
+    work = tmp_path / "run"
+    work.mkdir()
+    since = len(configured_proxy.events("request"))
+    result = run_client(_with_export(export, [opencode, "run", PROMPT]), dict(env, AUTH_TOKEN=TOKEN),
+                        work, configured_proxy)
+    _assert_reply(result, configured_proxy, "/v1/chat/completions", since)
+
+
+def test_open_webui_file_is_what_the_open_webui_test_runs(tmp_path):
+    """Open WebUI's env file, for a proxy with AUTH_TOKEN, sets each of its
+    variables as tests/test_open_webui.py sets it for the real Open WebUI
+    it runs against such a proxy (the connection, the key, RAG)."""
+    from test_open_webui import _environment
+
+    url = "http://127.0.0.1:8111/v1"
+    result = configure(tmp_path, "open-webui", models=MODELS_YAML, AUTH_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    written = env_values((tmp_path / "home" / FILES["open-webui"]).read_text())
+    tested = _environment(tmp_path / "webui-home", tmp_path / "data", url)
+    assert set(written) <= set(tested)
+    assert {name: tested[name] for name in written} == written
+
+
+def test_no_file_left_behind(tmp_path):
+    """A write leaves only the file and its backup: no temporary file."""
+    configure(tmp_path, "codex")
+    configure(tmp_path, "codex", "--listen", "tcp:9999")
+    names = sorted(os.listdir(tmp_path / "home" / ".codex"))
+    assert len(names) == 2 and names[0] == "config.toml" and names[1].endswith(".bak")
