@@ -61,6 +61,8 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
+    # A health check slowed by a busy machine is not a failed one.
+    timeout check 2s
     # No retry: a Service does not retry a refused connection either.
     retries 0
 
