@@ -60,6 +60,9 @@ requests are still recorded), as one upstream among several would:
     (like ``X-Mock-Status``, but whatever the request carries).
 ``--hang``
     no request is ever answered (like ``X-Mock-Hang``).
+``--base-path /genai``
+    only paths under that prefix are served, as a gateway's base path is;
+    any other path is answered 404.
 
 ``GET /_mock/requests`` lists the last requests received, each body cut to
 its first 64 KiB (``body_length`` has the full size); ``DELETE`` clears them
@@ -146,6 +149,8 @@ class MockOptions:
     require_header: tuple[bytes, bytes] | None = None
     fail_status: int | None = None  # answer every request with this status
     hang: bool = False  # answer no request
+    # Serve only under this path (a gateway's base path): elsewhere, 404.
+    base_path: str = ""
 
 
 def parse_header_option(text: str) -> tuple[bytes, bytes]:
@@ -189,6 +194,9 @@ class MockResource(Resource):
             return self._render_introspection(request, path)
         body = request.content.read() if request.content is not None else b""
         self._record(request, path, body)
+        base = self.options.base_path.rstrip("/")
+        if base and not (path + "/").startswith(base + "/"):
+            return send_error(request, 404, f"Unknown path: {path}")
         try:
             return self._render_api(request, path, body)
         except BadRequest as error:
@@ -659,8 +667,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="answer every request under /v1 with status N and an error body")
     parser.add_argument("--hang", action="store_true",
                         help="never answer a request under /v1")
+    parser.add_argument("--base-path", metavar="PATH", default="",
+                        help="serve only under this path, as a gateway does (e.g. /genai); "
+                             "404 elsewhere")
     args = parser.parse_args(argv)
-    options = MockOptions(args.require_header, args.fail_status, args.hang)
+    options = MockOptions(args.require_header, args.fail_status, args.hang, args.base_path)
 
     from twisted.internet import reactor
     from twisted.logger import (

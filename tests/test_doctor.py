@@ -183,3 +183,31 @@ def test_every_upstream_of_models_yaml_is_checked(tmp_path, mock_url):
     assert by_upstream[("default", "gateway /v1/models")] == "pass"
     assert by_upstream[("local", "connect")] == "fail"
     assert "2 models, 2 upstreams" in steps[0]["detail"]
+
+
+def test_a_refused_key_names_the_header_and_never_the_key(tmp_path):
+    """A gateway answering 401: the gateway step says the key or its header
+    is wrong, names the header, and never shows the key."""
+    with run_mock_upstream("--require-header", "Ocp-Apim-Subscription-Key: another-key") as (
+            url, _):
+        status, text, steps = doctor(tmp_path, url)
+    assert status == 1, text
+    refused = steps["gateway /v1/models"]
+    assert refused["status"] == "fail" and ": 401" in refused["detail"]
+    assert "refused the key" in refused["cause"]
+    assert "GENAI_SUBSCRIPTION_NAME=Ocp-Apim-Subscription-Key" in refused["fix"]
+
+
+def test_a_wrong_base_path_gets_the_404_hint(tmp_path):
+    """A base URL whose path is not the gateway's: /v1/models answers 404
+    and the step shows the URL tried and says the base path is wrong; the
+    right path passes."""
+    with run_mock_upstream("--base-path", "/genai") as (url, _):
+        status, text, steps = doctor(tmp_path, url + "/wrong")
+        assert status == 1, text
+        missing = steps["gateway /v1/models"]
+        assert missing["status"] == "fail"
+        assert "path is probably wrong" in missing["cause"]
+        assert f"{url}/wrong/v1/models" in missing["fix"]
+        status, text, _ = doctor(tmp_path, url + "/genai")
+        assert status == 0, text
