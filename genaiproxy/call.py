@@ -9,11 +9,9 @@ the L{genaiproxy.forward.Forwarder} that starts it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from io import BytesIO
 from time import monotonic
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -22,13 +20,14 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from .bodies import RequestBody, body_length
-from .errors import error_document, json_bytes, set_json
+from .call_stream import SSE_TYPE, StreamedAnswer
+from .errors import error_document, set_json
 from .failures import UpstreamError, classify
 from .logs import LoggedHeaders, body_for_log
 from .metrics import route_of
 from .normalize import NO_BODY, PreparedBody, prepare_body
+from .routes import Route, with_api_version
 from .routing import DEFAULT_UPSTREAM, ModelRoute
-from .stream_usage import UsageChunkRemover, UsageReader
 from .streaming import StreamPump, collect_body
 from .upstream import HOP_BY_HOP_HEADERS
 from .usage import USAGE_ROUTES, json_object, usage_of
@@ -38,11 +37,11 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="genaiproxy.forward")
 
-SSE_TYPE = b"text/event-stream"
+__all__ = ["ForwardCall", "Route", "with_api_version"]
+
 # Passthrough answers up to this size, when JSON, are read whole (and logged);
 # anything else is pumped through as it arrives.
 _BUFFERED_MAX = 1 << 20
-DEFAULT_STREAM_TYPE = b"text/event-stream; charset=utf-8"
 
 # Upstream response headers the client does not get: per-hop ones, those the
 # proxy sets itself, and CORS decisions that belong to this proxy alone.
@@ -53,40 +52,9 @@ def _is_returned(lower: bytes) -> bool:
     return lower not in _NOT_RETURNED and not lower.startswith(b"access-control-")
 
 
-
-@dataclass(frozen=True)
-class Route:
-    """How the requests of one kind of path are forwarded."""
-
-    # The token-limit field of a JSON API whose gpt-5 requests are normalised.
-    token_field: str | None = None
-    # An open health probe: neither the caller's query string nor its body go.
-    bare: bool = False
-    # Any other /v1 path: bodies may be large (streamed from the spooled
-    # upload), and answers other than small JSON documents are pumped through.
-    passthrough: bool = False
-    # How a stream that breaks tells the client: a chat-style "data:" error,
-    # or a Responses API "error" event.
-    responses_events: bool = False
-    # A streamed request may be made to ask for its usage (STREAM_USAGE).
-    asks_usage: bool = False
-    # Routed by the body's "model" (models.yaml's upstreams, aliases and
-    # fallbacks); other requests go to the default upstream.
-    by_model: bool = False
-
-
-def with_api_version(query: bytes, api_version: str) -> bytes:
-    """C{query} plus C{api-version=...} unless the client gave one."""
-    if not api_version:
-        return query
-    if any(pair.split(b"=", 1)[0] == b"api-version" for pair in query.split(b"&")):
-        return query
-    extra = b"api-version=" + quote(api_version, safe="").encode("ascii")
-    return query + b"&" + extra if query else extra
-
-
-class ForwardCall:
-    """One client request on its way to the upstream and back."""
+class ForwardCall(StreamedAnswer):
+    """One client request on its way to the upstream and back (the streamed
+    answer's part is L{StreamedAnswer})."""
 
     def __init__(self, forwarder: Forwarder, request: Any, path: str, route: Route) -> None:
         self._fw = forwarder
@@ -334,87 +302,6 @@ class ForwardCall:
             fields.update(logged)
         log.info("response", **fields)
 
-    def _start_stream(self, response: IResponse) -> None:
-        request = self._request
-        content_type = response.headers.getRawHeaders(b"content-type")
-        if not content_type:
-            content_type = [DEFAULT_STREAM_TYPE]
-            request.responseHeaders.setRawHeaders(b"content-type", content_type)
-        self._stream_type = content_type[0].lower()
-        self._streaming = True
-        self._fw.metrics.streams.inc()
-        log.info(
-            "streaming_start",
-            **self._about(),
-            status=response.code,
-            duration_ms=self._elapsed_ms(),
-            headers=LoggedHeaders(request.responseHeaders, self._fw.secret_headers),
-            streaming=True,
-        )
-        limit = self._fw.config.log_stream_max_bytes
-        on_chunk = self._log_chunk if limit > 0 else None
-        usage = remover = None
-        if self._route_label in USAGE_ROUTES and self._stream_type.startswith(SSE_TYPE):
-            usage = UsageReader(responses_api=self._route_label == "responses")
-            if self._client_body is not None:
-                remover = UsageChunkRemover()
-        self._pump = StreamPump(
-            request, self._fw.clock, self._upstream.config.request_timeout, on_chunk, self._stream_ended,
-            self._first_byte, usage, remover,
-        )
-        response.deliverBody(self._pump)
-
-    def _first_byte(self) -> None:
-        self._fw.metrics.first_byte.labels(self._route_label).observe(monotonic() - self._started)
-
-    def _log_chunk(self, data: bytes) -> None:
-        limit = self._fw.config.log_stream_max_bytes
-        log.info(
-            "streaming_chunk",
-            **self._tags,
-            bytes=len(data),
-            preview=data[:limit].decode("utf-8", "replace"),
-        )
-
-    def _stream_ended(self, problem: UpstreamError | None) -> None:
-        self._ended = True
-        request = self._request
-        pump = self._pump
-        sent = pump.bytes_sent if pump is not None else 0
-        events = pump.events_sent if pump is not None else 0
-        usage = pump.usage.usage if pump is not None and pump.usage is not None else None
-        counted: dict[str, Any] = {}
-        if usage is not None:
-            counted["usage"] = usage
-            self._fw.metrics.count_tokens(self._model, self._tags.get("client", ""), usage)
-        if problem is None:
-            request.finish()
-            log.info("streaming_end", **self._about(), bytes=sent, events=events,
-                     duration_ms=self._elapsed_ms(), **counted)
-            return
-        self._fw.metrics.failures.labels(problem.kind, self._upstream_name).inc()
-        document = self._error_document(problem)
-        log.error("stream_broken", **self._about(), bytes=sent, events=events,
-                  duration_ms=self._elapsed_ms(), **counted, **document)
-        if self._stream_type.startswith(SSE_TYPE):
-            # Finish any event the upstream left half-written, so that the
-            # error event parses on its own.
-            separator = b"" if self._pump is None or self._pump.at_event_boundary else b"\n\n"
-            request.write(separator + self._error_event(document))
-        # End the connection without the final empty chunk: the client sees
-        # an incomplete body, never a clean-looking end of stream.
-        request.transport.loseConnection()
-
-    def _error_event(self, document: dict[str, Any]) -> bytes:
-        """The last event of a broken stream, in the form its API's clients
-        (and the openai SDKs, which raise on an "error" object) understand."""
-        if not self._route.responses_events:
-            return b"data: " + json_bytes(document) + b"\n\n"
-        error = document["error"]
-        event = {"type": "error", "code": error["type"], "message": error["message"],
-                 "param": None, **document}
-        return b"event: error\ndata: " + json_bytes(event) + b"\n\n"
-
     def _failed(self, failure: Failure) -> None:
         self._call = None
         if self._gone:
@@ -451,14 +338,6 @@ class ForwardCall:
         self._ended = True
         request.write(body)
         request.finish()
-
-    def _error_document(self, problem: UpstreamError) -> dict[str, Any]:
-        message = f"upstream request failed ({problem.kind}): {problem.message}"
-        if self._tried:
-            message += "; upstreams tried: " + ", ".join(
-                [*self._tried, f"{self._upstream_name} ({problem.kind})"])
-        return error_document(message, "proxy_error", request_id=self._id,
-                              upstream=self._upstream.config.upstream_display)
 
     def _count(self, result: object) -> object:
         """The request's end, in the metrics: its status (499: the client
@@ -513,16 +392,3 @@ class ForwardCall:
             else:
                 fields.update(body_length=body_length(body), content_type=content_type)
         log.info("request", **fields)
-
-    def _about(self) -> dict[str, Any]:
-        """The fields that say which request an answer's events are about."""
-        request = self._request
-        about: dict[str, Any] = {**self._tags, "method": request.method.decode("latin-1"),
-                                 "path": request.path.decode("latin-1"),
-                                 "upstream_name": self._upstream_name}
-        if self._model is not None:
-            about["model"] = self._model
-        return about
-
-    def _elapsed_ms(self) -> float:
-        return int((monotonic() - self._started) * 10000) / 10

@@ -14,11 +14,11 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
-from .call import with_api_version
 from .config import Config
 from .doctor_report import Report, Step
 from .failures import classify
 from .normalize import CHAT_TOKEN_FIELD, prepare_body
+from .routes import with_api_version
 from .routing import DEFAULT_UPSTREAM
 from .stream_usage import UsageReader
 from .streaming import collect_body

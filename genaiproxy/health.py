@@ -20,10 +20,10 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from .call import with_api_version
 from .errors import set_json
 from .failures import classify
 from .forward import Forwarder
+from .routes import with_api_version
 from .streaming import collect_body
 from .upstream import UpstreamClient
 

@@ -25,13 +25,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from . import __version__
-from .call import Route
 from .errors import set_json, set_json_error
 from .forward import Forwarder
 from .health import UpstreamsHealth
 from .metrics import CONTENT_TYPE_LATEST, ProxyMetrics
 from .models import ModelCatalog, ModelsFileError
 from .normalize import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD
+from .routes import Route
 from .site import ProxyRequest
 from .status import CONTENT_SECURITY_POLICY, HTML_CONTENT_TYPE, render_html, summarize
 

@@ -1,0 +1,38 @@
+"""How the requests of one kind of path are forwarded (L{Route}), and the
+C{api-version} query parameter some gateways want on every call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the requests of one kind of path are forwarded."""
+
+    # The token-limit field of a JSON API whose gpt-5 requests are normalised.
+    token_field: str | None = None
+    # An open health probe: neither the caller's query string nor its body go.
+    bare: bool = False
+    # Any other /v1 path: bodies may be large (streamed from the spooled
+    # upload), and answers other than small JSON documents are pumped through.
+    passthrough: bool = False
+    # How a stream that breaks tells the client: a chat-style "data:" error,
+    # or a Responses API "error" event.
+    responses_events: bool = False
+    # A streamed request may be made to ask for its usage (STREAM_USAGE).
+    asks_usage: bool = False
+    # Routed by the body's "model" (models.yaml's upstreams, aliases and
+    # fallbacks); other requests go to the default upstream.
+    by_model: bool = False
+
+
+def with_api_version(query: bytes, api_version: str) -> bytes:
+    """C{query} plus C{api-version=...} unless the client gave one."""
+    if not api_version:
+        return query
+    if any(pair.split(b"=", 1)[0] == b"api-version" for pair in query.split(b"&")):
+        return query
+    extra = b"api-version=" + quote(api_version, safe="").encode("ascii")
+    return query + b"&" + extra if query else extra
