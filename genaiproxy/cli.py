@@ -14,6 +14,7 @@ still runs under twistd (C{twistd -n genaiproxy}); C{quickstart} starts it so.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     except usage.UsageError as e:
         sys.stderr.write(f"{options.getUsage()}\ngenai-proxy: {e}\n")
         raise SystemExit(2) from None
+    except BrokenPipeError:  # `genai-proxy --help | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None
     command: Any = options.subOptions
     if options.subCommand == "doctor":
         from .doctor import run as doctor
