@@ -189,6 +189,7 @@ class ProxyService(MultiService):
         then close upstream connections."""
         grace, delay = self.config.shutdown_grace_sec, self.config.shutdown_delay_sec
         self.forwarder.draining = True
+        self.site.draining = True
         log.info("shutdown_started", in_flight=self.forwarder.in_flight, grace_sec=grace,
                  delay_sec=delay)
         if self._model_check.running:

@@ -295,6 +295,9 @@ class ProxySite(Site):
         self.timeOut = self.limits.keepalive_timeout or None
         self._channels: WeakSet[Any] = WeakSet()
         self.open_connections = 0
+        # Set when a graceful stop begins: answers then close their
+        # connection, so that a keep-alive client reconnects elsewhere.
+        self.draining = False
         self._refused_in_episode = 0
 
     def log(self, request: http.Request) -> None:
@@ -353,6 +356,9 @@ class ProxySite(Site):
 
     def getResourceFor(self, request: ProxyRequest) -> IResource:
         tag(request)
+        if self.draining:
+            request.channel.persistent = False
+            request.setHeader(b"connection", b"close")
         if not request.path.startswith(b"/"):
             # twisted.web would route "xv1/.." by dropping its first byte.
             return BadTargetResource()

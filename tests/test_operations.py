@@ -36,10 +36,11 @@ def test_readyz_says_503_while_models_yaml_never_loaded(mock_url, client):
 def test_sigterm_turns_not_ready_and_keeps_listening_for_the_delay(mock_url, client):
     """SIGTERM with SHUTDOWN_DELAY_SEC: /readyz answers 503 at once while
     the port still accepts requests (a load balancer takes the endpoint
-    out), a stream in flight finishes, then the port closes and the process
-    exits 0."""
+    out), answers close their keep-alive connections, a stream in flight
+    finishes, then the port closes and the process exits 0."""
     with run_proxy(mock_url, SHUTDOWN_DELAY_SEC="1.5", SHUTDOWN_GRACE_SEC="20") as p:
-        assert client.get(p.url + "/readyz").status_code == 200
+        ready = client.get(p.url + "/readyz")
+        assert ready.status_code == 200 and "connection" not in ready.headers
         received: list[str] = []
         streaming = threading.Event()
 
@@ -58,8 +59,11 @@ def test_sigterm_turns_not_ready_and_keeps_listening_for_the_delay(mock_url, cli
         p.process.send_signal(signal.SIGTERM)
         assert p.wait_for_event("shutdown_started")["delay_sec"] == 1.5
         with httpx.Client(trust_env=False) as fresh:  # a new connection: the port still listens
-            assert fresh.get(p.url + "/readyz").json() == {"status": "stopping"}
-            assert fresh.get(p.url + "/readyz").status_code == 503
+            stopping = fresh.get(p.url + "/readyz")
+            assert stopping.status_code == 503 and stopping.json() == {"status": "stopping"}
+            # Answers now close their connection, so that keep-alive clients
+            # reconnect (through the load balancer, to another instance).
+            assert stopping.headers["connection"] == "close"
             assert fresh.get(p.url + "/livez").status_code == 200
         reader.join(30)
         assert received[-1] == "data: [DONE]" and len(received) == 12
