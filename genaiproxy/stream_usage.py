@@ -33,6 +33,14 @@ _RESPONSES_ENDS = (b'"response.completed"', b'"response.incomplete"', b'"respons
 _DECODER = json.JSONDecoder()
 
 
+def _object_follows(data: bytes, key_at: int) -> bool:
+    """Whether the C{"usage"} key at C{key_at} has an object for its value
+    (a slice of a few bytes, not a regular expression: this runs on every
+    chunk of a stream asked for usage, whose chunks all say "usage": null)."""
+    after = data[key_at + len(_USAGE_KEY):key_at + len(_USAGE_KEY) + 8].lstrip()
+    return after[:1] == b":" and after[1:].lstrip()[:1] == b"{"
+
+
 def _json_of_line(line: bytes) -> Any:
     """The JSON value of an SSE C{data:} line, or None."""
     if not line.startswith(b"data:"):
@@ -78,6 +86,9 @@ class UsageReader:
         if last >= 0:
             found = data.find(_USAGE_KEY, start, last)
             while found >= 0:
+                if not _object_follows(data, found):  # "usage": null
+                    found = data.find(_USAGE_KEY, found + len(_USAGE_KEY), last)
+                    continue
                 line_start = data.rfind(b"\n", start, found) + 1 or start
                 line_end = data.find(b"\n", found)
                 self._consider(data[line_start:line_end])
@@ -148,6 +159,22 @@ class UsageReader:
 
 # Where events end: a blank line, in any of the line endings SSE allows.
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
+# The same, found with bytes methods (memchr-fast) on every chunk.
+_ENDS = (b"\n\n", b"\r\n\r\n", b"\n\r\n")
+# "usage": null as OpenAI (compact) and Python's json (spaced) write it.
+_NULL_FORMS = (b',"usage":null', b', "usage": null')
+
+
+def _last_event_end(data: bytes) -> int:
+    """The offset just past the last blank line in C{data} (0: none)."""
+    if data.endswith(b"\n\n"):  # the usual chunk: whole events
+        return len(data)
+    return max((data.rfind(end) + len(end) for end in _ENDS if end in data), default=0)
+
+
+def _first_event_end(data: bytes) -> int:
+    """The offset just past the first blank line in C{data} (0: none)."""
+    return min((data.find(end) + len(end) for end in _ENDS if end in data), default=0)
 # The member an upstream adds to every chunk once usage is asked for.
 _NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,')
 # An unfinished event longer than this cannot be the short usage chunk: it
@@ -171,16 +198,16 @@ class UsageChunkRemover:
         """The part of C{data} (with what was held) the client gets now."""
         out = b""
         if self._passing:
-            end = _EVENT_END.search(data)
-            if end is None:
+            end = _first_event_end(data)
+            if not end:
                 return data
             self._passing = False
-            out, data = data[: end.end()], data[end.end():]
+            out, data = data[:end], data[end:]
         if self._held:
             data, self._held = self._held + data, b""
-        cut = 0
-        for end in _EVENT_END.finditer(data):
-            cut = end.end()
+        cut = _last_event_end(data)
+        if cut == len(data):  # the usual chunk: whole events, nothing to hold
+            return out + self._clean(data) if out else self._clean(data)
         whole, rest = data[:cut], data[cut:]
         if whole:
             out += self._clean(whole)
@@ -198,6 +225,10 @@ class UsageChunkRemover:
     def _clean(self, events: bytes) -> bytes:
         if _USAGE_KEY not in events:
             return events
+        stripped = events.replace(_NULL_FORMS[0], b"").replace(_NULL_FORMS[1], b"")
+        if _USAGE_KEY not in stripped:  # the usual chunk: only "usage": null
+            return stripped
+        # The usage chunk itself (or another spacing): event by event.
         kept = []
         start = 0
         for end in [*_EVENT_END.finditer(events), None]:
