@@ -77,7 +77,10 @@ class ForwardCall(StreamedAnswer):
         self._model: str | None = None
         # Set while the proxy asked for usage on the client's behalf: the
         # body the client sent, for an upstream that refuses the question.
-        self._client_body: bytes | None = None
+        # Whether the request in flight asks for usage on the client's
+        # behalf (STREAM_USAGE), and under which model name it was sent.
+        self._asks_usage = False
+        self._sent_model: str | None = None
         self._sent: tuple[bytes, Headers] = (b"", Headers())
         # The routes this request may try (its model's, then its fallbacks),
         # the one in use, and what became of those tried before it.
@@ -102,11 +105,7 @@ class ForwardCall(StreamedAnswer):
         raw = content.read()
         prepared = prepare_body(raw, route.token_field,
                                 route.asks_usage and self._fw.config.stream_usage, model)
-        self._client_body = None
-        if prepared.usage_added:
-            # For an upstream that refuses the question: the same body (the
-            # name sent upstream, its gpt-5 rules) only without it.
-            self._client_body = prepare_body(raw, route.token_field, False, model).body
+        self._asks_usage, self._sent_model = prepared.usage_added, model
         return prepared, prepared.body
 
     def start(self) -> None:
@@ -259,12 +258,18 @@ class ForwardCall(StreamedAnswer):
     def _refused_usage(self, response: IResponse, body: bytes | None) -> bool:
         """An upstream that rejects C{stream_options} (an older API version)
         gets the request again as the client sent it; True when it was sent."""
-        client_body = self._client_body
-        if client_body is None or response.code != 400 or not body or b"stream_options" not in body:
+        if not self._asks_usage or response.code != 400 or not body or (
+                b"stream_options" not in body):
             return False
-        self._client_body = None
+        # The same body (the name sent upstream, its gpt-5 rules), only
+        # without the question: made now, from the client's, not kept for
+        # every request in case.
+        self._asks_usage = False
+        content = self._request.content
+        content.seek(0)
+        plain = prepare_body(content.read(), self._route.token_field, False, self._sent_model)
         log.warn("stream_usage_refused", **self._tags, status=response.code)
-        self._handle(self._send(client_body))
+        self._handle(self._send(plain.body))
         return True
 
     def _answer_whole(self, response: IResponse, body: bytes) -> None:

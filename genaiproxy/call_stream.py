@@ -50,7 +50,7 @@ class StreamedAnswer:
     _upstream: UpstreamClient
     _upstream_name: str
     _tried: list[str]
-    _client_body: bytes | None
+    _asks_usage: bool
     _ended: bool
     _streaming: bool
     _stream_type: bytes
@@ -78,7 +78,7 @@ class StreamedAnswer:
         usage = remover = None
         if self._route_label in USAGE_ROUTES and self._stream_type.startswith(SSE_TYPE):
             usage = UsageReader(responses_api=self._route_label == "responses")
-            if self._client_body is not None:
+            if self._asks_usage:
                 remover = UsageChunkRemover()
         self._pump = StreamPump(
             request, self._fw.clock, self._upstream.config.request_timeout, on_chunk, self._stream_ended,
