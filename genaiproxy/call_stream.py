@@ -38,6 +38,9 @@ DEFAULT_STREAM_TYPE = b"text/event-stream; charset=utf-8"
 class StreamedAnswer:
     """A mix-in of L{genaiproxy.call.ForwardCall}: the streamed answer."""
 
+    # Its own state; what it reads of the request's is in ForwardCall's slots.
+    __slots__ = ("_ended", "_pump", "_stream_type", "_streaming")
+
     # Set by ForwardCall.
     _fw: Forwarder
     _request: Any
