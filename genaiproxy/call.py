@@ -173,6 +173,10 @@ class ForwardCall(StreamedAnswer):
                      if self._fw.upstreams.has(self._hops[index].upstream)]
         if not following or self._gone:
             return False
+        # The hop's failure counts, though the client never sees it: a dead
+        # region behind a working fallback shows on the dashboards.
+        kind = reason.replace("status ", "status_")
+        self._fw.metrics.failures.labels(kind, self._upstream_name).inc()
         self._tried.append(f"{self._upstream_name} ({reason})")
         self._hop = following[0]
         hop = self._hops[self._hop]
@@ -325,7 +329,8 @@ class ForwardCall(StreamedAnswer):
             return
         self._fw.metrics.failures.labels(problem.kind, self._upstream_name).inc()
         document = self._error_document(problem)
-        log.error("final_error", **self._tags, duration_ms=self._elapsed_ms(), **document)
+        log.error("final_error", **self._tags, upstream_name=self._upstream_name,
+                  duration_ms=self._elapsed_ms(), **document)
         self._answer_error(502, document)
 
     def _crashed(self, failure: Failure) -> None:
@@ -341,7 +346,12 @@ class ForwardCall(StreamedAnswer):
             self._request.transport.abortConnection()
             return
         document = error_document("internal proxy error", "proxy_error", request_id=self._id)
-        self._answer_error(500, document)
+        try:
+            self._answer_error(500, document)
+        except Exception:  # not even that: cut the connection rather than hang
+            log.failure("cannot answer 500", id=self._id)
+            self._ended = True
+            self._request.transport.abortConnection()
 
     def _answer_error(self, status: int, document: dict[str, Any]) -> None:
         request = self._request

@@ -91,14 +91,12 @@ def check_configuration(report: Report, environ: Mapping[str, str], models_path:
 
 
 async def diagnose(reactor: Any, options: Mapping[str, Any], environ: Mapping[str, str],
-                   ) -> Report:
-    """Every step, in order; a step that cannot be taken after a failure is
-    skipped."""
-    report = Report(version=__version__)
+                   report: Report) -> Report:
+    """Every step, in order, into C{report}; a step that cannot be taken
+    after a failure is skipped."""
     models = options.get("models")
     setup = check_configuration(report, environ, models or DEFAULT_MODELS, models is not None)
-    token = setup.upstreams[0][1].auth_token if setup is not None else ""
-    await check_listen(reactor, report, options["listen"], token)
+    await check_listen(reactor, report, options["listen"])
     if setup is None:
         report.add(Step("upstream", "skip", "not checked: the configuration is not valid",
                         monotonic()))
@@ -122,17 +120,20 @@ def run(options: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     (0: every step passed; 1: otherwise)."""
     env = os.environ if environ is None else environ
     stream = sys.stdout if out is None else out
-    result: list[Report] = []
+    report = Report(version=__version__)
 
     async def main(reactor: Any) -> None:
-        result.append(await diagnose(reactor, options, env))
+        try:
+            await diagnose(reactor, options, env, report)
+        except Exception as e:  # a bug of ours: said as a failed step, not a traceback
+            report.add(Step("doctor", "fail", f"unexpected error: {type(e).__name__}",
+                            monotonic(), fix="please report it, with the steps above"))
 
     try:
         task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
-    except SystemExit as e:
-        if e.code not in (0, None) or not result:
+    except SystemExit as e:  # react() ends the process's reactor run with it
+        if e.code not in (0, None):
             raise
-    report = result[0]
     if options.get("json"):
         steps = [{key: value for key, value in asdict(step).items() if key != "started"}
                  for step in report.steps]

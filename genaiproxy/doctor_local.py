@@ -45,10 +45,9 @@ def _free(interface: str, port: int) -> OSError | None:
     return None
 
 
-async def check_listen(reactor: Any, report: Report, listen: str, token: str = "") -> None:
+async def check_listen(reactor: Any, report: Report, listen: str) -> None:
     """Step 2: the listen address is free, or held by a running genai-proxy
-    (then its version and /livez).  C{token}: the daemon's AUTH_TOKEN, for
-    its C{/}."""
+    (then its version and /livez)."""
     started = monotonic()
     address = tcp_listen_address(listen)
     if address is None:
@@ -65,19 +64,19 @@ async def check_listen(reactor: Any, report: Report, listen: str, token: str = "
         return
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(interface, interface)
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    # /livez is open without a token, and every answer of genai-proxy names
+    # it in its Server header: nothing secret is sent to whatever listens.
     try:
-        headers: dict[bytes | str, bytes | str] = (
-            {"Authorization": f"Bearer {token}"} if token else {})
-        about = await treq.get(base + "/", headers=headers, timeout=5, reactor=reactor)
-        document = json.loads(await about.content())
         live = await treq.get(base + "/livez", timeout=5, reactor=reactor)
-        await live.content()
+        document = json.loads(await live.content())
+        server = (live.headers.getRawHeaders(b"server") or [b""])[0].decode("latin-1")
     except Exception:  # anything: it is not a genai-proxy that answers
-        document, live = None, None
-    if isinstance(document, dict) and document.get("name") == NAME and live is not None:
+        document, server = None, ""
+    if server.startswith(NAME + "/") and isinstance(document, dict):
         report.add(Step("listen", "pass",
                         f"{interface}:{port} is held by a running genai-proxy "
-                        f"{document.get('version')} (/livez: {live.code})", started))
+                        f"{server.split('/', 1)[1]} (/livez: {document.get('status')})",
+                        started))
         return
     report.add(Step("listen", "fail", f"{interface}:{port} is in use by another program",
                     started, cause="something other than genai-proxy listens there",

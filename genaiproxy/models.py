@@ -48,7 +48,10 @@ def parse_models_file(text: str, now: int) -> tuple[list[dict[str, Any]], Any]:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ModelsFileError(f"invalid YAML: {e}") from None
+        # Where, not what: PyYAML's message quotes the line, which may hold a key.
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ModelsFileError(f"invalid YAML{where}") from None
     if document is None:
         return [], None
     upstreams = None
@@ -62,7 +65,8 @@ def parse_models_file(text: str, now: int) -> tuple[list[dict[str, Any]], Any]:
     models = []
     for entry in document:
         if not isinstance(entry, dict) or entry.get("id") in (None, ""):
-            log.warn("models_entry_skipped", reason="entry has no id", entry=repr(entry)[:200])
+            keys = sorted(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__
+            log.warn("models_entry_skipped", reason="entry has no id", keys=keys)
             continue
         model = dict(entry)
         model["id"] = str(model["id"])
@@ -161,6 +165,14 @@ class ModelCatalog:
                     routing = self._build_routing(upstreams, entries)
                 except RoutingError as e:
                     raise ModelsFileError(str(e)) from None
+            # The upstreams take service before the list does, so that no
+            # model is listed whose upstream could not be set up.
+            try:
+                self._set_routing(routing)
+            except Exception as e:  # a bug of ours: the last good file stays
+                log.failure("cannot set up the upstreams of {path}", path=self.path)
+                raise ModelsFileError(
+                    f"its upstreams could not be set up ({type(e).__name__})") from None
         except ModelsFileError as problem:
             self._problem = problem
             if self._models is None:
@@ -176,7 +188,6 @@ class ModelCatalog:
         self._models = [model for model, entry in zip(shown, entries, strict=True)
                         if entry.get("hidden") is not True]
         self._problem = None
-        self._set_routing(routing)
         log.info("models_loaded", path=self.path, models=len(self._models),
                  **({"upstreams": sorted(routing.upstreams)} if routing.upstreams else {}))
         if self._on_load is not None:

@@ -13,12 +13,15 @@ or the file (C{api_key_file}) that holds its key.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, ConfigError, derive_upstream
 from .credentials import SecretError, parse_header_secret, read_secret_text
+from .tls import trust_root
 
 DEFAULT_UPSTREAM = "default"
 # The keys of a model entry that say how it is routed (not shown on /v1/models).
@@ -27,7 +30,10 @@ _UPSTREAM_KEYS = frozenset({
     "base_url", "subscription_name", "api_key_env", "api_key_file", "api_version",
     "ca_bundle", "request_timeout", "max_retries", "retry_backoff_sec",
 })
-_INLINE_KEYS = frozenset({"api_key", "key", "subscription_key", "token"})
+_INLINE_KEYS = frozenset({"api_key", "api-key", "apikey", "key", "subscription_key", "token",
+                          "password", "secret"})
+# Upstream names go in logs, metrics labels and the X-Upstreams-Tried header.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
 class RoutingError(ValueError):
@@ -99,6 +105,11 @@ def build_routing(upstreams: Any, entries: list[dict[str, Any]], default: Config
                   environ: Mapping[str, str]) -> RoutingTable:
     """The routing table of a models.yaml: its C{upstreams:} mapping and its
     model C{entries}.  Raises L{RoutingError} for any mistake."""
+    for entry in entries:
+        inline = _INLINE_KEYS & entry.keys()
+        if inline:  # it would be shown on /v1/models
+            raise RoutingError(f"model {entry['id']!r}: a key must not be written in "
+                               f"models.yaml ({', '.join(sorted(inline))})")
     if not uses_routing(upstreams, entries):
         return NO_ROUTING
     specs = _upstreams(upstreams or {}, default, environ)
@@ -123,9 +134,10 @@ def _upstreams(section: Any, default: Config, environ: Mapping[str, str],
         raise RoutingError("'upstreams' must be a mapping of names to settings")
     specs: dict[str, UpstreamSpec] = {}
     for name, settings in section.items():
-        if not isinstance(name, str) or not name or name == DEFAULT_UPSTREAM:
-            raise RoutingError(f"upstream name {name!r} is not allowed (a non-empty name, not "
-                               f"{DEFAULT_UPSTREAM!r}, which the environment defines)")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == DEFAULT_UPSTREAM:
+            raise RoutingError(f"upstream name {str(name)[:64]!r} is not allowed (letters, "
+                               f"digits, '.', '_', '@', '-'; not {DEFAULT_UPSTREAM!r}, which "
+                               "the environment defines)")
         if not isinstance(settings, dict):
             raise RoutingError(f"upstream {name!r}: its settings must be a mapping")
         inline = _INLINE_KEYS & settings.keys()
@@ -141,8 +153,12 @@ def _upstreams(section: Any, default: Config, environ: Mapping[str, str],
         key, key_file = _key(name, settings, environ)
         try:
             config = derive_upstream(default, name, settings, key, key_file)
+            trust_root(config.ca_bundle, config.ssl_cert_file)
         except ConfigError as e:
-            raise RoutingError(str(e)) from None
+            raise RoutingError(str(e).replace("GENAI_CA_BUNDLE", f"ca_bundle of upstream {name!r}")
+                               ) from None
+        except ValueError:  # a URL urllib cannot split ("http://[::1")
+            raise RoutingError(f"upstream {name!r}: base_url is not a valid URL") from None
         specs[name] = UpstreamSpec(name, config)
     return specs
 
@@ -154,13 +170,20 @@ def _key(name: str, settings: Mapping[str, Any], environ: Mapping[str, str]) -> 
         raise RoutingError(f"upstream {name!r}: api_key_env and api_key_file are both set: "
                            "use one")
     if variable:
-        if not isinstance(variable, str) or variable not in environ:
+        if not isinstance(variable, str) or not variable.isidentifier():
+            # (Not repeated: a key pasted here by mistake must not reach a log.)
+            raise RoutingError(f"upstream {name!r}: api_key_env must be the name of an "
+                               "environment variable")
+        if variable not in environ:
             raise RoutingError(f"upstream {name!r}: api_key_env names {variable!r}, which is "
                                "not set in the proxy's environment")
         return environ[variable].strip(), ""
     if path:
-        if not isinstance(path, str):
-            raise RoutingError(f"upstream {name!r}: api_key_file must be a file path")
+        if not isinstance(path, str) or not path.startswith(("/", "./", "../", "~")):
+            # (Not repeated: a key pasted here by mistake must not reach a log.)
+            raise RoutingError(f"upstream {name!r}: api_key_file must be a file path "
+                               "(absolute, or starting with ./)")
+        path = os.path.expanduser(path)
         try:
             return parse_header_secret(read_secret_text(path), path), path
         except SecretError as e:
@@ -203,5 +226,8 @@ def _refuse_cycles(routes: Mapping[str, ModelRoute]) -> None:
             walk(name, [*path, model_id])
         done.add(model_id)
 
-    for model_id in routes:
-        walk(model_id, [])
+    try:
+        for model_id in routes:
+            walk(model_id, [])
+    except RecursionError:
+        raise RoutingError("fallbacks are nested too deep") from None

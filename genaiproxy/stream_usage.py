@@ -193,15 +193,18 @@ class UsageChunkRemover:
     def __init__(self) -> None:
         self._held = b""
         self._passing = False  # inside a long event sent as it comes
+        self._passed_tail = b""  # its last bytes: a blank line may straddle chunks
 
     def feed(self, data: bytes) -> bytes:
         """The part of C{data} (with what was held) the client gets now."""
         out = b""
         if self._passing:
-            end = _first_event_end(data)
-            if not end:
+            tail = self._passed_tail
+            end = _first_event_end(tail + data) - len(tail)
+            if end <= 0:
+                self._passed_tail = (tail + data[-3:])[-3:]
                 return data
-            self._passing = False
+            self._passing, self._passed_tail = False, b""
             out, data = data[:end], data[end:]
         if self._held:
             data, self._held = self._held + data, b""
@@ -212,7 +215,7 @@ class UsageChunkRemover:
         if whole:
             out += self._clean(whole)
         if len(rest) > HOLD_MAX:
-            self._passing = True
+            self._passing, self._passed_tail = True, rest[-3:]
             return out + rest
         self._held = rest
         return out

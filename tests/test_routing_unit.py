@@ -106,6 +106,17 @@ def test_models_are_served_without_their_routing_keys():
      "is not allowed"),
     ("upstreams:\n  eu:\n    base_url: https://x.example\n    max_retries: -1\nmodels: []\n",
      "max_retries must be a whole number >= 0"),
+    ("- id: gpt-4.1\n  api_key: sk-inline-secret\n", "model 'gpt-4.1': a key must not be"),
+    ("upstreams:\n  eu:\n    base_url: https://x.example\n    subscription_name: k\n"
+     "    api_key_env: sk-inline-secret\nmodels: []\n", "must be the name of an environment"),
+    ("upstreams:\n  eu:\n    base_url: https://x.example\n    subscription_name: k\n"
+     "    api_key_file: sk-inline-secret\nmodels: []\n", "api_key_file must be a file path"),
+    ("upstreams:\n  eu:\n    base_url: https://x.example\n    ca_bundle: /nonexistent.pem\n"
+     "models: []\n", "ca_bundle of upstream 'eu'"),
+    ("upstreams:\n  eu:\n    base_url: 'http://[::1'\nmodels: []\n", "not a valid URL"),
+    ("upstreams:\n  dévé:\n    base_url: https://x.example\nmodels: []\n", "is not allowed"),
+    ("models:\n" + "".join(f"  - {{id: m{i}, fallbacks: [m{i + 1}]}}\n" for i in range(1500))
+     + "  - id: m1500\n", "nested too deep"),
 ])
 def test_mistakes_refuse_the_whole_file(text, message):
     """Each mistake is refused with a message that says what is wrong (and
@@ -136,3 +147,13 @@ def test_an_alias_is_sent_under_its_upstream_name_with_the_gpt5_rules():
                                          "messages": []}
     same = prepare_body(b'{"model":"gpt-4.1"}', "max_completion_tokens", model="gpt-4.1")
     assert same.body == b'{"model":"gpt-4.1"}'
+
+
+def test_a_yaml_error_says_where_not_what():
+    """A models.yaml that is not YAML is refused with the line and column,
+    never the text of the line (which may hold a key)."""
+    from genaiproxy.models import ModelsFileError
+
+    with pytest.raises(ModelsFileError) as caught:
+        parse_models_file("models:\n  - id: a\n    api_key: sk-yaml-secret: x\n", 0)
+    assert "line 3" in str(caught.value) and "sk-yaml-secret" not in str(caught.value)

@@ -242,6 +242,9 @@ def test_fallback_on_503(farm, client):
     assert event["model"] == "gpt-5@eu" and event["reason"] == "status 503"
     assert event["upstream_name"] == "eu" and event["tried"] == ["down (status 503)"]
     assert farm.proxy.wait_for_event("response", id=rid)["upstream_name"] == "eu"
+    # The hop that failed is counted, though the client never saw it.
+    metrics = client.get(farm.proxy.url + "/metrics").text
+    assert 'genai_proxy_upstream_failures_total{kind="status_503",upstream="down"}' in metrics
 
     rid = new_id()
     with client.stream("POST", farm.proxy.url + CHAT, headers={"X-Request-ID": rid},

@@ -186,3 +186,16 @@ def test_a_long_completed_event_with_its_type_last_is_read():
     for start in range(0, len(stream), 4096):
         reader.feed(stream[start:start + 4096])
     assert reader.usage == {"input": 8, "output": 3}
+
+
+def test_the_end_of_a_long_event_split_across_chunks_is_seen():
+    """After an event too long to hold, whose blank line is split across two
+    chunks, the next event (here the usage chunk) is still taken out."""
+    long = b"data: " + json.dumps({"choices": [{"delta": {"content": "x" * (HOLD_MAX + 10)}}],
+                                   "usage": None}).encode()
+    usage_only = chat_stream(with_usage=True).split(b"\n\n")[-3] + b"\n\n"
+    assert b'"choices":[]' in usage_only
+    remover = UsageChunkRemover()
+    shown = remover.feed(long + b"\n") + remover.feed(b"\n" + usage_only)
+    shown += remover.feed(b"data: [DONE]\n\n") + remover.flush()
+    assert b'"choices":[]' not in shown and shown.endswith(b"\n\ndata: [DONE]\n\n")
