@@ -11,6 +11,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
@@ -124,6 +126,7 @@ class _ChatStream(Protocol):
         self._started = started
         self.first_token_ms: float | None = None
         self.usage = UsageReader(responses_api=False)
+        self.broken: str | None = None  # why the stream ended early, if it did
         self.done: Deferred[None] = Deferred()
 
     def dataReceived(self, data: bytes) -> None:
@@ -132,6 +135,8 @@ class _ChatStream(Protocol):
         self.usage.feed(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if reason.check(ResponseDone, PotentialDataLoss) is None:
+            self.broken = reason.getErrorMessage() or type(reason.value).__name__
         self.done.callback(None)
 
 
@@ -171,6 +176,11 @@ async def check_chat(reactor: Any, report: Report, config: Config, model: str) -
         report.add(Step("chat", "fail", f"{model}: {response.code} {_error_message(body)}",
                         started, cause="the gateway refused the chat",
                         fix="check the model name (GET /v1/models lists what it serves)"))
+        return
+    if stream.broken is not None:
+        report.add(Step("chat", "fail", f"{model}: the stream broke: {stream.broken}", started,
+                        cause="the stream was cut before its end",
+                        fix="check REQUEST_TIMEOUT and the forward proxy's timeouts"))
         return
     usage = stream.usage.usage
     tokens = (f"; tokens: {usage.get('input', '?')} in, {usage.get('output', '?')} out"

@@ -214,7 +214,7 @@ class ProxyService(MultiService):
                     cut=cut,
                     connections_closed=connections,
                 )
-                return self.forwarder.upstream.close()
+                return self.forwarder.upstreams.close()
 
             return closing.addCallback(closed)
 

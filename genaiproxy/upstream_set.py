@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from .credentials import SecretError, SecretFile, parse_header_secret
@@ -37,15 +38,15 @@ class UpstreamSet:
         self._key_files: dict[str, SecretFile[str]] = {}
         self.secret_headers = secret_header_names([default.config.subscription_name])
 
-    @property
-    def names(self) -> list[str]:
-        """The upstreams' names, C{default} first."""
-        return list(self._clients)
-
     def client(self, name: str) -> UpstreamClient:
         """The client of upstream C{name} (the routing table only names
         upstreams that exist when it takes service)."""
         return self._clients.get(name, self.default)
+
+    def close(self) -> Deferred[None]:
+        """Close the idle connections of every upstream (when the service stops)."""
+        closing = DeferredList([client.close() for client in self._clients.values()])
+        return closing.addCallback(lambda _: None)
 
     def has(self, name: str) -> bool:
         """Whether upstream C{name} is in service."""
