@@ -56,9 +56,8 @@ class ForwardCall(StreamedAnswer):
     """One client request on its way to the upstream and back (the streamed
     answer's part is L{StreamedAnswer})."""
 
-    # One lives as long as its request (all day, for a long stream; ten
-    # thousand at once): slots keep each to a few hundred bytes, where an
-    # instance dict of this many attributes takes 1.5 KiB.
+    # One lives as long as its request (ten thousand at once, for open
+    # streams): a fixed set of slots, no instance dict.
     __slots__ = (
         "_asks_usage", "_call", "_fw", "_gone", "_hop", "_hops", "_id", "_model", "_path",
         "_request", "_route", "_route_label", "_sent", "_sent_model", "_started", "_tags",
