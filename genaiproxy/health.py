@@ -51,11 +51,20 @@ class UpstreamsHealth(Resource):
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
+        # Open to probes, but where clients need a token, only one who gives
+        # it learns the upstreams' addresses and errors.
+        policy = getattr(request.site, "policy", None)
+        detailed = policy is None or not policy.tokens.enabled or (
+            policy.client_for(request) is not None)
+
         def answer(results: list[tuple[bool, dict[str, Any]]]) -> None:
             if gone:
                 return
             entries = [entry for _, entry in results]
             healthy = all(entry["ok"] for entry in entries)
+            if not detailed:
+                entries = [{key: entry[key] for key in ("name", "ok", "status") if key in entry}
+                           for entry in entries]
             body = set_json(request, {"status": "ok" if healthy else "failing",
                                       "upstreams": entries}, 200 if healthy else 502)
             request.write(b"" if request.method == b"HEAD" else body)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import upstream_saw
-from support import BASE_ENV, run_mock_upstream, run_proxy
+from support import BASE_ENV, free_port, run_mock_upstream, run_proxy
 
 DEFAULT_KEY = ("Ocp-Apim-Subscription-Key", BASE_ENV["GENAI_API_KEY"])
 X_KEY = ("X-Key", "sk-x-5e0b2f77c1-secret")
@@ -207,3 +207,22 @@ def test_a_fallback_whose_upstream_was_removed_is_passed_over(client):
             assert answer[0].status_code == 502
             assert upstream_saw(x, rid) == [] and upstream_saw(default, rid) == []
             assert "upstreams tried" not in answer[0].json()["error"]["message"]
+
+
+def test_health_shows_addresses_only_to_a_client_with_a_token(client):
+    """With tokens required, /health stays open to probes (status and, per
+    upstream, name and ok), but the upstreams' URLs and errors are only for
+    a client that gives its token."""
+    with requiring(DEFAULT_KEY) as (default, _):
+        closed = f"http://127.0.0.1:{free_port()}"
+        models = f"upstreams:\n  gone:\n    base_url: {closed}\nmodels:\n  - {{id: g, upstream: gone}}\n"
+        with run_proxy(default, models=models, AUTH_TOKEN="health-token-9") as proxy:
+            proxy.wait_for_event("models_loaded")
+            bare = client.get(proxy.url + "/health")
+            assert bare.status_code == 502
+            assert bare.json()["upstreams"] == [{"name": "default", "ok": True, "status": 200},
+                                                {"name": "gone", "ok": False}]
+            told = client.get(proxy.url + "/health",
+                              headers={"Authorization": "Bearer health-token-9"}).json()
+            gone = told["upstreams"][1]
+            assert gone["url"] == closed and gone["error"]["type"] == "connect_error"
