@@ -20,7 +20,7 @@ from typing import Any
 
 from twisted.python import usage
 
-from .service import DEFAULT_LISTEN, DEFAULT_MODELS, version_text
+from .settings import DEFAULT_LISTEN, DEFAULT_MODELS, version_text
 
 _LISTEN = ["listen", "l", DEFAULT_LISTEN,
            "Where the daemon listens, as for twistd genaiproxy --listen."]

@@ -39,7 +39,7 @@ from .client_configs import Auth, ClientConfigError, Merged, Setup
 from .config import ConfigError, load_config
 from .credentials import SecretError, parse_tokens_file, read_secret_text
 from .models import ModelsFileError, parse_models_file
-from .service import DEFAULT_MODELS
+from .settings import DEFAULT_MODELS
 
 # The variables of the daemon that say how clients authenticate.
 AUTH_VARIABLES = ("AUTH_TOKEN", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE", "CREDENTIALS_DIRECTORY")

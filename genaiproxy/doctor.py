@@ -33,7 +33,7 @@ from .doctor_network import check_network
 from .doctor_report import Report, Step, render_text
 from .models import ModelsFileError, parse_models_file
 from .routing import DEFAULT_UPSTREAM, RoutingError, build_routing
-from .service import DEFAULT_MODELS
+from .settings import DEFAULT_MODELS
 from .tls import trust_root
 
 __all__ = ["Report", "Step", "run"]

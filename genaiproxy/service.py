@@ -25,7 +25,6 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 from twisted.python.components import Componentized
 
-from . import __version__
 from .channel import ClientLimits
 from .config import Config, ConfigError, load_config
 from .credentials import (
@@ -40,15 +39,11 @@ from .logs import LEVELS, LinesObserver, TextSink, log_stream
 from .models import ModelCatalog
 from .resources import build_tree
 from .routing import RoutingTable, build_routing
-from .settings import environment_help
+from .settings import DEFAULT_LISTEN, DEFAULT_MODELS, environment_help, version_text
 from .site import AccessPolicy, ProxySite
 from .upstream import UpstreamClient
 
 log = Logger(namespace="genaiproxy.service")
-
-DEFAULT_LISTEN = "tcp:8111:interface=127.0.0.1"
-DEFAULT_MODELS = "./models.yaml"
-
 
 class Options(usage.Options):
     """Command-line options of the C{genaiproxy} twistd plugin."""
@@ -68,14 +63,6 @@ class Options(usage.Options):
     def getUsage(self, width: int | None = None) -> str:
         """The options, then the environment settings."""
         return super().getUsage(width) + "\n" + environment_help()
-
-
-def version_text() -> str:
-    """genai-proxy's version, with the versions of the stack it runs on."""
-    from importlib.metadata import version
-
-    return (f"genai-proxy {__version__} (Twisted {version('Twisted')}, treq {version('treq')}, "
-            f"Python {sys.version.split()[0]})")
 
 
 class StartupError(Exception):

@@ -1,10 +1,30 @@
-"""The environment settings, one line each, for C{twistd genaiproxy --help}.
+"""The settings as a terminal shows them: the environment settings, one
+line each, for C{twistd genaiproxy --help}; the plugin options' defaults;
+the version line.
 
 The README's Configuration table says more; this list is what a terminal
 shows, so that nobody needs the README to find a setting's name.
 """
 
 from __future__ import annotations
+
+import sys
+
+from . import __version__
+
+# The plugin's options' defaults, shared with genai-proxy doctor and configure
+# (which describe the daemon these options would start) without their
+# importing the service.
+DEFAULT_LISTEN = "tcp:8111:interface=127.0.0.1"
+DEFAULT_MODELS = "./models.yaml"
+
+
+def version_text() -> str:
+    """genai-proxy's version, with the versions of the stack it runs on."""
+    from importlib.metadata import version
+
+    return (f"genai-proxy {__version__} (Twisted {version('Twisted')}, treq {version('treq')}, "
+            f"Python {sys.version.split()[0]})")
 
 # (variable, default as shown, what it does)
 ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
