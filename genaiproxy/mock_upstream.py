@@ -68,10 +68,11 @@ requests are still recorded), as one upstream among several would:
 its first 64 KiB (``body_length`` has the full size); ``DELETE`` clears them
 and the counters.  ``GET /_mock/stats`` reports counters.
 
-This module routes requests and runs the server; the objects it answers
-with are built in L{genaiproxy.mock_payloads}, and its HTTP plumbing
-(counters, control headers, the paced stream, gzip) is in
-L{genaiproxy.mock_http}.
+This module routes requests, applies the failure controls and builds the
+site. The APIs' answers are rendered in L{genaiproxy.mock_apis}, from
+objects built in L{genaiproxy.mock_payloads}. Its HTTP plumbing (counters,
+control headers, the paced stream, gzip) is in L{genaiproxy.mock_http}.
+Its command line is L{genaiproxy.mock_cli}.
 
 Run it with ``python -m genaiproxy.mock_upstream`` (see ``--help``); it prints
 ``mock upstream listening on http://HOST:PORT`` once listening, or embed it
@@ -80,30 +81,25 @@ with :func:`build_site`.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
-    IReactorSSL,
     IReactorTime,
 )
 from twisted.web import http, server
 from twisted.web.resource import EncodingResourceWrapper, Resource
 
+from .mock_apis import MockAPIs
 from .mock_http import (
     JSON_TYPE,
     CountingChannel,
     GzipOnRequest,
     MockState,
-    PacedStream,
     abort,
     error_body,
-    float_header,
     int_header,
     mock_header,
     reset_after_flush,
@@ -111,23 +107,9 @@ from .mock_http import (
     send_json,
 )
 from .mock_payloads import (
-    DEFAULT_EMBEDDING_MODEL,
-    DEFAULT_MODEL,
-    EMBEDDING_DIMENSIONS,
-    MAX_EMBEDDING_DIMENSIONS,
     MODEL_IDS,
     BadRequest,
-    data_event,
-    embedding_inputs,
-    embedding_vector,
-    include_usage,
     json_object,
-    pack_floats,
-    requested_model,
-    response_events,
-    response_object,
-    split_reply,
-    usage_for,
 )
 
 DEFAULT_EVENTS = 5
@@ -165,7 +147,7 @@ def parse_header_option(text: str) -> tuple[bytes, bytes]:
 _Generator = Callable[[server.Request, dict[str, Any], bool, int | None], bytes | int]
 
 
-class MockResource(Resource):
+class MockResource(MockAPIs, Resource):
     """The single leaf resource answering every path of the mock."""
 
     isLeaf = True
@@ -371,178 +353,6 @@ class MockResource(Resource):
             request, 405, f"Method {request.method.decode('latin-1')} not allowed"
         )
 
-    def _next_number(self) -> int:
-        """A fresh number for the ids of a generated object."""
-        self.state.completion_count += 1
-        return self.state.completion_count
-
-    def _pacing(self, request: server.Request) -> tuple[int, float]:
-        """The stream's event count and delay: site defaults or headers."""
-        events = int_header(request, b"x-mock-events")
-        delay = float_header(request, b"x-mock-event-delay")
-        return (
-            self.events if events is None else events,
-            self.event_delay if delay is None else delay,
-        )
-
-    def _bare_reply(self, request: server.Request) -> bytes | None:
-        """The reply as plain bytes if X-Mock-Content-Type asks for it."""
-        content_type = mock_header(request, b"x-mock-content-type")
-        if not content_type:
-            return None
-        request.setHeader(b"content-type", content_type.encode("latin-1"))
-        return self.reply.encode()
-
-    def _completion_base(self, id_prefix: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """The fields every chat or legacy completion object starts with."""
-        return {
-            "id": f"{id_prefix}-mock-{self._next_number()}",
-            "object": kind,
-            "created": int(self.clock.seconds()),
-            "model": requested_model(payload, DEFAULT_MODEL),
-        }
-
-    def _data_stream(
-        self,
-        request: server.Request,
-        payload: dict[str, Any],
-        base: dict[str, Any],
-        chunks: list[bytes],
-        last: bytes,
-        usage: dict[str, Any],
-        delay: float,
-        drop_after: int | None,
-    ) -> int:
-        """Stream C{chunks}, then C{last}, the usage chunk when asked for, and [DONE]."""
-        tail = last
-        if include_usage(payload):
-            tail += data_event({**base, "choices": [], "usage": usage})
-        tail += b"data: [DONE]\n\n"
-        PacedStream(self.state, self.clock, request, chunks, tail, delay, drop_after).start()
-        return server.NOT_DONE_YET
-
-    def _render_chat(
-        self,
-        request: server.Request,
-        payload: dict[str, Any],
-        stream: bool,
-        drop_after: int | None,
-    ) -> bytes | int:
-        """A chat completion, plain or streamed."""
-        events, delay = self._pacing(request)
-        base = self._completion_base("chatcmpl", "chat.completion", payload)
-        usage = usage_for(payload.get("messages"), self.reply)
-        if stream:
-            base = {**base, "object": "chat.completion.chunk"}
-            # As OpenAI does: with a usage chunk asked for, every other chunk
-            # says "usage": null.
-            no_usage = {"usage": None} if include_usage(payload) else {}
-
-            def delta(content: dict[str, str], finish_reason: str | None) -> bytes:
-                choice = {"index": 0, "delta": content, "finish_reason": finish_reason}
-                return data_event({**base, "choices": [choice], **no_usage})
-
-            pieces = split_reply(self.reply, events)
-            chunks = [delta({"content": piece}, None) for piece in pieces[1:]]
-            if pieces:
-                chunks.insert(0, delta({"role": "assistant", "content": pieces[0]}, None))
-            return self._data_stream(
-                request, payload, base, chunks, delta({}, "stop"), usage, delay, drop_after
-            )
-
-        bare = self._bare_reply(request)
-        if bare is not None:
-            return bare
-        message = {"role": "assistant", "content": self.reply}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        return send_json(request, {**base, "choices": [choice], "usage": usage})
-
-    def _render_completions(
-        self,
-        request: server.Request,
-        payload: dict[str, Any],
-        stream: bool,
-        drop_after: int | None,
-    ) -> bytes | int:
-        """A legacy ``text_completion``, plain or streamed like chat."""
-        events, delay = self._pacing(request)
-        base = self._completion_base("cmpl", "text_completion", payload)
-        usage = usage_for(payload.get("prompt"), self.reply)
-
-        def choice(text: str, finish_reason: str | None) -> dict[str, Any]:
-            return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}
-
-        if stream:
-            no_usage = {"usage": None} if include_usage(payload) else {}
-            chunks = [
-                data_event({**base, "choices": [choice(piece, None)], **no_usage})
-                for piece in split_reply(self.reply, events)
-            ]
-            last = data_event({**base, "choices": [choice("", "stop")], **no_usage})
-            return self._data_stream(request, payload, base, chunks, last, usage, delay, drop_after)
-
-        bare = self._bare_reply(request)
-        if bare is not None:
-            return bare
-        return send_json(
-            request, {**base, "choices": [choice(self.reply, "stop")], "usage": usage}
-        )
-
-    def _render_responses(
-        self,
-        request: server.Request,
-        payload: dict[str, Any],
-        stream: bool,
-        drop_after: int | None,
-    ) -> bytes | int:
-        """A Responses API ``response``, plain or as its typed event stream."""
-        events, delay = self._pacing(request)
-        pieces = split_reply(self.reply, events) if stream else [self.reply]
-        response = response_object(
-            payload, self._next_number(), int(self.clock.seconds()), "".join(pieces)
-        )
-        if stream:
-            head, chunks, tail = response_events(response, pieces)
-            PacedStream(
-                self.state, self.clock, request, chunks, tail, delay, drop_after, head
-            ).start()
-            return server.NOT_DONE_YET
-        bare = self._bare_reply(request)
-        if bare is not None:
-            return bare
-        return send_json(request, response)
-
-    def _render_embeddings(
-        self, request: server.Request, payload: dict[str, Any]
-    ) -> bytes:
-        """An embedding list: one hash-derived vector per input."""
-        inputs = embedding_inputs(payload.get("input"))
-        dimensions = payload.get("dimensions", EMBEDDING_DIMENSIONS)
-        if type(dimensions) is not int or not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
-            raise BadRequest(
-                f"'dimensions' must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}"
-            )
-        encoding = payload.get("encoding_format", "float")
-        if encoding not in ("float", "base64"):
-            raise BadRequest("'encoding_format' must be 'float' or 'base64'")
-        data = []
-        for index, (text, _) in enumerate(inputs):
-            floats = embedding_vector(text, dimensions)
-            vector: list[float] | str = floats
-            if encoding == "base64":
-                vector = pack_floats(floats)
-            data.append({"object": "embedding", "index": index, "embedding": vector})
-        tokens = sum(count for _, count in inputs)
-        return send_json(
-            request,
-            {
-                "object": "list",
-                "data": data,
-                "model": requested_model(payload, DEFAULT_EMBEDDING_MODEL),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
-        )
-
     def _render_echo(self, request: server.Request, path: str, body: bytes) -> bytes:
         """Describe the request received, for any other ``/v1/`` path."""
         _, _, query = request.uri.partition(b"?")
@@ -614,98 +424,11 @@ def build_site(
     return MockSite(resource, clock)
 
 
-def _non_negative(kind: type) -> Any:
-    """An argparse type accepting non-negative values of ``kind``."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _header_option(text: str) -> tuple[bytes, bytes]:
-    try:
-        return parse_header_option(text)
-    except (ValueError, UnicodeEncodeError) as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _status(text: str) -> int:
-    value = int(text)
-    if not 100 <= value <= 599:
-        raise argparse.ArgumentTypeError(f"must be from 100 to 599: {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Run the mock upstream until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(
-        prog="genai-mock-upstream",
-        description="Mock OpenAI-compatible upstream for tests and demos.",
-    )
-    parser.add_argument("--port", type=_non_negative(int), default=0,
-                        help="TCP port, 0 for any free one (default: 0)")
-    parser.add_argument("--interface", default="127.0.0.1",
-                        help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--events", type=_non_negative(int), default=DEFAULT_EVENTS,
-                        help="content events per stream (default: %(default)s)")
-    parser.add_argument("--event-delay", type=_non_negative(float),
-                        default=DEFAULT_EVENT_DELAY,
-                        help="seconds between stream events (default: %(default)s)")
-    parser.add_argument("--reply", default=DEFAULT_REPLY,
-                        help="assistant reply text (default: %(default)r)")
-    parser.add_argument("--tls-cert", metavar="PEM",
-                        help="serve https with this certificate chain and private key (one PEM file)")
-    parser.add_argument("--require-header", metavar="'NAME: VALUE'", type=_header_option,
-                        help="answer 401 (OpenAI-style error) to any request under /v1 "
-                             "without this exact header value")
-    parser.add_argument("--fail-status", metavar="N", type=_status,
-                        help="answer every request under /v1 with status N and an error body")
-    parser.add_argument("--hang", action="store_true",
-                        help="never answer a request under /v1")
-    parser.add_argument("--base-path", metavar="PATH", default="",
-                        help="serve only under this path, as a gateway does (e.g. /genai); "
-                             "404 elsewhere")
-    args = parser.parse_args(argv)
-    options = MockOptions(args.require_header, args.fail_status, args.hang, args.base_path)
+    """Run the mock upstream from the command line (L{genaiproxy.mock_cli})."""
+    from .mock_cli import main as run
 
-    from twisted.internet import reactor
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
-    # Only warnings and errors (e.g. unhandled exceptions) reach stderr.
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
-        redirectStandardIO=False,
-    )
-    site = build_site(args.events, args.event_delay, args.reply, clock=reactor, options=options)
-    if args.tls_cert:
-        from twisted.internet.ssl import PrivateCertificate
-
-        with open(args.tls_cert) as f:
-            options = PrivateCertificate.loadPEM(f.read()).options()
-        # The reactor module is typed with the interfaces every reactor has;
-        # the default one also listens with TLS.
-        port = cast(IReactorSSL, reactor).listenSSL(args.port, site, options, interface=args.interface)
-        scheme = "https"
-    else:
-        # listenTCP's ServerFactory[Protocol] does not admit twisted.web's Site.
-        port = reactor.listenTCP(args.port, site, interface=args.interface)  # type: ignore[arg-type]
-        scheme = "http"
-    host = args.interface if ":" not in args.interface else f"[{args.interface}]"
-    address = cast(IPv4Address | IPv6Address, port.getHost())
-    print(f"mock upstream listening on {scheme}://{host}:{address.port}", flush=True)
-    reactor.run()
+    run(argv)
 
 
 if __name__ == "__main__":
