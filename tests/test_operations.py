@@ -15,6 +15,28 @@ from support import run_proxy
 CHAT = "/v1/chat/completions"
 
 
+def stream_in_background(url: str, events: int) -> tuple[threading.Thread, list[str]]:
+    """Start reading a stream of C{events} events 0.25 s apart in a thread;
+    return once its first event came, with the thread and the data lines
+    received so far (and still to come)."""
+    received: list[str] = []
+    streaming = threading.Event()
+
+    def read_stream() -> None:
+        with httpx.stream("POST", url + CHAT, timeout=30,
+                          json={"model": "gpt-4.1", "messages": [], "stream": True},
+                          headers={"X-Mock-Events": str(events), "X-Mock-Event-Delay": "0.25"}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    received.append(line)
+                    streaming.set()
+
+    reader = threading.Thread(target=read_stream)
+    reader.start()
+    assert streaming.wait(10)
+    return reader, received
+
+
 def test_livez_needs_no_upstream_and_no_token(client):
     with run_proxy("http://127.0.0.1:9", AUTH_TOKEN="tok") as p:  # nothing listens on :9
         response = client.get(p.url + "/livez")
@@ -41,21 +63,7 @@ def test_sigterm_turns_not_ready_and_keeps_listening_for_the_delay(mock_url, cli
     with run_proxy(mock_url, SHUTDOWN_DELAY_SEC="1.5", SHUTDOWN_GRACE_SEC="20") as p:
         ready = client.get(p.url + "/readyz")
         assert ready.status_code == 200 and "connection" not in ready.headers
-        received: list[str] = []
-        streaming = threading.Event()
-
-        def read_stream() -> None:
-            with httpx.stream("POST", p.url + CHAT, timeout=30,
-                              json={"model": "gpt-4.1", "messages": [], "stream": True},
-                              headers={"X-Mock-Events": "10", "X-Mock-Event-Delay": "0.25"}) as r:
-                for line in r.iter_lines():
-                    if line.startswith("data: "):
-                        received.append(line)
-                        streaming.set()
-
-        reader = threading.Thread(target=read_stream)
-        reader.start()
-        assert streaming.wait(10)
+        reader, received = stream_in_background(p.url, 10)
         p.process.send_signal(signal.SIGTERM)
         assert p.wait_for_event("shutdown_started")["delay_sec"] == 1.5
         with httpx.Client(trust_env=False) as fresh:  # a new connection: the port still listens
@@ -75,21 +83,7 @@ def test_sigterm_drains_streams_then_exits_0(mock_url, client):
     its end, then the process exits with status 0."""
     with run_proxy(mock_url, SHUTDOWN_GRACE_SEC="20") as p:
         url = urlsplit(p.url)
-        received: list[str] = []
-        streaming = threading.Event()
-
-        def read_stream() -> None:
-            with httpx.stream("POST", p.url + CHAT, timeout=30,
-                              json={"model": "gpt-4.1", "messages": [], "stream": True},
-                              headers={"X-Mock-Events": "8", "X-Mock-Event-Delay": "0.25"}) as r:
-                for line in r.iter_lines():
-                    if line.startswith("data: "):
-                        received.append(line)
-                        streaming.set()
-
-        reader = threading.Thread(target=read_stream)
-        reader.start()
-        assert streaming.wait(10)
+        reader, received = stream_in_background(p.url, 8)
         p.process.send_signal(signal.SIGTERM)
         p.wait_for_event("shutdown_started")
         # New connections are refused while the stream drains.
