@@ -1,15 +1,16 @@
 """Packaging for genai-proxy: the package and its twistd plugin."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="genai-proxy",
     version="0.1.0",
     description="OpenAI-compatible proxy daemon on Twisted that injects a subscription key",
     python_requires=">=3.10",
-    # twisted.plugins is a namespace shared with Twisted itself: list it
-    # explicitly and ship no __init__.py for it.
-    packages=["genaiproxy", "twisted.plugins"],
+    # Every subpackage of genaiproxy is found, so none is left out of the
+    # wheel.  twisted.plugins is a namespace shared with Twisted itself: it is
+    # named explicitly, and no __init__.py is shipped for it.
+    packages=find_packages(include=["genaiproxy", "genaiproxy.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["genaiproxy_plugin.py"]},
     # The design's stack: Twisted (with its tls extra, which brings
     # pyOpenSSL and service-identity), treq for the upstream calls, PyYAML
@@ -59,10 +60,10 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "genai-proxy=genaiproxy.cli:main",
+            "genai-proxy=genaiproxy.cli.main:main",
             # The older name of "genai-proxy quickstart", kept working.
-            "genai-proxy-quickstart=genaiproxy.quickstart:main",
-            "genai-mock-upstream=genaiproxy.mock_upstream:main",
+            "genai-proxy-quickstart=genaiproxy.cli.quickstart:main",
+            "genai-mock-upstream=genaiproxy.mock.cli:main",
         ],
     },
 )

@@ -62,7 +62,7 @@ def write(self, data):
             _out.write("%s %.9f\n" % (tag[0].decode("ascii", "replace"), time.monotonic()))
     return _write(self, data)
 server.Request.write = write
-from genaiproxy.mock_upstream import main
+from genaiproxy.mock.cli import main
 main()
 """
 

@@ -18,10 +18,11 @@ for _name in [name for name in os.environ if name.upper().endswith("_PROXY")]:
 
 # The suite runs beside real daemons on small shared machines: generating an
 # example may be slow there, which says nothing about the code under test.
-settings.register_profile(
-    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile("shared-machine")
+# "ci" (the default) tries hypothesis's full number of examples; "fast"
+# (./run-tests --fast sets HYPOTHESIS_PROFILE) a fifth of them.
+settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fast", settings.get_profile("ci"), max_examples=20)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 MODELS_YAML = """\
 models:

@@ -1,6 +1,6 @@
 """twistd plugin: `twistd -n genaiproxy`.
 
-ServiceMaker imports genaiproxy.service only when the plugin is used, so
+ServiceMaker imports genaiproxy.daemon.service only when the plugin is used, so
 plugin discovery stays cheap and never fails on our imports.
 """
 
@@ -8,7 +8,7 @@ from twisted.application.service import ServiceMaker
 
 genaiproxy = ServiceMaker(
     "genai-proxy",
-    "genaiproxy.service",
+    "genaiproxy.daemon.service",
     "OpenAI-compatible proxy that injects a subscription key and forwards upstream.",
     "genaiproxy",
 )

@@ -1,0 +1,266 @@
+"""Protocols that receive an upstream response body.
+
+L{BodyCollector} gathers a (non-streamed) body in memory.  L{StreamPump}
+writes each chunk to the client request the moment it arrives, and is the
+client request's push producer so that a slow reader pauses the upstream
+socket instead of growing a buffer.  Both end the upstream read when no byte
+has arrived for REQUEST_TIMEOUT: an idle timeout, not a cap on total time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+from zope.interface import implementer
+
+from genaiproxy.api import UsageChunkRemover, UsageReader
+from genaiproxy.upstream import UpstreamError, describe_failure
+
+IDLE_TIMEOUT_KIND = "read_timeout"
+
+
+class IdleTimer:
+    """Calls C{on_idle} once C{timeout} seconds pass without a L{reset}."""
+
+    def __init__(self, clock: IReactorTime, timeout: float, on_idle: Callable[[], None]) -> None:
+        self._clock = clock
+        self._timeout = timeout
+        self._on_idle = on_idle
+        self._call: IDelayedCall | None = None
+
+    def reset(self) -> None:
+        """(Re)start the countdown."""
+        if self._call is not None and self._call.active():
+            self._call.reset(self._timeout)
+        else:
+            self._call = self._clock.callLater(self._timeout, self._fire)
+
+    def stop(self) -> None:
+        """Stop counting (while paused, or once the body is done)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    @property
+    def stopped(self) -> bool:
+        """True when no countdown is running."""
+        return self._call is None
+
+    def _fire(self) -> None:
+        self._call = None
+        self._on_idle()
+
+
+def _finished_cleanly(reason: Failure) -> bool:
+    return reason.check(ResponseDone, PotentialDataLoss) is not None
+
+
+def _upstream(protocol: Protocol) -> IPushProducer | None:
+    """The transport a response body is delivered on (None until then).
+
+    C{IResponse.deliverBody} connects the protocol to a producer of the
+    body (twisted.web's C{TransportProxyProducer}), typed by Twisted as the
+    plain C{ITransport} of any protocol.
+    """
+    return cast("IPushProducer | None", protocol.transport)
+
+
+class BodyCollector(Protocol):
+    """Collect a whole response body; C{done} fires with the bytes.
+
+    Cancelling C{done} stops the upstream transport.
+    """
+
+    def __init__(self, clock: IReactorTime, idle_timeout: float) -> None:
+        self._chunks: list[bytes] = []
+        self._timer = IdleTimer(clock, idle_timeout, self._idle)
+        self._failed_with: UpstreamError | None = None
+        self.done: Deferred[bytes] = Deferred(lambda _: self._stop())
+
+    def start_timer(self) -> None:
+        """Start the idle timeout (when the body did not arrive at once)."""
+        if not self.done.called:
+            self._timer.reset()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._chunks.append(data)
+        if not self._timer.stopped:
+            self._timer.reset()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._timer.stop()
+        if self.done.called:
+            return
+        if self._failed_with is not None:
+            self.done.errback(self._failed_with)
+        elif _finished_cleanly(reason):
+            self.done.callback(b"".join(self._chunks))
+        else:
+            self.done.errback(reason)
+
+    def _idle(self) -> None:
+        self._failed_with = UpstreamError(
+            IDLE_TIMEOUT_KIND, "the upstream stopped sending the response body", True
+        )
+        self._stop()
+
+    def _stop(self) -> None:
+        self._timer.stop()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.stopProducing()
+
+
+def collect_body(response: Any, clock: IReactorTime, idle_timeout: float) -> Deferred[bytes]:
+    """Read C{response}'s whole body with an idle timeout."""
+    collector = BodyCollector(clock, idle_timeout)
+    response.deliverBody(collector)
+    # Small bodies usually arrive with the headers; only a body still coming
+    # needs a timer.
+    collector.start_timer()
+    return collector.done
+
+
+@implementer(IPushProducer)
+class StreamPump(Protocol):
+    """Copy an upstream body to a client request chunk by chunk.
+
+    C{on_chunk(data)} sees every chunk (for logging); C{on_first_byte()} is
+    told when the first one arrives (for the metrics).  C{on_end(error)} is
+    called once when the upstream body ends: with C{None} for a clean end
+    (the request is then finished), or with an L{UpstreamError} for a broken
+    stream, in which case the caller must end the client's response so that
+    the client can tell (see L{genaiproxy.forwarding.call}).  Neither is called when the client
+    went away first (L{client_gone}).
+
+    A C{usage} reader, when given, reads each chunk as it came from the
+    upstream, after the client got it.  A C{remover}, when given, takes out
+    what the proxy's own request for usage added to the stream.
+    """
+
+    def __init__(
+        self,
+        request: IConsumer,
+        clock: IReactorTime,
+        idle_timeout: float,
+        on_chunk: Callable[[bytes], None] | None,
+        on_end: Callable[[UpstreamError | None], None],
+        on_first_byte: Callable[[], None] | None = None,
+        usage: UsageReader | None = None,
+        remover: UsageChunkRemover | None = None,
+    ) -> None:
+        self._request = request
+        self._on_chunk = on_chunk
+        self._on_first_byte = on_first_byte
+        self.usage = usage
+        self._remover = remover
+        self._received = False
+        self._on_end = on_end
+        self._timer = IdleTimer(clock, idle_timeout, self._idle)
+        self._gone = False
+        self._paused = False
+        self._broken: UpstreamError | None = None
+        self._tail = b"\n\n"
+        self.bytes_sent = 0
+        self.events_sent = 0
+
+    @property
+    def at_event_boundary(self) -> bool:
+        """True when what was sent so far ends with a blank line (a complete
+        server-sent event), so that another event may follow at once."""
+        return self._tail.endswith(b"\n\n")
+
+    # Protocol: the upstream side.
+
+    def connectionMade(self) -> None:
+        self._request.registerProducer(self, True)
+        self._timer.reset()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._gone:
+            return
+        if not self._paused:
+            self._timer.reset()
+        if not self._received:
+            self._received = True
+            if self._on_first_byte is not None:
+                self._on_first_byte()
+        if self._remover is None:
+            self._send(data)
+        else:
+            shown = self._remover.feed(data)
+            if shown:
+                self._send(shown)
+        if self.usage is not None:
+            self.usage.feed(data)
+
+    def _send(self, data: bytes) -> None:
+        """Write C{data} to the client, and count it."""
+        self.bytes_sent += len(data)
+        # Server-sent events end with a blank line; one may straddle chunks.
+        self.events_sent += data.count(b"\n\n") + (self._tail[-1:] == b"\n" == data[:1])
+        self._tail = (self._tail + data[-2:])[-2:]  # never copies a whole chunk
+        self._request.write(data)
+        if self._on_chunk is not None:
+            self._on_chunk(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._timer.stop()
+        if self._gone:
+            return
+        self._request.unregisterProducer()
+        if self._broken is None and not _finished_cleanly(reason):
+            self._broken = UpstreamError(
+                "connection_lost",
+                "the upstream connection broke mid-stream: " + describe_failure(reason),
+                False,
+            )
+        if self._broken is None and self._remover is not None:
+            rest = self._remover.flush()  # (dropped when broken: an unfinished event)
+            if rest:
+                self._send(rest)
+        self._on_end(self._broken)
+
+    def _idle(self) -> None:
+        self._broken = UpstreamError(
+            IDLE_TIMEOUT_KIND, "the upstream stopped sending for longer than REQUEST_TIMEOUT", False
+        )
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.stopProducing()
+
+    # IPushProducer: the client side drives these.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._timer.stop()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._timer.reset()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.client_gone()
+
+    def client_gone(self) -> None:
+        """The client disconnected: stop reading and close the upstream call."""
+        if self._gone:
+            return
+        self._gone = True
+        self._timer.stop()
+        upstream = _upstream(self)
+        if upstream is not None:
+            upstream.stopProducing()

@@ -1,0 +1,12 @@
+"""A mock OpenAI-compatible upstream: a real HTTP server on twisted.web for
+tests and demos (C{python -m genaiproxy.mock}, C{genai-mock-upstream}).
+It imports nothing from the proxy, so it can stand in for any gateway.
+"""
+
+from genaiproxy.mock.server import MockResource, MockSite, build_site
+
+__all__ = [
+    "MockResource",
+    "MockSite",
+    "build_site",
+]

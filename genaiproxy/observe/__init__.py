@@ -1,0 +1,29 @@
+"""What the proxy tells its operators: structured log events (one JSON object
+a line, or text for a terminal) with secrets redacted, and the Prometheus
+metrics.  Every other package may report here; this one imports none of
+them.
+"""
+
+from genaiproxy.observe.logs import (
+    LEVELS,
+    LinesObserver,
+    LoggedHeaders,
+    TextSink,
+    body_for_log,
+    log_stream,
+    secret_header_names,
+)
+from genaiproxy.observe.metrics import CONTENT_TYPE_LATEST, ProxyMetrics, route_of
+
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "LEVELS",
+    "LinesObserver",
+    "LoggedHeaders",
+    "ProxyMetrics",
+    "TextSink",
+    "body_for_log",
+    "log_stream",
+    "route_of",
+    "secret_header_names",
+]

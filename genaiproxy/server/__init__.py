@@ -1,0 +1,15 @@
+"""The HTTP side facing the clients: the connection and its limits, the site
+(request ids, access tokens, CORS), the resource tree of paths, the health
+probes and the status page.
+"""
+
+from genaiproxy.server.channel import ClientLimits
+from genaiproxy.server.resources import build_tree
+from genaiproxy.server.site import AccessPolicy, ProxySite
+
+__all__ = [
+    "AccessPolicy",
+    "ClientLimits",
+    "ProxySite",
+    "build_tree",
+]

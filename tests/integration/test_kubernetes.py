@@ -1,0 +1,370 @@
+"""The Kubernetes manifests in deploy/kubernetes, checked without a cluster.
+
+The base and the example overlay are rendered with ``kubectl kustomize``
+(run-tests installs kubectl; a missing one fails these tests rather than
+skipping them), every object is validated against the schemas of a named
+Kubernetes release with kubernetes-validate in strict mode (an unknown or
+misspelt field is an error), and the points the deployment relies on are
+checked on the rendered objects.  Finally the rendered container command
+and environment start the real daemon, on loopback, with the rendered
+ConfigMap and stand-in secret files in place of the mounts.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes_validate
+import pytest
+import yaml
+from conftest import upstream_saw
+from support import TWISTD, ProxyProcess, _clean_environment, free_port
+
+from genaiproxy.config.models import parse_models
+from genaiproxy.server.site import ProxySite
+
+REPO = Path(__file__).resolve().parents[2]
+KUBERNETES = REPO / "deploy" / "kubernetes"
+OVERLAY = KUBERNETES / "overlays" / "example"
+# The release the objects are validated against: the kubectl that run-tests
+# installs is 1.32.
+KUBERNETES_RELEASE = "1.32.0"
+# What the example overlay sets (overlays/example/kustomization.yaml).
+OVERLAY_NAMESPACES = ["open-webui", "ci-agents", "monitoring"]
+OVERLAY_IMAGE = "registry.example.com/platform/genai-proxy:0.1.0"
+OVERLAY_REPLICAS = 3
+OVERLAY_GATEWAY = "https://genai-gateway.example.com/genai"
+# Label shared by the pods and every selector.
+APP = {"app.kubernetes.io/name": "genai-proxy"}
+
+
+@functools.cache
+def render(folder: Path) -> tuple[dict[str, Any], ...]:
+    """The objects ``kubectl kustomize folder`` renders."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is not installed (run-tests installs it): the manifests cannot be rendered")
+    result = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def only(objects: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
+    """The one object of C{kind}."""
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} objects of kind {kind}"
+    return found[0]
+
+
+def container(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The Deployment's one container."""
+    containers = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def env_of(objects: tuple[dict[str, Any], ...]) -> dict[str, str]:
+    """The container's environment: plain values only (any other kind fails)."""
+    env = {}
+    for variable in container(objects)["env"]:
+        assert set(variable) == {"name", "value"}, f"not a plain value: {variable}"
+        env[variable["name"]] = variable["value"]
+    return env
+
+
+def option(args: list[str], name: str) -> str:
+    """The value that follows C{name} in the container's arguments."""
+    assert args.count(name) == 1, args
+    return args[args.index(name) + 1]
+
+
+def mount_of(objects: tuple[dict[str, Any], ...], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The volume mount that holds file C{path}, and its volume."""
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    mounts = [m for m in container(objects)["volumeMounts"]
+              if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert len(mounts) == 1, f"{path} is under {len(mounts)} mounts"
+    volume = [v for v in pod["volumes"] if v["name"] == mounts[0]["name"]]
+    assert len(volume) == 1
+    return mounts[0], volume[0]
+
+
+BOTH = pytest.mark.parametrize("folder", [KUBERNETES, OVERLAY], ids=["base", "overlay"])
+
+
+@BOTH
+def test_every_object_is_valid_for_the_named_release(folder):
+    """kubectl renders the kustomization, and each object it renders is valid
+    for Kubernetes 1.32 in strict mode: the right kinds and API versions, no
+    unknown or misspelt field, values of the right types."""
+    objects = render(folder)
+    kinds = sorted(o["kind"] for o in objects)
+    expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
+                "PodDisruptionBudget", "Service"]
+    # The ServiceMonitor (a component only the overlay includes) is a CRD of
+    # the Prometheus Operator, which kubernetes-validate has no schema for:
+    # it is checked on its own in test_servicemonitor_scrapes_metrics_with_a_token.
+    assert kinds == sorted(expected + (["ServiceMonitor"] if folder == OVERLAY else []))
+    for obj in objects:
+        if obj["kind"] == "ServiceMonitor":
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_RELEASE, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {e.message} at {list(e.path)}")
+
+
+def test_strict_validation_rejects_an_unknown_field():
+    """The validation above would notice a misspelt field (strict mode)."""
+    deployment = yaml.safe_load(yaml.safe_dump(only(render(KUBERNETES), "Deployment")))
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFS"] = True
+    with pytest.raises(kubernetes_validate.ValidationError, match="readOnlyRootFS"):
+        kubernetes_validate.validate(deployment, KUBERNETES_RELEASE, strict=True)
+
+
+@BOTH
+def test_probes_and_listen_address(folder):
+    """Liveness on /livez and readiness on /readyz, on the named port the
+    proxy listens on; it listens on all interfaces inside the pod; the
+    Service sends to that port."""
+    objects = render(folder)
+    c = container(objects)
+    (port,) = c["ports"]
+    assert port["name"] == "http" and port["protocol"] == "TCP"
+    listen = option(c["args"], "--listen")
+    assert listen == f"tcp:{port['containerPort']}:interface=0.0.0.0"
+    assert c["args"][:4] == ["twistd", "-n", "--pidfile=", "genaiproxy"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    service = only(objects, "Service")
+    assert service["spec"]["selector"] == APP
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["targetPort"] == "http" and service_port["name"] == "http"
+
+
+@BOTH
+def test_security_context(folder):
+    """Non-root as the image's user (uid 10001), read-only root file system
+    with an emptyDir for /tmp (where uploads are spooled), no privilege
+    escalation, every capability dropped, seccomp RuntimeDefault, no API token."""
+    objects = render(folder)
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    c = container(objects)
+    security = c["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] == 10001
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    tmp, volume = mount_of(objects, "/tmp/upload-spool")
+    assert tmp["mountPath"] == "/tmp" and "emptyDir" in volume and not tmp.get("readOnly")
+    assert set(c["resources"]) == {"requests", "limits"}
+    for figures in c["resources"].values():
+        assert set(figures) == {"cpu", "memory"}
+
+
+@BOTH
+def test_secrets_are_files_of_a_mounted_secret(folder):
+    """No variable takes its value from a Secret (nor envFrom a whole one),
+    no key or token is in the environment, and GENAI_API_KEY_FILE and
+    AUTH_TOKENS_FILE name files of the mounted Secret's volume."""
+    objects = render(folder)
+    c = container(objects)
+    assert "envFrom" not in c
+    env = env_of(objects)  # fails on any valueFrom, secretKeyRef included
+    for name in ("GENAI_API_KEY", "AUTH_TOKEN", "AUTH_TOKEN_FILE"):
+        assert name not in env
+    volumes = set()
+    for name in ("GENAI_API_KEY_FILE", "AUTH_TOKENS_FILE"):
+        mount, volume = mount_of(objects, env[name])
+        assert mount["readOnly"] is True and "subPath" not in mount
+        secret = volume["secret"]
+        assert secret["secretName"] == "genai-proxy-secrets"
+        file_name = env[name][len(mount["mountPath"]):].strip("/")
+        assert {"key": file_name, "path": file_name} in secret["items"]
+        volumes.add(volume["name"])
+    assert len(volumes) == 1
+    # The image's user reads them through the pod's fsGroup, nobody else.
+    assert secret["defaultMode"] & 0o007 == 0
+    assert only(objects, "Deployment")["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001
+
+
+@BOTH
+def test_models_come_from_a_configmap_mounted_as_a_directory(folder):
+    """--models points into the folder where the ConfigMap is mounted whole
+    (no subPath, so that an edit reaches running pods), the ConfigMap keeps
+    its name (no hash suffix: an apply edits it in place) and its
+    models.yaml is a list the proxy loads."""
+    objects = render(folder)
+    models = option(container(objects)["args"], "--models")
+    mount, volume = mount_of(objects, models)
+    assert "subPath" not in mount and "subPathExpr" not in mount
+    assert models == mount["mountPath"] + "/models.yaml"
+    configmap = only(objects, "ConfigMap")
+    assert volume["configMap"] == {"name": configmap["metadata"]["name"]} == {"name": "genai-proxy-models"}
+    entries = parse_models(configmap["data"]["models.yaml"], now=0)
+    assert len(entries) >= 1 and all(e["id"] for e in entries)
+
+
+@BOTH
+def test_termination_grace_outlasts_delay_and_drain(folder):
+    """The kubelet's SIGKILL comes after the proxy's own stop: longer than
+    SHUTDOWN_DELAY_SEC + SHUTDOWN_GRACE_SEC (from the container's
+    environment) plus the time the proxy gives each connection's last bytes."""
+    objects = render(folder)
+    env = env_of(objects)
+    delay, grace = float(env["SHUTDOWN_DELAY_SEC"]), float(env["SHUTDOWN_GRACE_SEC"])
+    assert delay > 0  # behind a Service, endpoints need time to go
+    last_bytes = inspect.signature(ProxySite.close_connections).parameters["timeout"].default
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > delay + grace + last_bytes
+    assert env["LOG_FORMAT"] == "json"
+
+
+@BOTH
+def test_selectors_find_the_pods(folder):
+    """The Deployment, the Service, the PodDisruptionBudget and the
+    NetworkPolicy select the pods by their label; the autoscaler scales the
+    Deployment on CPU; a rolling update never has fewer pods ready."""
+    objects = render(folder)
+    deployment = only(objects, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"] == APP
+    assert APP.items() <= labels.items()
+    assert only(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == APP
+    assert only(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"] == APP
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    hpa = only(objects, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": deployment["metadata"]["name"]}
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    hpa_file = KUBERNETES / "base" / "horizontalpodautoscaler.yaml"
+    assert "genai_proxy_streams_in_flight" in hpa_file.read_text()  # the better signal, documented
+
+
+def test_networkpolicy_admits_only_the_overlays_namespaces():
+    """The overlay's NetworkPolicy admits ingress, on the proxy's port only,
+    from exactly the namespaces it names; the base's from none but
+    namespaces labelled for it."""
+    for folder, selector in (
+        (OVERLAY, {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
+                                         "values": OVERLAY_NAMESPACES}]}),
+        (KUBERNETES, {"matchLabels": {"genai-proxy-client": "true"}}),
+    ):
+        policy = only(render(folder), "NetworkPolicy")["spec"]
+        assert policy["policyTypes"] == ["Ingress"]
+        (rule,) = policy["ingress"]
+        assert rule["from"] == [{"namespaceSelector": selector}]
+        assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+
+
+def test_overlay_sets_gateway_image_replicas_and_namespace():
+    """The example overlay sets the gateway, the image and its tag, the
+    replica count (the autoscaler's minimum with it), the namespace of
+    every object, and its own models; the base keeps its defaults."""
+    objects = render(OVERLAY)
+    deployment = only(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == OVERLAY_REPLICAS
+    assert only(objects, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == OVERLAY_REPLICAS
+    assert container(objects)["image"] == OVERLAY_IMAGE
+    env = env_of(objects)
+    assert env["GENAI_BASE_URL"] == OVERLAY_GATEWAY
+    assert env["GENAI_SUBSCRIPTION_NAME"] == "Ocp-Apim-Subscription-Key"
+    assert {o["metadata"].get("namespace") for o in objects} == {"genai"}
+    assert only(objects, "ConfigMap")["data"]["models.yaml"] == (OVERLAY / "models.yaml").read_text()
+
+    base = render(KUBERNETES)
+    assert container(base)["image"] == "genai-proxy:latest"
+    assert only(base, "Deployment")["spec"]["replicas"] != OVERLAY_REPLICAS
+    assert env_of(base)["GENAI_BASE_URL"] != OVERLAY_GATEWAY
+    assert only(base, "ConfigMap")["data"]["models.yaml"] == (REPO / "models.yaml").read_text()
+
+
+def test_servicemonitor_scrapes_metrics_with_a_token():
+    """The ServiceMonitor (overlay only) selects the Service, scrapes its
+    named port's /metrics and gives the bearer token from a Secret key.
+    A minimal check of the CRD's fields, as no schema is at hand."""
+    objects = render(OVERLAY)
+    monitor = only(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(monitor["spec"]) == {"selector", "endpoints"}
+    service = only(objects, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout", "authorization"}
+    assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]]
+    assert endpoint["path"] == "/metrics" and endpoint["scheme"] == "http"
+    for duration in (endpoint["interval"], endpoint["scrapeTimeout"]):
+        assert re.fullmatch(r"\d+s", duration)
+    assert endpoint["authorization"] == {
+        "type": "Bearer", "credentials": {"name": "genai-proxy-metrics-token", "key": "token"}}
+    assert all(o["kind"] != "ServiceMonitor" for o in render(KUBERNETES))
+
+
+def test_rendered_command_and_environment_run_the_proxy(mock_url, tmp_path):
+    """The overlay's container command and environment, run as they are
+    but on a loopback port and with the mount folders under a temporary
+    one (the rendered ConfigMap's models.yaml, stand-in secret files, the
+    mock as the gateway): the proxy starts, is ready, lists the
+    ConfigMap's models to a client token of the tokens file, forwards with
+    the key of the key file, and refuses a request without a token."""
+    objects = render(OVERLAY)
+    c = container(objects)
+    mounts = {m["mountPath"]: tmp_path / m["name"] for m in c["volumeMounts"]}
+    for folder in mounts.values():
+        folder.mkdir()
+
+    def local(path: str) -> str:
+        for mount_path, folder in mounts.items():
+            if path.startswith(mount_path + "/"):
+                return str(folder / path[len(mount_path) + 1:])
+        return path
+
+    (mounts["/etc/genai-proxy/models"] / "models.yaml").write_text(
+        only(objects, "ConfigMap")["data"]["models.yaml"])
+    env = {name: local(value) for name, value in env_of(objects).items()}
+    Path(env["GENAI_API_KEY_FILE"]).write_text("sk-from-the-secret-file\n")
+    Path(env["AUTH_TOKENS_FILE"]).write_text("open-webui: token-of-open-webui\n")
+    env.update(GENAI_BASE_URL=mock_url, SHUTDOWN_DELAY_SEC="0")  # no need to wait when it stops here
+    port = free_port()
+    args = [local(a) for a in c["args"]]
+    args[args.index("--listen") + 1] = f"tcp:{port}:interface=127.0.0.1"
+    assert args[0] == "twistd"
+    process = subprocess.Popen([TWISTD, *args[1:]], cwd=tempfile.mkdtemp(prefix="genai-k8s-"),
+                               env={**_clean_environment(), **env, "TMPDIR": str(mounts["/tmp"])},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proxy = ProxyProcess(process, tmp_path)
+    try:
+        proxy.wait_for_event("models_loaded", timeout=20)
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            assert client.get(url + "/readyz").json() == {"status": "ready"}
+            assert client.get(url + "/livez").status_code == 200
+            assert client.get(url + "/v1/models").status_code == 401
+            token = {"Authorization": "Bearer token-of-open-webui"}
+            listed = client.get(url + "/v1/models", headers=token).json()
+            assert [m["id"] for m in listed["data"]] == ["gpt-4.1", "gpt-4.1-mini", "gpt-5", "gpt-5-mini"]
+            answer = client.post(url + "/v1/chat/completions", headers={**token, "X-Request-ID": "k8s-1"},
+                                 json={"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]})
+            assert answer.status_code == 200
+            seen = upstream_saw(mock_url, "k8s-1")
+            assert seen[0]["headers"]["ocp-apim-subscription-key"] == ["sk-from-the-secret-file"]
+        assert proxy.events("startup_config")  # JSON lines on stdout (LOG_FORMAT=json)
+    finally:
+        assert proxy.stop() == 0

@@ -1,0 +1,128 @@
+"""The client channel's closes and the connection cap, in memory with a Clock."""
+
+from __future__ import annotations
+
+import tempfile
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.web.resource import Resource
+
+from genaiproxy.config.credentials import ClientTokens
+from genaiproxy.server.channel import LINGER_SEC, ClientLimits
+from genaiproxy.server.site import AccessPolicy, ProxySite
+from genaiproxy.upstream.bodies import KeepOpen
+
+
+class TLSLikeTransport(StringTransport):
+    """A transport that, like TLS, cannot shut only its write side and whose
+    close the peer may never complete."""
+
+    aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+    def __getattribute__(self, name: str):  # no loseWriteConnection, as TLS
+        if name == "loseWriteConnection":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def make_site(**limits) -> tuple[ProxySite, Clock]:
+    clock = Clock()
+    site = ProxySite(Resource(), AccessPolicy(ClientTokens(), ()), ClientLimits(**limits))
+    site.reactor = clock  # type: ignore[assignment]
+    return site, clock
+
+
+def connect(site: ProxySite, transport: StringTransport):
+    channel = site.buildProtocol(None)
+    channel.makeConnection(transport)
+    return channel
+
+
+def test_a_refusal_on_a_tls_like_transport_is_cut_after_the_linger():
+    """After a 408, a close the client never completes is aborted (TLS
+    waits for the client's close_notify, which may never come)."""
+    site, clock = make_site(header_timeout=1.0)
+    transport = TLSLikeTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"G")
+    clock.advance(1.0)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert not transport.aborted
+    clock.advance(LINGER_SEC)
+    assert transport.aborted
+
+
+def test_an_idle_connection_whose_close_hangs_is_aborted():
+    """The keep-alive close is cut too when the client does not complete it."""
+    site, clock = make_site(keepalive_timeout=2.0)
+    transport = TLSLikeTransport()
+    connect(site, transport)
+    clock.advance(2.0)
+    assert transport.disconnecting and not transport.aborted
+    clock.advance(60)
+    assert transport.aborted
+
+
+def test_past_the_cap_the_connection_gets_a_protocol_that_aborts_it():
+    """Not None (a TLS listener would wrap None and fail): a protocol that
+    ends the connection at once, and is not counted."""
+    site, _ = make_site(max_connections=1)
+    connect(site, StringTransport())
+    extra = TLSLikeTransport()
+    refused = site.buildProtocol(None)
+    assert refused is not None
+    refused.makeConnection(extra)
+    assert extra.aborted and site.open_connections == 1
+
+
+def test_each_attempt_reads_a_spooled_upload_at_its_own_position():
+    """An attempt still sending after an early answer and the retry that
+    starts over read the same file without moving each other."""
+    with tempfile.TemporaryFile() as upload:
+        upload.write(bytes(range(100)))
+        upload.seek(0)
+        first = KeepOpen(upload)
+        assert first.read(10) == bytes(range(10))
+        upload.seek(0)
+        second = KeepOpen(upload)
+        assert second.read(-1) == bytes(range(100))
+        assert first.read(10) == bytes(range(10, 20))
+        first.close()
+        second.close()
+    # The caller's file is closed; a copy made before still reads.
+
+
+def test_a_stray_crlf_after_a_request_does_not_start_the_head_deadline():
+    """Some clients send CRLF after a request: the idle connection must not
+    then get a 408 for a head that never started."""
+    site, clock = make_site(header_timeout=1.0, keepalive_timeout=30.0)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    transport.clear()
+    channel.dataReceived(b"\r\n")
+    clock.advance(5)
+    assert transport.value() == b"" and not transport.disconnecting
+    clock.advance(30)
+    assert transport.disconnecting and b"408" not in transport.value()
+
+
+def test_limits_set_to_zero_are_no_limits():
+    """0 turns each client limit off: a head of 150 long headers, sent after
+    a long pause, is served, and an idle connection stays open."""
+    site, clock = make_site(max_header_line_bytes=0, max_header_bytes=0, max_header_count=0,
+                            header_timeout=0, keepalive_timeout=0)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\n")
+    clock.advance(3600)
+    channel.dataReceived(b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 20_000) for i in range(150)))
+    channel.dataReceived(b"\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    clock.advance(3600)
+    assert not transport.disconnecting
