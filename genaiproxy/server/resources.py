@@ -31,7 +31,8 @@ from genaiproxy.forwarding import Forwarder
 from genaiproxy.observe import CONTENT_TYPE_LATEST, ProxyMetrics
 from genaiproxy.server.health import UpstreamsHealth
 from genaiproxy.server.site import ProxyRequest
-from genaiproxy.server.status import CONTENT_SECURITY_POLICY, HTML_CONTENT_TYPE, render_html, summarize
+from genaiproxy.server.status import summarize
+from genaiproxy.server.status_page import CONTENT_SECURITY_POLICY, HTML_CONTENT_TYPE, render_html
 
 NAME = "genai-proxy"
 
