@@ -32,8 +32,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.endpoints import _parse as parse_endpoint
-
 from genaiproxy.cli import client_configs as configs
 from genaiproxy.cli.client_configs import Auth, ClientConfigError, Merged, Setup
 from genaiproxy.config import (
@@ -42,6 +40,7 @@ from genaiproxy.config import (
     ModelsFileError,
     SecretError,
     load_config,
+    parse_listen,
     parse_models_file,
     parse_tokens_file,
     read_secret_text,
@@ -141,20 +140,19 @@ def client_url(listen: str) -> str:
     daemon's C{--listen} endpoint description (C{tcp:PORT:interface=ADDR},
     C{tcp6:...} or C{ssl:...}); an address of all interfaces means loopback."""
     try:
-        args, kwargs = parse_endpoint(listen)
-    except (ValueError, IndexError):
-        args, kwargs = [], {}
-    kind = args[0] if args else ""
-    if kind not in ("tcp", "tcp6", "ssl"):
+        endpoint = parse_listen(listen)
+    except ValueError:
+        endpoint = None
+    if endpoint is None or endpoint.kind not in ("tcp", "tcp6", "ssl"):
         raise ConfigureError(
             f"--listen {listen!r}: clients need a TCP port; give the daemon's address as "
             "--listen tcp:PORT:interface=ADDR (or ssl:PORT:...)")
-    port = kwargs.get("port") or (args[1] if len(args) > 1 else "")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    port = endpoint.port
+    if port is None or not 0 < port < 65536:
         raise ConfigureError(f"--listen {listen!r}: the port must be a number from 1 to 65535")
-    host = kwargs.get("interface", "::" if kind == "tcp6" else "")
+    kind, host = endpoint.kind, endpoint.bound_interface
     try:
-        address = ipaddress.ip_address(host or "0.0.0.0")
+        address = ipaddress.ip_address(host)
     except ValueError:
         address = None  # a host name
     if address is not None and address.is_unspecified:

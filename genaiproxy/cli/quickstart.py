@@ -14,6 +14,8 @@ import os
 import sys
 from typing import cast
 
+from genaiproxy.config import DEFAULT_LISTEN, parse_listen
+
 DEMO_KEY_NAME = "Ocp-Apim-Subscription-Key"
 DEMO_KEY = "demo-key-not-secret"
 DEMO_REPLY = "Hello from the mock upstream, streamed to you through genai-proxy."
@@ -44,12 +46,13 @@ def _listen_port(args: list[str]) -> str:
             value = args[i + 1]
         if value and value.startswith(("tcp:", "tcp6:")):
             # tcp:8111:interface=... or tcp:port=8111:... (strports' keyword form)
-            for part in value.split(":")[1:]:
-                if part.isdigit():
-                    return part
-                if part.startswith("port=") and part[5:].isdigit():
-                    return part[5:]
-    return "8111"
+            try:
+                port = parse_listen(value).port
+            except ValueError:
+                port = None
+            if port is not None:
+                return str(port)
+    return str(parse_listen(DEFAULT_LISTEN).port)
 
 
 def _banner(port: str, mocked: bool, token: str) -> str:

@@ -5,6 +5,7 @@ the next request, on SIGHUP, and by a periodic check), so an edit shows
 without a restart.  Two layouts are accepted: a top-level list
 of models, or that list under a C{models:} key (beside which an
 C{upstreams:} key may name more upstreams; see L{genaiproxy.config.routing}).
+The keys are declared in L{genaiproxy.config.models_keys}.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from typing import Any
 import yaml
 from twisted.logger import Logger
 
-from genaiproxy.config.routing import NO_ROUTING, ROUTING_KEYS, RoutingError, RoutingTable
+from genaiproxy.config.models_keys import DEFAULT_OBJECT, DEFAULT_OWNER, UNLISTED_KEYS
+from genaiproxy.config.routing import NO_ROUTING, RoutingError, RoutingTable
 
 log = Logger(namespace="genaiproxy.models")
-
-DEFAULT_OBJECT = "model"
-DEFAULT_OWNER = "genai"
 
 
 class ModelsFileError(Exception):
@@ -79,10 +78,11 @@ def parse_models_file(text: str, now: int) -> tuple[list[dict[str, Any]], Any]:
 
 def served(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The model objects of C{entries} as C{/v1/models} shows them: without
-    the routing keys (hidden ones included, for the caller to filter)."""
-    if not any(ROUTING_KEYS & entry.keys() for entry in entries):
+    the keys that are not listed, such as the routing keys (hidden ones
+    included, for the caller to filter)."""
+    if not any(UNLISTED_KEYS & entry.keys() for entry in entries):
         return entries
-    return [{key: value for key, value in entry.items() if key not in ROUTING_KEYS}
+    return [{key: value for key, value in entry.items() if key not in UNLISTED_KEYS}
             for entry in entries]
 
 

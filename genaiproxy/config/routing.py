@@ -8,30 +8,37 @@ L{build_routing} checks all of it at once and gives a L{RoutingTable}; a
 file with a mistake is refused whole, so that the last good one stays.
 
 Keys never sit in the file: an upstream names the variable (C{api_key_env})
-or the file (C{api_key_file}) that holds its key.
+or the file (C{api_key_file}) that holds its key.  The keys themselves are
+declared in L{genaiproxy.config.models_keys}.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from genaiproxy.config.credentials import SecretError, parse_header_secret, read_secret_text
-from genaiproxy.config.environment import Config, ConfigError, derive_upstream
+from genaiproxy.config.kinds import (
+    ApiVersion,
+    ConfigError,
+    check_http_url,
+    is_header_value,
+    is_token,
+)
+from genaiproxy.config.models_keys import (
+    DEFAULT_UPSTREAM,
+    REFUSED_KEYS,
+    ROUTING_KEYS,
+    UPSTREAM_KEY_NAMES,
+    UPSTREAM_NUMBERS,
+)
+from genaiproxy.config.settings import Config
 from genaiproxy.config.tls import trust_root
 
-DEFAULT_UPSTREAM = "default"
-# The keys of a model entry that say how it is routed (not shown on /v1/models).
-ROUTING_KEYS = frozenset({"upstream", "upstream_model", "hidden", "fallbacks"})
-_UPSTREAM_KEYS = frozenset({
-    "base_url", "subscription_name", "api_key_env", "api_key_file", "api_version",
-    "ca_bundle", "request_timeout", "max_retries", "retry_backoff_sec",
-})
-_INLINE_KEYS = frozenset({"api_key", "api-key", "apikey", "key", "subscription_key", "token",
-                          "password", "secret"})
 # Upstream names go in logs, metrics labels and the X-Upstreams-Tried header.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
@@ -106,7 +113,7 @@ def build_routing(upstreams: Any, entries: list[dict[str, Any]], default: Config
     """The routing table of a models.yaml: its C{upstreams:} mapping and its
     model C{entries}.  Raises L{RoutingError} for any mistake."""
     for entry in entries:
-        inline = _INLINE_KEYS & entry.keys()
+        inline = REFUSED_KEYS & entry.keys()
         if inline:  # it would be shown on /v1/models
             raise RoutingError(f"model {entry['id']!r}: a key must not be written in "
                                f"models.yaml ({', '.join(sorted(inline))})")
@@ -140,13 +147,13 @@ def _upstreams(section: Any, default: Config, environ: Mapping[str, str],
                                "the environment defines)")
         if not isinstance(settings, dict):
             raise RoutingError(f"upstream {name!r}: its settings must be a mapping")
-        inline = _INLINE_KEYS & settings.keys()
+        inline = REFUSED_KEYS & settings.keys()
         if inline:
             raise RoutingError(
                 f"upstream {name!r}: a key must not be written in models.yaml "
                 f"({', '.join(sorted(inline))}); name its variable with api_key_env or its "
                 "file with api_key_file")
-        unknown = settings.keys() - _UPSTREAM_KEYS
+        unknown = settings.keys() - UPSTREAM_KEY_NAMES
         if unknown:
             raise RoutingError(f"upstream {name!r}: unknown setting(s) "
                                f"{', '.join(sorted(map(str, unknown)))}")
@@ -161,6 +168,58 @@ def _upstreams(section: Any, default: Config, environ: Mapping[str, str],
             raise RoutingError(f"upstream {name!r}: base_url is not a valid URL") from None
         specs[name] = UpstreamSpec(name, config)
     return specs
+
+
+def derive_upstream(default: Config, name: str, settings: Mapping[str, Any],
+                    api_key: str, api_key_file: str = "") -> Config:
+    """The settings of another upstream, C{name}, from its entry in
+    models.yaml: what it gives replaces the default's; the rest (timeouts,
+    retries, HTTPS_PROXY, NO_PROXY, ...) is inherited.  Raises L{ConfigError}."""
+    where = f"upstream {name!r}"
+    base_url = settings.get("base_url")
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise ConfigError(f"{where}: base_url is required")
+    base_url = base_url.strip()
+    if not base_url.isascii():
+        raise ConfigError(f"{where}: base_url must be plain ASCII")
+    check_http_url(f"{where}: base_url", base_url)
+    subscription_name = settings.get("subscription_name", "")
+    if not isinstance(subscription_name, str):
+        raise ConfigError(f"{where}: subscription_name must be text")
+    subscription_name = subscription_name.strip()
+    if subscription_name and not is_token(subscription_name):
+        raise ConfigError(f"{where}: subscription_name is not a valid header name")
+    if bool(subscription_name) != bool(api_key):
+        raise ConfigError(f"{where}: a subscription_name needs a key (api_key_env or "
+                          "api_key_file), and a key needs a subscription_name")
+    if not is_header_value(api_key):
+        raise ConfigError(f"{where}: the key holds a character that cannot go in a header")
+    api_version = str(settings.get("api_version", default.api_version) or "").strip()
+    try:
+        api_version = ApiVersion().read("api_version", api_version) if api_version else ""
+    except ConfigError:
+        raise ConfigError(f"{where}: api_version looks wrong (e.g. 2024-10-21)") from None
+    changes: dict[str, Any] = {
+        "base_url": base_url, "subscription_name": subscription_name, "api_key": api_key,
+        "api_key_file": api_key_file, "api_version": api_version,
+    }
+    ca_bundle = settings.get("ca_bundle")
+    if ca_bundle is not None:
+        if not isinstance(ca_bundle, str):
+            raise ConfigError(f"{where}: ca_bundle must be a file path")
+        changes["ca_bundle"] = ca_bundle.strip()
+    for key, field_name, kind in UPSTREAM_NUMBERS:
+        if key not in settings:
+            continue
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
+                kind is int and not isinstance(value, int)) or not math.isfinite(value):
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"{where}: {key} must be {what} >= 0")
+        changes[field_name] = kind(value)
+    if changes.get("request_timeout", 1) == 0:
+        raise ConfigError(f"{where}: request_timeout must be above 0")
+    return replace(default, **changes)
 
 
 def _key(name: str, settings: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str, str]:

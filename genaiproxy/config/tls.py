@@ -14,7 +14,10 @@ from cryptography.x509 import load_pem_x509_certificates
 from OpenSSL import SSL, crypto
 
 # IOpenSSLTrustRoot is the documented type of optionsForClientTLS's trustRoot
-# but is only importable from its implementation module.
+# but is only importable from its implementation module, and its one method
+# (_addCACertsToContext, below) is private: Twisted's public trust roots are
+# the system store or a list of CAs, never both.  Pinned by
+# tests/unit/test_twisted_private.py.
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import optionsForClientTLS

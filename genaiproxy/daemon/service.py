@@ -28,6 +28,8 @@ from twisted.python.components import Componentized
 from genaiproxy.config import (
     DEFAULT_LISTEN,
     DEFAULT_MODELS,
+    LISTEN_HELP,
+    MODELS_HELP,
     ClientTokens,
     Config,
     ConfigError,
@@ -39,6 +41,7 @@ from genaiproxy.config import (
     environment_help,
     load_config,
     parse_header_secret,
+    parse_listen,
     parse_tokens_file,
     version_text,
 )
@@ -52,11 +55,11 @@ log = Logger(namespace="genaiproxy.service")
 class Options(usage.Options):
     """Command-line options of the C{genaiproxy} twistd plugin."""
 
+    # Declared in genaiproxy.config.settings, beside the environment settings.
+    # --models has no default here, so that a path given can be told from it.
     optParameters = [
-        ["listen", "l", DEFAULT_LISTEN, "Where to listen, as a strports endpoint description."],
-        ["models", "m", None,
-         f"Path of the model list served on /v1/models [default: {DEFAULT_MODELS}, "
-         "which may be missing; a path given here must exist]."],
+        ["listen", "l", DEFAULT_LISTEN, LISTEN_HELP],
+        ["models", "m", None, MODELS_HELP],
     ]
 
     def opt_version(self) -> NoReturn:
@@ -256,8 +259,12 @@ def with_backlog(listen: str) -> str:
     """A TCP endpoint description with a listen queue of LISTEN_BACKLOG unless
     it names its own: Twisted's default of 50 drops the connections of a
     burst of clients (each then waits a second for the kernel to retry)."""
-    if listen.split(":", 1)[0] in ("tcp", "tcp6") and "backlog=" not in listen:
-        return f"{listen}:backlog={LISTEN_BACKLOG}"
+    try:
+        endpoint = parse_listen(listen)
+    except ValueError:
+        return listen  # strports says what is wrong with it
+    if endpoint.kind in ("tcp", "tcp6"):
+        return endpoint.with_option("backlog", str(LISTEN_BACKLOG))
     return listen
 
 

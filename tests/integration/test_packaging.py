@@ -67,9 +67,10 @@ def test_version_is_genai_proxys(tmp_path):
 
 def test_help_lists_every_setting_the_daemon_reads(tmp_path):
     """`--help` ends with the environment settings: each variable the
-    configuration reads, with its default; and each is in the README."""
+    configuration reads, with its default; and each is in the configuration
+    reference (docs/reference/configuration.md)."""
     from genaiproxy.config.environment import load_config
-    from genaiproxy.config.settings import ENVIRONMENT
+    from genaiproxy.config.settings import SETTINGS
 
     class Recording(dict):
         read: set[str] = set()
@@ -88,12 +89,13 @@ def test_help_lists_every_setting_the_daemon_reads(tmp_path):
 
     env = Recording(GENAI_SUBSCRIPTION_NAME="k", GENAI_API_KEY="v", GENAI_BASE_URL="http://u")
     load_config(env)
-    listed = {name for name, _, _ in ENVIRONMENT}
+    listed = {item.name for item in SETTINGS}
     # The lower-case https_proxy / no_proxy are honoured as the usual aliases.
     assert {name.upper() for name in env.read} == listed
     shown = subprocess.run([TWISTD, "genaiproxy", "--help"], capture_output=True, text=True,
                            cwd=tmp_path, check=True).stdout
-    readme = (REPO / "README.md").read_text()
-    for name, default, _ in ENVIRONMENT:
-        assert f"  {name} " in shown and (f"[{default}]" if default else "[empty]") in shown
-        assert f"`{name}`" in readme, name
+    reference = (REPO / "docs" / "reference" / "configuration.md").read_text()
+    for item in SETTINGS:
+        default = item.default_text()
+        assert f"  {item.name} " in shown and (f"[{default}]" if default else "[empty]") in shown
+        assert f"`{item.name}`" in reference, item.name

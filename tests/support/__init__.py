@@ -3,6 +3,12 @@
 Both run from the installed package (the README's test command installs it
 with a plain ``pip install``), in a scratch working directory, on loopback
 ports they choose themselves and announce on stdout.
+
+The helpers test files share live in this package, never in a test file or
+in conftest (tests/unit/test_test_layout.py checks it): here what runs and
+asks those processes; in its modules what one group of tests shares
+(L{support.clients}: the real clients' set-up, L{support.configure},
+L{support.metrics}, L{support.mock_fixtures}, and the fuzz tests' harness).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 BIN = Path(sys.executable).parent
 TWISTD = str(BIN / "twistd")
@@ -40,9 +49,9 @@ def _clean_environment() -> dict[str, str]:
     """The test process's environment without any setting the proxy reads
     (every variable of its --help, forward proxies in any letter case, CA
     bundles): a runner's own settings must not change what a test sees."""
-    from genaiproxy.config.settings import ENVIRONMENT
+    from genaiproxy.config.settings import SETTINGS
 
-    read = {name for name, _, _ in ENVIRONMENT} | {"SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"}
+    read = {item.name for item in SETTINGS} | {"SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"}
     env = {k: v for k, v in os.environ.items()
            if not k.upper().endswith("_PROXY") and k.upper() not in read}
     env["PYTHONUNBUFFERED"] = "1"
@@ -262,3 +271,24 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
             assert result, "condition not reached in time"
             return result
         time.sleep(0.02)
+
+
+def upstream_saw(mock_url: str, request_id: str) -> list[dict[str, Any]]:
+    """The requests the mock received carrying X-Request-ID C{request_id}."""
+    recorded = httpx.get(mock_url + "/_mock/requests").json()
+    return [r for r in recorded if r["headers"].get("x-request-id") == [request_id]]
+
+
+def raw_get(base_url: str, target: str, headers: str = "") -> tuple[int, bytes]:
+    """Send a GET with the request target exactly as given (no client-side
+    normalisation of dots, slashes or escapes); return status and body."""
+    url = urlsplit(base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode()
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body

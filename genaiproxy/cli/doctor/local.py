@@ -12,25 +12,20 @@ from typing import Any
 import treq
 
 from genaiproxy.cli.doctor.report import Report, Step
+from genaiproxy.config import parse_listen
 
 NAME = "genai-proxy"
 
 
 def tcp_listen_address(listen: str) -> tuple[str, int] | None:
     """(interface, port) of a C{tcp:} / C{tcp6:} endpoint description, else None."""
-    kind, _, rest = listen.partition(":")
-    if kind not in ("tcp", "tcp6"):
+    try:
+        endpoint = parse_listen(listen)
+    except ValueError:
         return None
-    port: int | None = None
-    interface = "::" if kind == "tcp6" else "0.0.0.0"
-    for part in rest.split(":"):
-        if part.isdigit() and port is None:
-            port = int(part)
-        elif part.startswith("port=") and part[5:].isdigit():
-            port = int(part[5:])
-        elif part.startswith("interface="):
-            interface = part[len("interface="):].replace("\\:", ":")
-    return (interface, port) if port is not None else None
+    if endpoint.kind not in ("tcp", "tcp6") or endpoint.port is None:
+        return None
+    return endpoint.bound_interface, endpoint.port
 
 
 def _free(interface: str, port: int) -> OSError | None:

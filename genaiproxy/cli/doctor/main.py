@@ -8,9 +8,12 @@ the proxy); the CONNECT tunnel; TLS, with the chain as presented; the
 gateway's answer to the key; and, with C{--chat MODEL}, a tiny streamed
 chat.  Each step is one line (pass, fail or skipped, what was checked, how
 long it took); a failure says its most likely cause and the setting that
-fixes it.  The network steps use the daemon's own parts (its endpoint
-factory, tunnel, trust root and treq client), so that what doctor reports
-is what the daemon will do.  Nothing secret is ever printed.
+fixes it.  The configuration step shows the settings as the settings table
+describes them: a refused one with its line of the table, and, when all
+are valid, those not at their defaults (secrets only as set).  The network
+steps use the daemon's own parts (its endpoint factory, tunnel, trust root
+and treq client), so that what doctor reports is what the daemon will do.
+Nothing secret is ever printed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from genaiproxy.cli.doctor.local import check_listen
 from genaiproxy.cli.doctor.network import check_network
 from genaiproxy.cli.doctor.report import Report, Step, render_text
 from genaiproxy.config import (
+    BY_NAME,
     DEFAULT_MODELS,
     DEFAULT_UPSTREAM,
     Config,
@@ -64,11 +68,11 @@ def check_configuration(report: Report, environ: Mapping[str, str], models_path:
         config = load_config(environ)
         trust_root(config.ca_bundle, config.ssl_cert_file)
     except ConfigError as e:
-        report.add(Step("configuration", "fail", str(e), started,
-                        fix="correct that setting (`twistd genaiproxy --help` lists them)"))
+        report.add(Step("configuration", "fail", str(e), started, fix=_fix(e)))
         return None
     setup.upstreams.append((DEFAULT_UPSTREAM, config))
     detail = f"settings valid; upstream {config.upstream_display}"
+    changed = ", ".join(f"{name}={shown}" for name, shown in config.changed())
     path = os.path.abspath(models_path)
     if not os.path.exists(path):
         if models_given:
@@ -93,8 +97,18 @@ def check_configuration(report: Report, environ: Mapping[str, str], models_path:
         detail += f"; {path}: {len(entries)} models"
         if len(setup.upstreams) > 1:
             detail += f", {len(setup.upstreams)} upstreams"
+    detail += f"; not at their defaults: {changed}" if changed else "; the rest at their defaults"
     report.add(Step("configuration", "pass", detail, started))
     return setup
+
+
+def _fix(error: ConfigError) -> str:
+    """What to do about a refused setting: its line of the settings table."""
+    setting = BY_NAME.get(error.setting)
+    if setting is None:
+        return "correct that setting (`twistd genaiproxy --help` lists them)"
+    default = setting.default_text() or "empty"
+    return f"correct {setting.name}: {setting.help} [default: {default}]"
 
 
 async def diagnose(reactor: Any, options: Mapping[str, Any], environ: Mapping[str, str],

@@ -1,0 +1,124 @@
+"""The one table of models.yaml's keys: the top-level keys, a model entry's,
+an upstream's, each declared once with a one-line help.
+
+What the file accepts is made from it (an upstream's unknown key is refused;
+a model entry's keys that are not C{listed} are kept off C{/v1/models}), and
+so is docs/reference/models-yaml.md (L{genaiproxy.config.reference}).  A key
+that an issue to come adds (C{responses_api}, C{messages_api}, C{limits},
+C{price}) is one more row here, then its handling where the file is read
+(L{genaiproxy.config.models}, L{genaiproxy.config.routing}).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genaiproxy.config.kinds import Integer, Number
+from genaiproxy.config.settings import BY_NAME, Setting
+
+# The upstream the environment defines; models.yaml names the others.
+DEFAULT_UPSTREAM = "default"
+# What a model entry gets when it does not say.
+DEFAULT_OBJECT = "model"
+DEFAULT_OWNER = "genai"
+_INHERITED = "the default upstream's"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of models.yaml.
+
+    @ivar name: the key.
+    @ivar help: one line.
+    @ivar default: the value when it is absent (empty when there is none).
+    @ivar shown_default: what it is when absent, in words, when that is not
+        one value.
+    @ivar required: an entry without it is refused (or, for a model's
+        C{id}, skipped).
+    @ivar routing: a model entry's key that says where its requests go; a
+        file with one is routed (L{genaiproxy.config.routing}).
+    @ivar listed: a model entry's key shown on C{/v1/models}.
+    @ivar like: the environment setting this key is an upstream's own of.
+    """
+
+    name: str
+    help: str
+    default: str = ""
+    shown_default: str = ""
+    required: bool = False
+    routing: bool = False
+    listed: bool = True
+    like: str = ""
+
+    @property
+    def setting(self) -> Setting | None:
+        """The environment setting it is an upstream's own of, if any."""
+        return BY_NAME[self.like] if self.like else None
+
+    def default_text(self) -> str:
+        """The default as the reference shows it (Markdown)."""
+        if self.required:
+            return "required"
+        if self.shown_default:
+            return self.shown_default
+        return f"`{self.default}`" if self.default else "none"
+
+
+TOP_KEYS: tuple[Key, ...] = (
+    Key("models", "the model entries (the file may also be that list alone)"),
+    Key("upstreams", f"more upstreams, by name, besides `{DEFAULT_UPSTREAM}` (the environment's)"),
+)
+
+MODEL_KEYS: tuple[Key, ...] = (
+    Key("id", "the model's id, as clients send it; an entry without one is skipped",
+        required=True),
+    Key("object", "shown on `/v1/models`", default=DEFAULT_OBJECT),
+    Key("owned_by", "shown on `/v1/models`", default=DEFAULT_OWNER),
+    Key("created", "shown on `/v1/models` (seconds since 1970)",
+        shown_default="the time the file was read"),
+    Key("upstream", "the upstream that serves it", default=DEFAULT_UPSTREAM, routing=True,
+        listed=False),
+    Key("upstream_model", "the model name sent upstream, when it is not the id (an alias)",
+        routing=True, listed=False),
+    Key("hidden", "`true`: routable and answered on `/v1/models/{id}`, not listed on `/v1/models`",
+        default="false", routing=True, listed=False),
+    Key("fallbacks", "model ids of this file to try, in order, when its upstream fails",
+        routing=True, listed=False),
+)
+
+UPSTREAM_KEYS: tuple[Key, ...] = (
+    Key("base_url", "its base URL; request paths are appended", required=True,
+        like="GENAI_BASE_URL"),
+    Key("subscription_name", "the header that carries its key", shown_default="empty: no key",
+        like="GENAI_SUBSCRIPTION_NAME"),
+    Key("api_key_env", "the name of the proxy's environment variable that holds its key"),
+    Key("api_key_file", "or a file holding it (absolute, or starting with `./` or `~/`), "
+        "read again when it changes"),
+    Key("api_version", "added as `api-version` to its query strings (`\"\"` for none)",
+        shown_default=_INHERITED, like="GENAI_API_VERSION"),
+    Key("ca_bundle", "a PEM file of extra CAs to trust for it", shown_default=_INHERITED,
+        like="GENAI_CA_BUNDLE"),
+    Key("request_timeout", "its own timeout, in seconds", shown_default=_INHERITED,
+        like="REQUEST_TIMEOUT"),
+    Key("max_retries", "its own number of retries", shown_default=_INHERITED,
+        like="MAX_RETRIES"),
+    Key("retry_backoff_sec", "its own wait before a retry", shown_default=_INHERITED,
+        like="RETRY_BACKOFF_SEC"),
+)
+
+# Keys that would write a secret into the file: refused in an upstream and
+# in a model entry (which /v1/models would show).
+REFUSED_KEYS = frozenset({"api_key", "api-key", "apikey", "key", "subscription_key", "token",
+                          "password", "secret"})
+
+# A model entry's keys that say how it is routed.
+ROUTING_KEYS = frozenset(key.name for key in MODEL_KEYS if key.routing)
+# A model entry's keys never shown on /v1/models.
+UNLISTED_KEYS = frozenset(key.name for key in MODEL_KEYS if not key.listed)
+# The keys an upstream accepts.
+UPSTREAM_KEY_NAMES = frozenset(key.name for key in UPSTREAM_KEYS)
+# An upstream's numbers of its own: (key, the Config field it replaces, int or float).
+UPSTREAM_NUMBERS: tuple[tuple[str, str, type], ...] = tuple(
+    (key.name, key.setting.attribute, int if isinstance(key.setting.kind, Integer) else float)
+    for key in UPSTREAM_KEYS
+    if key.setting is not None and isinstance(key.setting.kind, Integer | Number))
