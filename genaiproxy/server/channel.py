@@ -14,7 +14,9 @@ it is refusing:
   - a body that stalls for C{body_idle_timeout}: 408;
   - a declared body over C{max_body_bytes}: 413 as soon as the head is in,
     without reading it (and without C{100 Continue}); a chunked body the
-    moment it passes the limit;
+    moment it passes the limit (the body limit lives here whole: the
+    request's chunks are counted by L{ProxyChannel.body_received}, and
+    L{TooLargeResource} is the site's answer);
   - a connection idle between requests for C{keepalive_timeout}: closed;
   - any other malformed request: a JSON 400 rather than Twisted's bare one.
 
@@ -30,16 +32,20 @@ import random
 import sys
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, Request
+from twisted.web.http import Request
+from twisted.web.resource import Resource
+from twisted.web.server import Request as SiteRequest
 
 from genaiproxy import __version__
-from genaiproxy.api import error_document, json_bytes
+from genaiproxy.api import error_document, json_bytes, set_json_error
+from genaiproxy.config import default_of
+from genaiproxy.server._twisted_private import HookedChannel
 
 log = Logger(namespace="genaiproxy.channel")
 
@@ -66,23 +72,24 @@ _REASONS = {
 
 @dataclass(frozen=True)
 class ClientLimits:
-    """What one client connection may send, and how slowly (0: no limit)."""
+    """What one client connection may send, and how slowly (0: no limit).
+    The defaults are the settings table's (no body limit, unless given)."""
 
     max_body_bytes: int = 0
-    max_header_line_bytes: int = 16384
-    max_header_bytes: int = 65536
-    max_header_count: int = 100
-    header_timeout: float = 10.0
-    keepalive_timeout: float = 75.0
-    body_idle_timeout: float = 60.0
-    max_connections: int = 10000
+    max_header_line_bytes: int = default_of("MAX_HEADER_LINE_BYTES")
+    max_header_bytes: int = default_of("MAX_HEADER_BYTES")
+    max_header_count: int = default_of("MAX_HEADER_COUNT")
+    header_timeout: float = default_of("HEADER_TIMEOUT")
+    keepalive_timeout: float = default_of("KEEPALIVE_TIMEOUT")
+    body_idle_timeout: float = default_of("REQUEST_TIMEOUT")
+    max_connections: int = default_of("MAX_CLIENT_CONNECTIONS")
 
 
 # Where a connection is between requests.
 _IDLE, _HEAD, _BODY, _BUSY = range(4)
 
 
-class ProxyChannel(HTTPChannel):
+class ProxyChannel(HookedChannel):
     """An HTTP/1.1 channel that enforces L{ClientLimits} (set by the site).
 
     One timer (Twisted's TimeoutMixin, which the channel already runs) serves
@@ -99,6 +106,7 @@ class ProxyChannel(HTTPChannel):
     _head_bytes = 0
     _max_head_bytes = sys.maxsize
     _max_head_lines = sys.maxsize
+    _body_room = sys.maxsize  # what the current request's body may still add
     _refused = False  # an early answer went out: input is dropped from now on
 
     def connectionMade(self) -> None:
@@ -173,14 +181,15 @@ class ProxyChannel(HTTPChannel):
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
         limit = self.limits.max_body_bytes
+        self._body_room = limit or sys.maxsize
         too_large = bool(limit) and self.length is not None and self.length > limit
         if too_large:
-            # Dispatched at once with no body: the site answers 413, and no
-            # "100 Continue" invites the client to send what is refused.
+            # Dispatched at once with no body (lineReceived sees the length
+            # 0): the site answers 413, and no "100 Continue" invites the
+            # client to send what is refused.
             request.too_large = True
             request.requestHeaders.removeHeader(b"expect")
             self.length = 0
-            self._transferDecoder = None
         super().allHeadersReceived()
         if too_large:
             self._stop_reading_after(request)
@@ -190,10 +199,25 @@ class ProxyChannel(HTTPChannel):
         else:
             self._phase = _BUSY  # dispatched next, by lineReceived
 
-    def body_too_large(self, request: Request) -> None:
-        """A chunked body has passed the limit: answer it now (the site says 413)."""
+    def body_received(self, request: Request, size: int) -> bool:
+        """Whether C{size} more bytes of C{request}'s body (a chunk the
+        request is handed) are within C{max_body_bytes} and to be kept.  At
+        the first byte over it, what was kept is dropped and the request is
+        dispatched at once (the site answers 413); the rest of the body, and
+        whatever else the client sends, is not read."""
+        if request.too_large:  # type: ignore[attr-defined]
+            return False
+        self._body_room -= size
+        if self._body_room >= 0:
+            return True
+        request.too_large = True  # type: ignore[attr-defined]
+        # gotLength made the file before any chunk could arrive.
+        assert request.content is not None
+        request.content.seek(0)
+        request.content.truncate()
         self._stop_reading_after(request)
         self.allContentReceived()
+        return False
 
     def _stop_reading_after(self, request: Request) -> None:
         """The request's answer ends the connection; what else arrives is dropped."""
@@ -203,22 +227,24 @@ class ProxyChannel(HTTPChannel):
         # Hand what is left of this read to rawDataReceived, which drops it.
         self.setRawMode()
 
-    def _finishRequestBody(self, data: bytes) -> None:
+    def body_ended(self, rest: bytes) -> None:
         if self._refused:  # a refused chunked body's end, still in the decoder
             return
-        super()._finishRequestBody(data)
+        super().body_ended(rest)
 
     def allContentReceived(self) -> None:
         self._phase = _BUSY
+        # While the request is answered Twisted stops the timer, and once it
+        # is answered restarts it with the period current now: between
+        # requests that is the keep-alive limit, not the head's or the body's.
+        self.setTimeout(None)
+        # (TimeoutMixin types the period as int; callLater takes any number.)
+        self.timeOut = self.limits.keepalive_timeout or None  # type: ignore[assignment]
         super().allContentReceived()
 
     def requestDone(self, request: Request) -> None:
-        # Twisted would restore the timeout of before the request (the
-        # body's); between requests it is the keep-alive one.
-        self._savedTimeOut = None
         if self.persistent:
             self._phase = _IDLE
-            self.setTimeout(self.limits.keepalive_timeout or None)
         super().requestDone(request)
 
     def timeoutConnection(self) -> None:
@@ -236,7 +262,7 @@ class ProxyChannel(HTTPChannel):
             self.transport.loseConnection()
             self._abort_after(float(self.abortTimeout or LINGER_SEC))
 
-    def _respondToBadRequestAndDisconnect(self) -> None:
+    def bad_request(self) -> None:
         """Twisted's answer to a malformed request, as a JSON error."""
         self.refuse(400, "bad_request", "The request is not valid HTTP/1.1")
 
@@ -266,7 +292,11 @@ class ProxyChannel(HTTPChannel):
             super().loseConnection()
             return
         transport: Any = self.transport
-        cast(Any, self._networkProducer).unregisterProducer()
+        # As HTTPChannel.loseConnection does first: the channel registered
+        # with its transport as a producer, and a transport does not close
+        # while one is registered.
+        if IPushProducer.providedBy(self.transport):
+            transport.unregisterProducer()
         if hasattr(transport, "loseWriteConnection"):
             transport.loseWriteConnection()
         else:  # TLS: a clean close waits for the client's close_notify
@@ -288,3 +318,19 @@ class ProxyChannel(HTTPChannel):
         if site is not None:
             site.connection_closed()
         super().connectionLost(reason)
+
+
+class TooLargeResource(Resource):
+    """The 413 answer for a body over MAX_REQUEST_BODY_MB (it was not kept)."""
+
+    isLeaf = True
+
+    def render(self, request: SiteRequest) -> bytes:
+        limits: ClientLimits = request.channel.limits  # type: ignore[attr-defined]
+        log.warn("request_refused", id=getattr(request, "request_id", ""), status=413,
+                 reason="request_too_large", method=request.method.decode("latin-1"))
+        return set_json_error(
+            request, 413,
+            f"Request body larger than MAX_REQUEST_BODY_MB ({limits.max_body_bytes / 1_000_000:g} MB)",
+            "invalid_request_error", code="request_too_large",
+        )

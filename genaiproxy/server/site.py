@@ -4,6 +4,9 @@ These apply to every path, so they sit where the Site resolves a request to
 its resource, not in each resource.  The access decision is made on the
 resource the path resolves to (its C{public} attribute), never on the raw path
 text, so no spelling of a path can reach a guarded resource without the token.
+The token is checked there and only there (L{ProxySite.getResourceFor}); a
+public resource that shows more to a client with a valid one reads the
+verdict from the request (L{ProxyRequest.authorized}).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.http import HTTPChannel
+from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
@@ -25,7 +28,7 @@ from twisted.web.server import Request, Site
 from genaiproxy import __version__
 from genaiproxy.api import set_json_error
 from genaiproxy.config import ClientTokens
-from genaiproxy.server.channel import ClientLimits, ProxyChannel, new_request_id
+from genaiproxy.server.channel import ClientLimits, ProxyChannel, TooLargeResource, new_request_id
 
 log = Logger(namespace="genaiproxy.site")
 
@@ -33,29 +36,32 @@ SERVER_HEADER = b"genai-proxy/" + __version__.encode("ascii")
 _MAX_REQUEST_ID = 128
 
 
-def _max_body_bytes(channel: HTTPChannel) -> int:
-    """The body limit of the site whose channel C{channel} is (0: none)."""
-    limits: ClientLimits = channel.limits  # type: ignore[attr-defined]
-    return limits.max_body_bytes
-
-
 class ProxyRequest(Request):
     """A request that carries its id, has no default content type (a
-    passed-through answer must keep the upstream's, or none), and stops
-    a body at the site's limit (twisted.web has none): a declared length
-    over it is refused by the channel before the body; a chunked body is
-    answered the moment it passes the limit."""
+    passed-through answer must keep the upstream's, or none), and keeps
+    of its body only what the channel's limit allows (twisted.web has
+    none; L{ProxyChannel.body_received} decides)."""
 
     defaultContentType = None
     request_id: str = ""
-    # The name of the client token presented ("" when none is required).
+    # Whether the request may use the guarded resources: it carries a valid
+    # client token, or none is required (set by the site, which checks it).
+    authorized = False
+    # The name of the client whose token a guarded resource's request
+    # carries ("" when none is required, and on a public resource).
     client_name: str = ""
+    # Set by the channel: the body is over the limit and was not kept.
     too_large = False
-    _body_bytes = 0
 
-    def _handleStar(self) -> None:
-        """C{* }, the target of C{OPTIONS *} only: answered here, in JSON
-        and with the proxy's headers (Twisted's own answer has neither)."""
+    def process(self) -> None:
+        """Find the resource and render it; C{*}, the target of C{OPTIONS *}
+        only, is answered here, in JSON and with the proxy's headers
+        (twisted.web answers it itself, before the site, with neither)."""
+        if self.path != b"*":
+            super().process()
+            return
+        self.site = self.channel.site  # type: ignore[attr-defined]  # (set by the site)
+        self.setHeader(b"date", datetimeToString())
         tag(self)
         if self.method == b"OPTIONS":
             self.setHeader(b"content-length", b"0")
@@ -83,19 +89,8 @@ class ProxyRequest(Request):
         return reason
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self.too_large:
-            return
-        self._body_bytes += len(data)
-        limit = _max_body_bytes(self.channel)
-        if limit and self._body_bytes > limit:
-            self.too_large = True
-            # gotLength made the file before any chunk could arrive.
-            assert self.content is not None
-            self.content.seek(0)
-            self.content.truncate()
-            self.channel.body_too_large(self)  # type: ignore[attr-defined]
-            return
-        super().handleContentChunk(data)
+        if self.channel.body_received(self, len(data)):  # type: ignore[attr-defined]
+            super().handleContentChunk(data)
 
 
 def tag(request: ProxyRequest) -> None:
@@ -120,20 +115,20 @@ class AccessPolicy:
     """The bearer-token check and the CORS origin list."""
 
     def __init__(self, tokens: ClientTokens, allowed_origins: tuple[str, ...]) -> None:
-        self.tokens = tokens
+        self._tokens = tokens
         self._origins = frozenset(o.encode("utf-8") for o in allowed_origins)
         self.cors_enabled = bool(allowed_origins)
 
     def client_for(self, request: Request) -> str | None:
         """The name of the client C{request}'s bearer token belongs to; ""
         when no token is required; None when it presents no valid one."""
-        if not self.tokens.enabled:
+        if not self._tokens.enabled:
             return ""
         header = request.getHeader(b"authorization") or b""
         scheme, _, credentials = header.partition(b" ")
         if scheme.lower() != b"bearer":
             return None
-        return self.tokens.match(credentials.strip())
+        return self._tokens.match(credentials.strip())
 
     def allowed_origin(self, request: Request) -> bytes | None:
         """The request's C{Origin} when CORS is on and it is allowed."""
@@ -211,21 +206,6 @@ class ForbiddenOriginResource(Resource):
             "Requests from this browser origin are not allowed; add it to ALLOWED_ORIGINS",
             "invalid_request_error",
             code="origin_not_allowed",
-        )
-
-
-class TooLargeResource(Resource):
-    """The 413 answer for a body over MAX_REQUEST_BODY_MB (it was not kept)."""
-
-    isLeaf = True
-
-    def render(self, request: Request) -> bytes:
-        limit_mb = _max_body_bytes(request.channel) / 1_000_000
-        log.warn("request_refused", id=getattr(request, "request_id", ""), status=413,
-                 reason="request_too_large", method=request.method.decode("latin-1"))
-        return set_json_error(
-            request, 413, f"Request body larger than MAX_REQUEST_BODY_MB ({limit_mb:g} MB)",
-            "invalid_request_error", code="request_too_large",
         )
 
 
@@ -383,8 +363,9 @@ class ProxySite(Site):
             # no CORS preflight.
             return ForbiddenOriginResource()
         resource = super().getResourceFor(request)
+        client = self.policy.client_for(request)
+        request.authorized = client is not None
         if not getattr(resource, "public", False):
-            client = self.policy.client_for(request)
             if client is None:
                 return UnauthorizedResource()
             request.client_name = client

@@ -126,3 +126,77 @@ def test_limits_set_to_zero_are_no_limits():
     assert transport.value().startswith(b"HTTP/1.1 404 ")
     clock.advance(3600)
     assert not transport.disconnecting
+
+
+def test_after_an_answer_the_idle_limit_is_the_keepalive_one():
+    """Once a request with a body is answered, the connection waits for the
+    next one for KEEPALIVE_TIMEOUT: neither the head's deadline nor the
+    body's idle limit (both shorter here) carries over, and the close is
+    quiet (no 408)."""
+    site, clock = make_site(header_timeout=1.0, body_idle_timeout=2.0, keepalive_timeout=30.0)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    transport.clear()
+    clock.advance(29)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting and transport.value() == b""
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_read():
+    """A Content-Length over MAX_REQUEST_BODY_MB gets its 413 as soon as the
+    head is in, with no "100 Continue"; the connection closes and what the
+    client still sends is dropped."""
+    site, _ = make_site(max_body_bytes=10)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: 11\r\n\r\n")
+    answer = transport.value()
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in answer
+    assert b'"request_too_large"' in answer and b"connection: close" in answer.lower()
+    transport.clear()
+    channel.dataReceived(b"hello world GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value() == b""
+
+
+def test_a_chunked_body_is_refused_the_moment_it_passes_the_limit():
+    """A chunked body gets its 413 at the first chunk that takes it over the
+    limit, once, even when its last chunk is in the same read; nothing of
+    it is kept, and the connection closes."""
+    site, _ = make_site(max_body_bytes=10)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n")
+    answer = transport.value()
+    assert answer.startswith(b"HTTP/1.1 413 ") and answer.count(b"HTTP/1.1 ") == 1
+    assert transport.disconnecting
+
+
+def test_a_chunked_body_at_the_limit_is_kept():
+    """The limit is inclusive: a chunked body of exactly MAX_REQUEST_BODY_MB
+    is served."""
+    site, _ = make_site(max_body_bytes=10)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    assert not transport.disconnecting
+
+
+def test_a_refusal_releases_the_transport_from_the_channel():
+    """The channel registered itself with its transport as the producer of
+    what it reads; a refusal lets it go before shutting the write side, so
+    the transport does not wait on it to close."""
+    site, clock = make_site(header_timeout=1.0)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    assert transport.producer is channel
+    channel.dataReceived(b"G")
+    clock.advance(1.0)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert transport.producer is None
