@@ -13,7 +13,7 @@ from genaiproxy.api.normalize import (
     PreparedBody,
     prepare_body,
 )
-from genaiproxy.api.routes import Route, with_api_version
+from genaiproxy.api.routes import ROUTE_LABELS, Route, with_api_version
 from genaiproxy.api.stream_usage import UsageChunkRemover, UsageReader
 from genaiproxy.api.usage import USAGE_ROUTES, json_object, usage_of
 
@@ -22,6 +22,7 @@ __all__ = [
     "NO_BODY",
     "PreparedBody",
     "RESPONSES_TOKEN_FIELD",
+    "ROUTE_LABELS",
     "Route",
     "USAGE_ROUTES",
     "UsageChunkRemover",

@@ -3,23 +3,27 @@
 A L{Forwarder} holds the upstream clients and the routing table that picks
 one for each model, the settings, the metrics and the set of requests in
 flight (for a graceful stop); each request's own trip is a
-L{genaiproxy.forwarding.call.ForwardCall}.
+L{genaiproxy.forwarding.call.ForwardCall}, which sees what it needs of
+these through the forwarder's L{CallContext}.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import NOT_DONE_YET
 
 from genaiproxy import __version__
-from genaiproxy.config import NO_ROUTING, RoutingTable
-from genaiproxy.forwarding.call import ForwardCall, Route
+from genaiproxy.api import Route
+from genaiproxy.config import NO_ROUTING, ModelRoute, RoutingTable
+from genaiproxy.forwarding.call import ForwardCall
+from genaiproxy.forwarding.context import CallContext
 from genaiproxy.observe import ProxyMetrics
 from genaiproxy.upstream import UpstreamClient, UpstreamSet
 
-__all__ = ["Forwarder", "Route"]
+__all__ = ["Forwarder"]
 
 
 class Forwarder:
@@ -36,22 +40,22 @@ class Forwarder:
         self.routing: RoutingTable = NO_ROUTING
         # Set once a graceful stop began: /readyz then turns new work away.
         self.draining = False
-
-    @property
-    def secret_headers(self) -> frozenset[bytes]:
-        """Header names whose values are never logged (every upstream's
-        subscription header among them)."""
-        return self.upstreams.secret_headers
+        self.context = CallContext(self.config, self.clock, upstream, self.upstreams,
+                                   self.metrics, self._hops, self.finished)
 
     def set_routing(self, routing: RoutingTable) -> None:
         """Take a new routing table (and its upstreams) into service."""
         self.upstreams.apply(routing)
         self.routing = routing
 
+    def _hops(self, model: str | None) -> Sequence[ModelRoute]:
+        """The routes a request for C{model} tries, from the table in service."""
+        return self.routing.hops(model)
+
     def forward(self, request: Any, path: str, route: Route) -> object:
         """Send C{request} to the upstream C{path}; answer it asynchronously."""
         self._in_flight.add(request)
-        ForwardCall(self, request, path, route).start()
+        ForwardCall(self.context, request, path, route).start()
         return NOT_DONE_YET
 
     @property

@@ -137,7 +137,7 @@ class StreamPump(Protocol):
     called once when the upstream body ends: with C{None} for a clean end
     (the request is then finished), or with an L{UpstreamError} for a broken
     stream, in which case the caller must end the client's response so that
-    the client can tell (see L{genaiproxy.forwarding.call}).  Neither is called when the client
+    the client can tell (see L{genaiproxy.forwarding.streamed}).  Neither is called when the client
     went away first (L{client_gone}).
 
     A C{usage} reader, when given, reads each chunk as it came from the

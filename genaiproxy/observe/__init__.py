@@ -13,7 +13,7 @@ from genaiproxy.observe.logs import (
     log_stream,
     secret_header_names,
 )
-from genaiproxy.observe.metrics import CONTENT_TYPE_LATEST, ProxyMetrics, route_of
+from genaiproxy.observe.metrics import CONTENT_TYPE_LATEST, ProxyMetrics
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -24,6 +24,5 @@ __all__ = [
     "TextSink",
     "body_for_log",
     "log_stream",
-    "route_of",
     "secret_header_names",
 ]

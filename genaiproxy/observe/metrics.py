@@ -3,9 +3,11 @@
 One L{ProxyMetrics} per process holds its own registry (not the library's
 global one, so that tests can build several) and the series below; the
 forwarder reports to it at a few points of a request's life.  Label values
-are bounded: routes are a fixed set, and model names past L{MAX_MODELS}
-distinct ones fold into C{other}, so that no client can make the series
-grow without end.
+are bounded: a request's C{route} label is its kind, which the layers above
+decide once from a fixed set (chat, responses, embeddings, completions,
+models, other: the label of L{genaiproxy.api.Route}) and pass in as a
+string, and model names past L{MAX_MODELS} distinct ones fold into
+C{other}, so that no client can make the series grow without end.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "MAX_MODELS", "ProxyMetrics", "route_of"]
+__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "MAX_MODELS", "ProxyMetrics"]
 
 # LLM latencies: from a quick local answer to a long reasoning stream.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -23,25 +25,6 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 # Distinct model names kept as labels; more are counted as "other".
 MAX_MODELS = 50
 _MAX_LABEL = 100
-
-_ROUTES = {
-    "/v1/chat/completions": "chat",
-    "/v1/responses": "responses",
-    "/v1/embeddings": "embeddings",
-    "/v1/completions": "completions",
-    "/v1/models": "models",
-}
-
-
-def route_of(path: str) -> str:
-    """The route label of an upstream path: chat, responses, embeddings,
-    completions, models, or other."""
-    if path in _ROUTES:
-        return _ROUTES[path]
-    if path.startswith("/v1/responses/"):
-        return "responses"
-    return "other"
-
 
 class ProxyMetrics:
     """The proxy's series, in a registry of their own."""
@@ -110,7 +93,9 @@ class ProxyMetrics:
         L{MAX_MODELS} distinct names have been seen."""
         if not model:
             return "none"
-        model = model[:_MAX_LABEL]
+        # A JSON body may carry a lone surrogate ("\ud800"): no UTF-8 text can
+        # hold it, and /metrics and /status are written in UTF-8.
+        model = model[:_MAX_LABEL].encode("utf-8", "replace").decode("utf-8")
         if model in self._models:
             return model
         if len(self._models) >= MAX_MODELS:

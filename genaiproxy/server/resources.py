@@ -114,9 +114,18 @@ class Forwarded(JSONResource):
 
 
 _PASSTHROUGH = Route(passthrough=True)
+# A stored response read back (/v1/responses/{id}...): the Responses API's kind.
+_RESPONSES_PASSTHROUGH = Route(label="responses", passthrough=True)
 # The other JSON APIs whose requests name a model: routed by it.
-_BY_MODEL = {"/v1/embeddings": Route(passthrough=True, by_model=True),
-             "/v1/completions": Route(passthrough=True, by_model=True)}
+_BY_MODEL = {"/v1/embeddings": Route(label="embeddings", passthrough=True, by_model=True),
+             "/v1/completions": Route(label="completions", passthrough=True, by_model=True)}
+
+
+def _passthrough_route(path: str) -> Route:
+    """The route of a path under /v1 that has no resource of its own."""
+    if path in _BY_MODEL:
+        return _BY_MODEL[path]
+    return _RESPONSES_PASSTHROUGH if path.startswith("/v1/responses/") else _PASSTHROUGH
 
 
 class Passthrough(JSONResource):
@@ -142,7 +151,7 @@ class Passthrough(JSONResource):
             # Dot segments or encoded slashes could reach beyond /v1 upstream.
             return NotFound().render(request)
         path = request.path.decode("ascii")
-        return self._forwarder.forward(request, path, _BY_MODEL.get(path, _PASSTHROUGH))
+        return self._forwarder.forward(request, path, _passthrough_route(path))
 
 
 def _catalog_error(request: ProxyRequest, catalog: ModelCatalog, problem: ModelsFileError) -> bytes:
@@ -301,14 +310,16 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
                 {
                     b"completions": Forwarded(
                         forwarder, "/v1/chat/completions", ("POST",),
-                        Route(token_field=CHAT_TOKEN_FIELD, asks_usage=True, by_model=True),
+                        Route(label="chat", token_field=CHAT_TOKEN_FIELD, asks_usage=True,
+                              by_model=True),
                     ),
                 },
                 below=passthrough,
             ),
             b"responses": Forwarded(
                 forwarder, "/v1/responses", ("POST",),
-                Route(token_field=RESPONSES_TOKEN_FIELD, responses_events=True, by_model=True),
+                Route(label="responses", token_field=RESPONSES_TOKEN_FIELD, responses_events=True,
+                      by_model=True),
                 below=passthrough,
             ),
         },

@@ -1,0 +1,132 @@
+"""The upstream's answer as the client gets it: its head, and its body when
+passed back whole.
+
+When the upstream answers, a L{genaiproxy.forwarding.call.ForwardCall}
+gives the client the status and the headers that are the client's to see
+(L{return_head}), then either passes the body back whole (L{answer_whole})
+or pumps it through as a stream
+(L{genaiproxy.forwarding.streamed.StreamedAnswer}).  Both halves read the
+call through L{AnsweringCall}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from twisted.logger import Logger
+from twisted.web.http import NO_BODY_CODES
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
+
+from genaiproxy.api import USAGE_ROUTES, Route, json_object, usage_of
+from genaiproxy.forwarding.context import CallContext
+from genaiproxy.observe import LoggedHeaders, body_for_log
+from genaiproxy.upstream import HOP_BY_HOP_HEADERS, UpstreamClient, UpstreamError
+
+__all__ = ["AnsweringCall", "answer_whole", "return_head", "tell_tried"]
+
+log = Logger(namespace="genaiproxy.forward")
+
+# Upstream response headers the client does not get: per-hop ones, those the
+# proxy sets itself, and CORS decisions that belong to this proxy alone.
+_NOT_RETURNED = HOP_BY_HOP_HEADERS | {b"content-length", b"date", b"server", b"x-request-id"}
+
+
+class AnsweringCall(Protocol):
+    """What an answer reads of the call it belongs to (a
+    L{genaiproxy.forwarding.call.ForwardCall}), and the one thing it sets.
+
+    @ivar ended: set once the answer is over, so that the connection closing
+        afterwards does not count as the client going away.
+    """
+
+    context: CallContext
+    request: Any
+    route: Route
+    tags: dict[str, str]
+    started: float
+    upstream: UpstreamClient
+    upstream_name: str
+    asks_usage: bool
+    ended: bool
+
+    def about(self) -> dict[str, Any]:
+        """The fields that say which request an event is about."""
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the request began."""
+
+    def error_document(self, problem: UpstreamError) -> dict[str, Any]:
+        """The error the client gets for C{problem}."""
+
+    def count_tokens(self, usage: dict[str, int]) -> None:
+        """Add the tokens an answer reports to the metrics."""
+
+
+def _is_returned(lower: bytes) -> bool:
+    return lower not in _NOT_RETURNED and not lower.startswith(b"access-control-")
+
+
+def tell_tried(headers: Headers, tried: Sequence[str]) -> None:
+    """Name the upstreams a request went to, when it went to more than one."""
+    if tried:
+        headers.setRawHeaders(b"X-Upstreams-Tried", [", ".join(tried).encode("latin-1")])
+
+
+def return_head(request: Any, response: IResponse, tried: Sequence[str]) -> None:
+    """Give the client the upstream's status and the headers that are its to
+    see, and say which upstream answered it how (C{tried}: the upstreams
+    tried, the one that answered last, when there were several)."""
+    request.setResponseCode(response.code, response.phrase)
+    out = request.responseHeaders
+    for name, values in response.headers.getAllRawHeaders():
+        lower = name.lower()
+        if not _is_returned(lower):
+            continue
+        if lower == b"vary" and out.hasHeader(b"vary"):
+            values = out.getRawHeaders(b"vary", []) + values  # keep our "Vary: Origin"
+        out.setRawHeaders(name, values)
+    upstream_id = response.headers.getRawHeaders(b"x-request-id")
+    if upstream_id:
+        out.setRawHeaders(b"X-Upstream-Request-ID", upstream_id)
+    tell_tried(out, tried)
+    out.setRawHeaders(b"X-Upstream-Status", [b"%d" % response.code])
+
+
+def answer_whole(call: AnsweringCall, response: IResponse, body: bytes) -> None:
+    """Pass C{body} (read whole) back to the client, then log the answer
+    with the usage it reports."""
+    request = call.request
+    if request.method == b"HEAD":
+        # No body, but the length the upstream announced for a GET.
+        length = response.headers.getRawHeaders(b"content-length")
+        if length:
+            request.responseHeaders.setRawHeaders(b"content-length", length[-1:])
+    elif response.code not in NO_BODY_CODES:
+        request.setHeader(b"content-length", b"%d" % len(body))
+    duration_ms = call.elapsed_ms()
+    call.ended = True
+    request.write(body)
+    request.finish()
+    # Logged after the answer went out, so that it does not wait for this.
+    fields: dict[str, Any] = {
+        **call.about(),
+        "status": response.code,
+        "duration_ms": duration_ms,
+        "headers": LoggedHeaders(request.responseHeaders, call.context.secret_headers),
+    }
+    document = None  # parsed once, for the usage and the log
+    if response.code < 400 and call.route.label in USAGE_ROUTES:
+        document = json_object(body)
+        usage = usage_of(document)
+        if usage is not None:
+            fields["usage"] = usage
+            call.count_tokens(usage)
+    if call.context.config.log_bodies:
+        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
+        logged = body_for_log(body, content_type.decode("latin-1"))
+        if document is not None and "body" in logged:  # logged as JSON: already parsed
+            logged["body"] = document
+        fields.update(logged)
+    log.info("response", **fields)
