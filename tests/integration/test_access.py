@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-from urllib.parse import urlsplit
-
 import pytest
-from support import run_proxy
+from support import raw_get, run_proxy, upstream_saw
 
 TOKEN = "s3cret-token-for-tests"
 ORIGIN = "http://app.example:3000"
@@ -19,21 +16,6 @@ def guarded(mock_url):
         mock_url, models="- id: gpt-4.1\n", AUTH_TOKEN=TOKEN, ALLOWED_ORIGINS=ORIGIN + ", http://other.example"
     ) as p:
         yield p
-
-
-def raw_get(base_url: str, target: str, headers: str = "") -> tuple[int, bytes]:
-    """Send a GET with the request target exactly as given (no client-side
-    normalisation of dots, slashes or escapes); return status and body."""
-    url = urlsplit(base_url)
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode()
-        )
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def test_token_required(guarded, client):
@@ -143,8 +125,6 @@ def test_foreign_pages_cannot_spend_the_key(proxy, client, mock_url, origin):
     """Without a token, a web page elsewhere (or one using DNS rebinding to pose
     as this host) must not get a request through, even one needing no preflight."""
     import uuid
-
-    from conftest import upstream_saw
 
     rid = "origin-" + uuid.uuid4().hex
     response = client.post(

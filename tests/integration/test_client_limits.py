@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import upstream_saw
-from support import ProxyProcess, run_proxy, wait_for
+from support import ProxyProcess, run_proxy, upstream_saw, wait_for
 
 
 def connect(proxy: ProxyProcess) -> socket.socket:

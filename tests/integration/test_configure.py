@@ -4,82 +4,33 @@ Each test gives the command a scratch HOME (and XDG_CONFIG_HOME or
 CODEX_HOME, or neither) and looks at what it wrote there: a new file, a
 merge into the user's own (kept, backed up, and not touched again on a
 second run), or nothing at all with --print.  The real clients run with
-what it wrote in tests/test_configure_clients.py.
+what it wrote in tests/test_configure_clients.py.  What these tests share with
+those (running the command, reading what it wrote) is in tests/support/configure.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
-import tomlkit
-from support import BIN
-from test_real_clients import (
-    client_env,
+from support.clients import client_env
+from support.configure import (
+    AUTH_SETTINGS,
+    CLIENT_NAMES,
+    FILES,
+    URL,
+    VISIBLE,
+    backups,
+    configure,
+    env_values,
+    files_under,
+    toml,
 )
 
 from genaiproxy.cli.configure import client_url
-
-GENAI_PROXY = str(BIN / "genai-proxy")
-URL = "http://127.0.0.1:8111/v1"
-SECRET = "configure-secret-token-5150"
-MODELS = """\
-models:
-  - id: gpt-4.1
-  - id: gpt-5
-  - id: internal-router
-    hidden: true
-  - id: text-embedding-3-large
-"""
-VISIBLE = ["gpt-4.1", "gpt-5", "text-embedding-3-large"]
-CLIENT_NAMES = ["codex", "opencode", "vscode", "open-webui", "openai-env"]
-# Where each client's file is with client_env's XDG_CONFIG_HOME (HOME/config)
-# and CODEX_HOME unset.
-FILES = {
-    "codex": ".codex/config.toml",
-    "opencode": "config/opencode/opencode.json",
-    "vscode": "config/Code/User/settings.json",
-    "open-webui": "config/genai-proxy/open-webui.env",
-    "openai-env": "config/genai-proxy/openai.env",
-}
-_AUTH = ("AUTH_TOKEN", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE", "CREDENTIALS_DIRECTORY")
-
-
-def configure(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-              models: str | None = MODELS, **settings: str) -> subprocess.CompletedProcess[str]:
-    """Run `genai-proxy configure ARGS` in C{tmp_path}/work, with C{models}
-    as its models.yaml (none when C{None}), HOME C{tmp_path}/home and
-    C{settings}."""
-    work = tmp_path / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    if models is None:
-        (work / "models.yaml").unlink(missing_ok=True)
-    else:
-        (work / "models.yaml").write_text(models)
-    if env is None:
-        env = {k: v for k, v in client_env(tmp_path / "home").items() if k not in _AUTH}
-        env.pop("CODEX_HOME", None)
-    env.update(settings)
-    return subprocess.run([GENAI_PROXY, "configure", *args], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=60)
-
-
-def toml(text: str) -> dict:
-    return tomlkit.loads(text).unwrap()
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def env_values(text: str) -> dict[str, str]:
-    pairs = re.findall(r"^(?:export )?([A-Z_]+)=(.*)$", text, re.MULTILINE)
-    return dict(pairs)
 
 
 def check_content(client: str, text: str, url: str = URL) -> None:
@@ -147,7 +98,7 @@ def test_default_locations(tmp_path):
     """Without XDG_CONFIG_HOME and CODEX_HOME the files go to ~/.codex and
     ~/.config; with CODEX_HOME, codex's goes there."""
     env = {k: v for k, v in client_env(tmp_path / "home").items()
-           if k not in _AUTH and k != "XDG_CONFIG_HOME"}
+           if k not in AUTH_SETTINGS and k != "XDG_CONFIG_HOME"}
     for client in CLIENT_NAMES:
         assert configure(tmp_path, client, env=dict(env)).returncode == 0
     home = tmp_path / "home"
@@ -211,16 +162,12 @@ notifications = true
 """
 
 
-def _backups(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(path.name + ".*.bak"))
-
-
 def _second_run_changes_nothing(tmp_path: Path, client: str, path: Path, **settings: str) -> None:
-    before = (path.read_bytes(), path.stat().st_mtime_ns, _backups(path))
+    before = (path.read_bytes(), path.stat().st_mtime_ns, backups(path))
     again = configure(tmp_path, client, **settings)
     assert again.returncode == 0, again.stderr
     assert f"{path} unchanged\n" in again.stdout and "wrote" not in again.stdout
-    assert (path.read_bytes(), path.stat().st_mtime_ns, _backups(path)) == before
+    assert (path.read_bytes(), path.stat().st_mtime_ns, backups(path)) == before
 
 
 def test_codex_merge_keeps_the_users_config(tmp_path):
@@ -245,7 +192,7 @@ def test_codex_merge_keeps_the_users_config(tmp_path):
                                                    "base_url": "http://localhost:11434/v1"}
     assert config["model_providers"]["genai"]["base_url"] == URL
     assert config["tui"] == {"notifications": True}
-    [backup] = _backups(path)
+    [backup] = backups(path)
     assert backup.read_text() == CODEX_MINE
     assert f"(the previous one is in {backup.name})" in result.stdout
     _second_run_changes_nothing(tmp_path, "codex", path)
@@ -283,7 +230,7 @@ def test_opencode_merge_keeps_the_users_config(tmp_path):
     assert config["model"] == "genai/gpt-4.1"
     assert "model was 'ollama/llama3'" in result.stdout
     assert path.read_text().startswith('{\n    "$schema"')  # the user's indentation
-    [backup] = _backups(path)
+    [backup] = backups(path)
     assert backup.read_text() == original
     _second_run_changes_nothing(tmp_path, "opencode", path)
 
@@ -311,7 +258,7 @@ def test_vscode_merge_keeps_the_users_settings(tmp_path):
     assert models["gpt-4.1"]["name"] == "Work GPT-4.1" and models["gpt-4.1"]["maxInputTokens"] == 64000
     assert models["gpt-4.1"]["url"] == URL and models["gpt-5"]["url"] == URL
     assert models["gpt-5"]["requiresAPIKey"] is False
-    assert [b.read_text() for b in _backups(path)] == [json.dumps(mine)]
+    assert [b.read_text() for b in backups(path)] == [json.dumps(mine)]
     _second_run_changes_nothing(tmp_path, "vscode", path)
 
 

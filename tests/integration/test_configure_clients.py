@@ -11,20 +11,21 @@ from pathlib import Path
 import pytest
 import tomlkit
 from support import run_proxy
-from test_configure import FILES, configure, env_values, toml
-from test_real_clients import (
+from support.clients import (
     CLIENTS,
     MODELS_YAML,
     PROMPT,
     TOKEN,
-    _assert_reply,
-    _installed,
+    assert_reply,
     client_env,
     codex_exec_argv,
+    installed,
+    open_webui_environment,
     opencode_config_dir,
     opencode_env,
     run_client,
 )
+from support.configure import FILES, configure, env_values, toml
 
 # --- the real clients, with what configure wrote --------------------------------------
 
@@ -59,7 +60,7 @@ def test_codex_exec_uses_the_configured_file(configured_proxy, tmp_path):
     offline settings of the suite's template, and their retry tuning of
     the genai provider), answers through the proxy with the token exported
     as configure said; `codex exec --strict-config` accepts every key."""
-    codex = _installed(".bin/codex")
+    codex = installed(".bin/codex")
     codex_home = tmp_path / "codex-home"
     codex_home.mkdir()
     mine = tomlkit.parse((CLIENTS / "codex.template.toml").read_text())
@@ -78,13 +79,13 @@ def test_codex_exec_uses_the_configured_file(configured_proxy, tmp_path):
     since = len(configured_proxy.events("request"))
     result = run_client(_with_export(export, codex_exec_argv(codex)), dict(env, AUTH_TOKEN=TOKEN),
                         work, configured_proxy)
-    _assert_reply(result, configured_proxy, "/v1/responses", since)
+    assert_reply(result, configured_proxy, "/v1/responses", since)
 
 
 def test_opencode_run_uses_the_configured_file(configured_proxy, tmp_path):
     """opencode, with the opencode.json configure merged into (the user's
     own settings and another provider), answers through the proxy."""
-    opencode = _installed(".bin/opencode")
+    opencode = installed(".bin/opencode")
     home = tmp_path / "home"
     env = opencode_env(home)
     config_dir = opencode_config_dir(home)
@@ -104,19 +105,17 @@ def test_opencode_run_uses_the_configured_file(configured_proxy, tmp_path):
     since = len(configured_proxy.events("request"))
     result = run_client(_with_export(export, [opencode, "run", PROMPT]), dict(env, AUTH_TOKEN=TOKEN),
                         work, configured_proxy)
-    _assert_reply(result, configured_proxy, "/v1/chat/completions", since)
+    assert_reply(result, configured_proxy, "/v1/chat/completions", since)
 
 
 def test_open_webui_file_is_what_the_open_webui_test_runs(tmp_path):
     """Open WebUI's env file, for a proxy with AUTH_TOKEN, sets each of its
     variables as tests/test_open_webui.py sets it for the real Open WebUI
     it runs against such a proxy (the connection, the key, RAG)."""
-    from test_open_webui import _environment
-
     url = "http://127.0.0.1:8111/v1"
     result = configure(tmp_path, "open-webui", models=MODELS_YAML, AUTH_TOKEN=TOKEN)
     assert result.returncode == 0, result.stderr
     written = env_values((tmp_path / "home" / FILES["open-webui"]).read_text())
-    tested = _environment(tmp_path / "webui-home", tmp_path / "data", url)
+    tested = open_webui_environment(tmp_path / "webui-home", tmp_path / "data", url)
     assert set(written) <= set(tested)
     assert {name: tested[name] for name in written} == written

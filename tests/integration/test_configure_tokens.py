@@ -8,12 +8,12 @@ import json
 import stat
 
 import pytest
-from test_configure import (
+from support.configure import (
     CLIENT_NAMES,
     FILES,
     SECRET,
     URL,
-    _backups,
+    backups,
     configure,
     env_values,
     files_under,
@@ -40,7 +40,7 @@ def test_token_is_never_written_or_printed_but_where_it_must_be(tmp_path):
     assert 'export GENAI_PROXY_TOKEN="$AUTH_TOKEN"' in outputs[0]
     holding = {name for name, data in files_under(home).items() if SECRET.encode() in data}
     webui = home / FILES["open-webui"]
-    [backup] = _backups(webui)
+    [backup] = backups(webui)
     assert holding == {str(p.relative_to(home)) for p in (webui, backup)}
     for path in (webui, backup):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import upstream_saw
-from support import BASE_ENV, ProxyProcess, run_proxy, run_proxy_expecting_failure
+from support import BASE_ENV, ProxyProcess, run_proxy, run_proxy_expecting_failure, upstream_saw
 from twisted.logger import LogLevel, globalLogPublisher
 
 from genaiproxy.config.credentials import (

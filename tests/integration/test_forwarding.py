@@ -6,8 +6,7 @@ import json
 import uuid
 
 import pytest
-from conftest import upstream_saw
-from support import BASE_ENV, run_proxy
+from support import BASE_ENV, run_proxy, upstream_saw
 
 KEY = BASE_ENV["GENAI_API_KEY"]
 CHAT = "/v1/chat/completions"
@@ -287,7 +286,7 @@ def test_upstream_hop_headers_not_returned(proxy, client):
     """Hop-by-hop headers and CORS decisions of the upstream stay with the
     upstream; end-to-end headers pass.  (Headers the upstream names in its
     own Connection header are not removed: Twisted's client keeps that header
-    to itself; see the README.)"""
+    to itself; see docs/reference/endpoints.md.)"""
     response = client.get(proxy.url + "/v1/health", headers=[
         ("X-Mock-Header", "Keep-Alive: timeout=5"), ("X-Mock-Header", "Proxy-Authenticate: Basic"),
         ("X-Mock-Header", "Upgrade: h2c"), ("X-Mock-Header", "Trailer: X-Checksum"),

@@ -25,8 +25,7 @@ import httpx
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import upstream_saw
-from support import TWISTD, ProxyProcess, _clean_environment, free_port
+from support import TWISTD, ProxyProcess, _clean_environment, free_port, upstream_saw
 
 from genaiproxy.config.models import parse_models
 from genaiproxy.server.site import ProxySite

@@ -9,14 +9,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from support import ProxyProcess, run_proxy, wait_for
+from support.metrics import AUTH, TOKEN, scrape
 
 from genaiproxy import __version__
 from genaiproxy.observe.metrics import MAX_MODELS
 
-TOKEN = "metrics-token-5150"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHAT = "/v1/chat/completions"
 
 
@@ -25,18 +23,6 @@ def proxy(mock_url: str) -> Iterator[ProxyProcess]:
     """A daemon of its own, so that its counts are this test's alone."""
     with run_proxy(mock_url, AUTH_TOKEN=TOKEN, RETRY_BACKOFF_SEC="0.01") as running:
         yield running
-
-
-def scrape(proxy: ProxyProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of /metrics, by name and labels."""
-    response = httpx.get(proxy.url + "/metrics", headers=AUTH, trust_env=False)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
 
 
 def requests_counted(samples: dict, **labels: str) -> float:

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 from support import BASE_ENV, ProxyProcess, _stop, free_port, run_proxy, wait_for
-from test_real_clients import MODELS_YAML, REPLY, TOKEN, client_env
+from support.clients import MODELS_YAML, REPLY, TOKEN, open_webui_environment
 
 from genaiproxy.mock.payloads import DEFAULT_EMBEDDING_MODEL
 
@@ -45,11 +45,6 @@ STARTUP_TIMEOUT = 150.0
 # The first test also waits for the module's fixture: a fresh install and
 # start-up can outlast the suite's 300 s default.
 pytestmark = pytest.mark.timeout(600)
-
-# Variables of the test process that would change how Open WebUI runs.
-_DROPPED = ("WEBUI_", "RAG_", "ENABLE_", "OLLAMA_", "DATABASE_", "REDIS_", "VECTOR_DB",
-            "CHROMA_", "HF_", "TRANSFORMERS_", "DATA_DIR")
-
 
 class OpenWebUI:
     """A running Open WebUI, signed in as its (only) admin user."""
@@ -82,40 +77,6 @@ def _install() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def _environment(home: Path, data: Path, proxy_v1: str) -> dict[str, str]:
-    """Open WebUI's environment: a scratch HOME, its data in C{data}, the
-    proxy for chats and embeddings, offline and without telemetry."""
-    env = {k: v for k, v in client_env(home).items() if not k.startswith(_DROPPED)}
-    env.update({
-        "DATA_DIR": str(data),
-        # No login page: sign-in with any credentials gives the admin user.
-        "WEBUI_AUTH": "False",
-        "WEBUI_SECRET_KEY": uuid.uuid4().hex,
-        "ENABLE_OLLAMA_API": "False",
-        "ENABLE_OPENAI_API": "True",
-        "OPENAI_API_BASE_URL": proxy_v1,
-        "OPENAI_API_KEY": TOKEN,
-        "RAG_EMBEDDING_ENGINE": "openai",
-        "RAG_OPENAI_API_BASE_URL": proxy_v1,
-        "RAG_OPENAI_API_KEY": TOKEN,
-        "RAG_EMBEDDING_MODEL": DEFAULT_EMBEDDING_MODEL,
-        # Nothing from the internet: no model downloads, update checks,
-        # requirement installs or analytics.
-        "OFFLINE_MODE": "True",
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "ENABLE_VERSION_UPDATE_CHECK": "False",
-        "RAG_EMBEDDING_MODEL_AUTO_UPDATE": "False",
-        "RAG_RERANKING_MODEL_AUTO_UPDATE": "False",
-        "WHISPER_MODEL_AUTO_UPDATE": "False",
-        "SCARF_NO_ANALYTICS": "true",
-        "DO_NOT_TRACK": "true",
-        "ANONYMIZED_TELEMETRY": "False",
-        "ENABLE_OTEL": "False",
-    })
-    return env
-
-
 @pytest.fixture(scope="module")
 def webui_proxy(mock_url: str) -> Iterator[ProxyProcess]:
     """The daemon in front of the session's mock, requiring TOKEN."""
@@ -134,7 +95,7 @@ def webui(webui_proxy: ProxyProcess, tmp_path_factory: pytest.TempPathFactory) -
     with log.open("wb") as output:
         process = subprocess.Popen(
             [executable, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=work, env=_environment(work / "home", work / "data", webui_proxy.url + "/v1"),
+            cwd=work, env=open_webui_environment(work / "home", work / "data", webui_proxy.url + "/v1"),
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

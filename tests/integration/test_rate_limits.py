@@ -13,8 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import upstream_saw
-from support import ProxyProcess, run_proxy
+from support import ProxyProcess, run_proxy, upstream_saw
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4.1", "messages": []}

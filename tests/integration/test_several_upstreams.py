@@ -13,8 +13,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from conftest import upstream_saw
-from support import BASE_ENV, free_port, run_mock_upstream, run_proxy
+from support import BASE_ENV, free_port, run_mock_upstream, run_proxy, upstream_saw
 
 DEFAULT_KEY = BASE_ENV["GENAI_API_KEY"]
 EU_KEY = "sk-eu-7d1e0c5a9b-secret"

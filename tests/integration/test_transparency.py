@@ -9,8 +9,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from conftest import upstream_saw
-from support import run_proxy
+from support import run_proxy, upstream_saw
 
 CHAT = "/v1/chat/completions"
 MIB = 1 << 20

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import upstream_saw
-from support import BASE_ENV, free_port, run_mock_upstream, run_proxy
+from support import BASE_ENV, free_port, run_mock_upstream, run_proxy, upstream_saw
 
 DEFAULT_KEY = ("Ocp-Apim-Subscription-Key", BASE_ENV["GENAI_API_KEY"])
 X_KEY = ("X-Key", "sk-x-5e0b2f77c1-secret")

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from conftest import upstream_saw
-from support import ProxyProcess, run_proxy
-from test_metrics import TOKEN, scrape
+from support import ProxyProcess, run_proxy, upstream_saw
+from support.metrics import TOKEN, scrape
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "one two three four five"}]

@@ -6,8 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import upstream_saw
-from support import run_proxy
+from support import raw_get, run_proxy, upstream_saw
 
 
 def new_id() -> str:
@@ -55,8 +54,6 @@ def test_api_version_added(azure_classic, client, mock_url):
     "/v1//admin",
 ])
 def test_passthrough_refuses_paths_leaving_v1(proxy, target):
-    from test_access import raw_get
-
     status, body = raw_get(proxy.url, target)
     assert status == 404, (target, status, body)
 

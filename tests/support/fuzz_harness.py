@@ -1,6 +1,7 @@
 """The in-memory harness of tests/test_fuzz_site.py: the proxy built as the
-service builds it, an upstream that records what reaches it, and one
-exchange of raw HTTP/1.1 bytes with the answers parsed as a client reads them.
+service builds it (L{genaiproxy.testing.MemoryProxy}), an upstream that
+records what reaches it, and one exchange of raw HTTP/1.1 bytes with the
+answers parsed as a client reads them.
 """
 
 from __future__ import annotations
@@ -32,16 +33,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from genaiproxy.config.credentials import ClientTokens
-from genaiproxy.config.environment import load_config
-from genaiproxy.config.models import ModelCatalog
-from genaiproxy.daemon.service import client_limits, watch_secret_files
 from genaiproxy.forwarding.forwarder import Forwarder
 from genaiproxy.observe.logs import LinesObserver
-from genaiproxy.server.resources import build_tree
-from genaiproxy.server.site import AccessPolicy, ProxySite
+from genaiproxy.server.site import ProxySite
+from genaiproxy.testing import MemoryProxy
 from genaiproxy.upstream import bodies
-from genaiproxy.upstream.client import UpstreamClient
 
 TOKEN = b"tok-5f2c9a71e0d84b36"
 KEY = b"key-0123456789abcdef"
@@ -225,30 +221,27 @@ class Proxy:
 
 
 def build_proxy(mode: str, models_path: str, early_rejection: bool = False) -> Proxy:
-    """A fresh proxy (per example: it takes a fraction of a millisecond)."""
-    config = load_config(MODES[mode])
-    clock = MemoryReactorClock()
+    """A fresh proxy (per example: it takes a fraction of a millisecond):
+    genaiproxy.testing's in-memory one, its upstream's answers held a turn."""
     upstream = UpstreamResource()
-    inner = RequestTraversalAgent(upstream)
-    # Its server takes longer heads than the proxy (the base URL's path and
-    # the added headers make what the proxy sends longer than what it got),
-    # and records bodies without parsing forms (Twisted's parser raises on a
-    # Content-Type holding a vertical tab).
-    inner._serverFactory.protocol = LongLinesChannel
-    inner._serverFactory._parsePOSTFormSubmission = False
-    if early_rejection:
-        server = Factory()
-        server.protocol = lambda: EarlyRejection(upstream.received)  # type: ignore[assignment]
-        inner._serverFactory = server
-    agent = LaterAgent(inner)
-    client = UpstreamClient(config, clock, agent=agent)
-    forwarder = Forwarder(client)
-    tokens = ClientTokens()
-    watch_secret_files(config, client, tokens)
-    site = ProxySite(build_tree(forwarder, ModelCatalog(models_path)),
-                     AccessPolicy(tokens, config.allowed_origins), client_limits(config))
-    site.reactor = clock  # the channels' timers
-    return Proxy(site, forwarder, clock, agent, upstream, Clock())
+    agents: list[LaterAgent] = []
+
+    def later(inner: RequestTraversalAgent) -> IAgent:
+        # Its server takes longer heads than the proxy (the base URL's path and
+        # the added headers make what the proxy sends longer than what it got),
+        # and records bodies without parsing forms (Twisted's parser raises on a
+        # Content-Type holding a vertical tab).
+        inner._serverFactory.protocol = LongLinesChannel
+        inner._serverFactory._parsePOSTFormSubmission = False
+        if early_rejection:
+            server = Factory()
+            server.protocol = lambda: EarlyRejection(upstream.received)  # type: ignore[assignment]
+            inner._serverFactory = server
+        agents.append(LaterAgent(inner))
+        return agents[-1]
+
+    memory = MemoryProxy(upstream, MODES[mode], models_path, wrap_agent=later)
+    return Proxy(memory.site, memory.forwarder, memory.clock, agents[0], upstream, Clock())
 
 
 # Answers as the client reads them.

@@ -1,7 +1,7 @@
 """The properties every exchange with the Site must have (see
 tests/test_fuzz_site.py): a JSON error the proxy made itself, or a request
 that reached the upstream well formed, under the base URL, with the key,
-without the client's credential, and rewritten only as the README says."""
+without the client's credential, and rewritten only as docs/reference/endpoints.md says."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _payload(body: bytes) -> object:
 
 
 def gpt5_rewrite_allowed(body: bytes) -> bool:
-    """Whether the proxy may rewrite C{body} (a gpt-5 request; see README)."""
+    """Whether the proxy may rewrite C{body} (a gpt-5 request; see docs/reference/endpoints.md)."""
     payload = _payload(body)
     model = payload.get("model") if isinstance(payload, dict) else None
     return isinstance(model, str) and model[:5].lower() == "gpt-5"
@@ -60,7 +60,7 @@ def gpt5_rewrite_allowed(body: bytes) -> bool:
 
 def usage_request_allowed(body: bytes, path: bytes) -> bool:
     """Whether the proxy may add C{stream_options} to C{body} (a streamed
-    chat request, with STREAM_USAGE on as by default; see README)."""
+    chat request, with STREAM_USAGE on as by default; see docs/reference/metrics.md)."""
     payload = _payload(body)
     return (path.split(b"?")[0].endswith(b"/v1/chat/completions") and isinstance(payload, dict)
             and payload.get("stream") is True)
@@ -82,7 +82,7 @@ _LOOPBACK_ORIGIN = re.compile(rb"https?://(localhost|127\.0\.0\.1|\[::1\])(:[^/]
 
 
 def origin_may_use(mode: str, origin: bytes | None) -> bool:
-    """Whether a request with this Origin may be forwarded (README, Access):
+    """Whether a request with this Origin may be forwarded (docs/how-to/access-and-tokens.md):
     none, one on this machine, or (token mode) the allowed one.  A loose
     test: it only has to hold for every request that is forwarded."""
     if origin is None or _LOOPBACK_ORIGIN.fullmatch(origin):

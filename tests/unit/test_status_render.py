@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from genaiproxy.server.status import Row, Summary
 from genaiproxy.server.status_page import _STYLE, CHART_MODELS, render_html
 
-# Names drawn from HTML's metacharacters as often as from all of Unicode.
-NAMES = st.text(st.sampled_from(list("<>&\"'=/;#! ab")) | st.characters())
+# Names drawn from HTML's metacharacters as often as from all of Unicode,
+# lone surrogates aside: the metrics make every label valid UTF-8 text first
+# (see test_testing's model name with a lone surrogate).
+NAMES = st.text(st.sampled_from(list("<>&\"'=/;#! ab")) | st.characters(exclude_categories=["Cs"]))
 HOSTILE = """<script>alert("1" + '2')</script> & <b title="x" onclick='y'>&amp;"""
 
 
