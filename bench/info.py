@@ -60,19 +60,21 @@ def source_match(installed: str | None) -> str:
     if not installed:
         return "genaiproxy not importable"
     inst = Path(installed).parent
-    names = sorted(p.name for p in inst.glob("*.py"))
+    # Paths relative to the package, subpackages included.
+    names = sorted(p.relative_to(inst).as_posix() for p in inst.rglob("*.py"))
     tree = REPO / "genaiproxy"
     sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
-    if tree.is_dir() and names == sorted(p.name for p in tree.glob("*.py")) and all(
+    if tree.is_dir() and names == sorted(
+            p.relative_to(tree).as_posix() for p in tree.rglob("*.py")) and all(
             sha(inst / n) == sha(tree / n) for n in names):
         return "installed package matches the working tree"
     hashes = {n: _git("hash-object", str(inst / n)) for n in names}
     # HEAD, then the commits before it that changed genaiproxy/ (newest first).
     commits = ["HEAD"] + _git("log", "--format=%h", "-n", "40", "--", "genaiproxy").split()[1:]
     for commit in commits:
-        blobs = {Path(path).name: sha for _, _, sha, path in
+        blobs = {Path(path).relative_to("genaiproxy").as_posix(): sha for _, _, sha, path in
                  (line.split(None, 3) for line in
-                  _git("ls-tree", commit, "genaiproxy/").splitlines())
+                  _git("ls-tree", "-r", commit, "genaiproxy/").splitlines())
                  if path.endswith(".py")}
         if blobs and blobs == hashes:
             name = _git("rev-parse", "--short", commit)
