@@ -204,9 +204,8 @@ class ProxyChannel(HookedChannel):
         request is handed) are within C{max_body_bytes} and to be kept.  At
         the first byte over it, what was kept is dropped and the request is
         dispatched at once (the site answers 413); the rest of the body, and
-        whatever else the client sends, is not read."""
-        if request.too_large:  # type: ignore[attr-defined]
-            return False
+        whatever else the client sends, is not read (the request asks no
+        more once it is too large)."""
         self._body_room -= size
         if self._body_room >= 0:
             return True

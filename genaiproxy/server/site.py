@@ -89,7 +89,10 @@ class ProxyRequest(Request):
         return reason
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self.channel.body_received(self, len(data)):  # type: ignore[attr-defined]
+        # Once refused, the request may be answered and done with (its
+        # channel gone) while the rest of the read is still being decoded.
+        if not self.too_large and self.channel.body_received(  # type: ignore[attr-defined]
+                self, len(data)):
             super().handleContentChunk(data)
 
 

@@ -176,6 +176,22 @@ def test_a_chunked_body_is_refused_the_moment_it_passes_the_limit():
     assert transport.disconnecting
 
 
+def test_chunks_after_the_refused_one_in_the_same_read_are_dropped():
+    """The 413 is answered (and its request done with) inside the read that
+    took the body over the limit; the chunks after it in that read are
+    dropped without error, so the answer reaches the client instead of a
+    connection cut by an exception (seen with 64 KiB chunks from httpx)."""
+    site, _ = make_site(max_body_bytes=10)
+    transport = StringTransport()
+    channel = connect(site, transport)
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"6\r\nhello \r\n5\r\nworld\r\n3\r\nabc\r\n3\r\ndef\r\n")
+    channel.dataReceived(b"3\r\nghi\r\n0\r\n\r\n")
+    answer = transport.value()
+    assert answer.startswith(b"HTTP/1.1 413 ") and answer.count(b"HTTP/1.1 ") == 1
+    assert transport.disconnecting
+
+
 def test_a_chunked_body_at_the_limit_is_kept():
     """The limit is inclusive: a chunked body of exactly MAX_REQUEST_BODY_MB
     is served."""
