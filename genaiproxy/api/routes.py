@@ -41,6 +41,9 @@ class Route:
     # Routed by the body's "model" (models.yaml's upstreams, aliases and
     # fallbacks); other requests go to the default upstream.
     by_model: bool = False
+    # The Responses API's create: answered through the upstream's chat
+    # completions when the upstream does not serve it (RESPONSES_API).
+    bridges_to_chat: bool = False
 
     def __post_init__(self) -> None:
         if self.label not in ROUTE_LABELS:

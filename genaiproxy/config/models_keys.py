@@ -96,6 +96,8 @@ UPSTREAM_KEYS: tuple[Key, ...] = (
         "read again when it changes"),
     Key("api_version", "added as `api-version` to its query strings (`\"\"` for none)",
         shown_default=_INHERITED, like="GENAI_API_VERSION"),
+    Key("responses_api", "`auto`, `native` or `chat`: how `/v1/responses` reaches it",
+        shown_default=_INHERITED, like="RESPONSES_API"),
     Key("ca_bundle", "a PEM file of extra CAs to trust for it", shown_default=_INHERITED,
         like="GENAI_CA_BUNDLE"),
     Key("request_timeout", "its own timeout, in seconds", shown_default=_INHERITED,

@@ -36,7 +36,7 @@ from genaiproxy.config.models_keys import (
     UPSTREAM_KEY_NAMES,
     UPSTREAM_NUMBERS,
 )
-from genaiproxy.config.settings import Config
+from genaiproxy.config.settings import BY_NAME, Config
 from genaiproxy.config.tls import trust_root
 
 # Upstream names go in logs, metrics labels and the X-Upstreams-Tried header.
@@ -203,6 +203,12 @@ def derive_upstream(default: Config, name: str, settings: Mapping[str, Any],
         "base_url": base_url, "subscription_name": subscription_name, "api_key": api_key,
         "api_key_file": api_key_file, "api_version": api_version,
     }
+    responses_api = settings.get("responses_api")
+    if responses_api is not None:
+        if not isinstance(responses_api, str):
+            raise ConfigError(f"{where}: responses_api must be auto, native or chat")
+        changes["responses_api"] = BY_NAME["RESPONSES_API"].kind.read(
+            f"{where}: responses_api", responses_api.strip())
     ca_bundle = settings.get("ca_bundle")
     if ca_bundle is not None:
         if not isinstance(ca_bundle, str):

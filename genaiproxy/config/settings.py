@@ -187,6 +187,14 @@ class Config:
         details="Ask streamed chat completions for their token usage when the client did not, "
                 "and take the extra usage chunk back out of what the client gets. `false` "
                 "sends such requests as they came.")
+    responses_api: str = setting(
+        "RESPONSES_API", "auto", "auto, native or chat: how /v1/responses reaches the upstream",
+        Choice(("auto", "native", "chat")), group=UPSTREAM,
+        details="How `/v1/responses` reaches the upstream. `native`: passed through. `chat`: "
+                "answered by the proxy through the upstream's `/chat/completions` (for a "
+                "gateway that publishes only chat completions). `auto`: passed through, and "
+                "when the upstream answers 404 or 405 there, answered through "
+                "`/chat/completions` from then on (until a reload or restart).")
 
     request_timeout: float = setting(
         "REQUEST_TIMEOUT", 60.0, "seconds to connect and get headers; longest silence in a body",

@@ -32,11 +32,12 @@ from genaiproxy.api import (
 )
 from genaiproxy.config import DEFAULT_UPSTREAM, ModelRoute
 from genaiproxy.forwarding.answer import answer_whole, return_head, tell_tried
+from genaiproxy.forwarding.bridge import CHAT_PATH, BridgeRequestError, ResponsesBridge
 from genaiproxy.forwarding.context import CallContext
 from genaiproxy.forwarding.pump import collect_body
+from genaiproxy.forwarding.request_event import log_request
 from genaiproxy.forwarding.streamed import SSE_TYPE, StreamedAnswer
-from genaiproxy.observe import LoggedHeaders, body_for_log
-from genaiproxy.upstream import RequestBody, UpstreamError, body_length, classify
+from genaiproxy.upstream import RequestBody, UpstreamError, classify
 
 log = Logger(namespace="genaiproxy.forward")
 
@@ -58,8 +59,8 @@ class ForwardCall:
     # streams): a fixed set of slots, no instance dict.
     __slots__ = (
         "_call", "_gone", "_hop", "_hops", "_id", "_model", "_path", "_sent", "_sent_model",
-        "_stream", "_tried", "_wants_stream", "asks_usage", "context", "ended", "request", "route",
-        "started", "tags", "upstream", "upstream_name",
+        "_stream", "_tried", "_wants_stream", "asks_usage", "bridge", "context", "ended", "request",
+        "route", "started", "tags", "upstream", "upstream_name",
     )
 
     def __init__(self, context: CallContext, request: Any, path: str, route: Route) -> None:
@@ -94,6 +95,9 @@ class ForwardCall:
         self.upstream_name = DEFAULT_UPSTREAM
         self.upstream = context.upstream
         self._tried: tuple[str, ...] = ()
+        # Set while the request in flight is a Responses request sent to the
+        # upstream's chat completions.
+        self.bridge: ResponsesBridge | None = None
 
     # Outbound.
 
@@ -130,28 +134,52 @@ class ForwardCall:
             first = self._hops[0]
             if first.upstream_model is not None and first.upstream_model != self._model:
                 prepared, body = self._prepare(first.upstream_model)
-        call, query, headers = self._go(prepared, body)
+        try:
+            call, query, headers = self._go(prepared, body)
+        except BridgeRequestError as e:
+            self._refuse(e)
+            return
         # Logged once the request is on its way upstream (its bytes are
         # written at once on a pooled connection), before any answer is
         # handled: the event's cost stays off the request's latency path.
-        self._log_request(prepared, body, query, headers)
+        log_request(self, self.upstream.url_for(self._upstream_path, query), prepared, body,
+                    headers)
         # (The call may have ended already, and _respond cleared self._call.)
         self._handle(call)
 
     def _go(self, prepared: PreparedBody, body: RequestBody) -> tuple[Any, bytes, Headers]:
-        """Send the request to the upstream of the route in use."""
+        """Send the request to the upstream of the route in use (a Responses
+        request to its chat completions, when it does not serve them).
+
+        @raise BridgeRequestError: a Responses request that cannot be bridged.
+        """
         if self._hops:
             self.upstream_name = self._hops[self._hop].upstream
             self.upstream = self.context.upstreams.client(self.upstream_name)
+        if self.route.bridges_to_chat and self.context.upstreams.bridges_responses(
+                self.upstream_name):
+            body = self._bridged_body()
         upstream, request = self.upstream, self.request
         query = b"" if self.route.bare else request.uri.partition(b"?")[2]
         query = with_api_version(query, upstream.config.api_version)
-        url = upstream.request_url(self._path, query)
+        url = upstream.request_url(self._upstream_path, query)
         headers = upstream.headers_for(request.requestHeaders, self._id)
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
         self._sent = (url, headers)
         return self._send(body), query, headers
+
+    @property
+    def _upstream_path(self) -> str:
+        return CHAT_PATH if self.bridge is not None else self._path
+
+    def _bridged_body(self) -> bytes:
+        """The chat body of the client's Responses request (made once)."""
+        if self.bridge is None:
+            content = self.request.content
+            content.seek(0)
+            self.bridge = ResponsesBridge.of(content.read(), int(self.context.clock.seconds()))
+        return self.bridge.chat_body(self._sent_model)
 
     def _send(self, body: RequestBody) -> Any:
         url, headers = self._sent
@@ -177,10 +205,14 @@ class ForwardCall:
         self._hop = following[0]
         hop = self._hops[self._hop]
         prepared, body = self._prepare(hop.upstream_model or hop.id)
-        call, query, _ = self._go(prepared, body)
+        try:
+            call, query, _ = self._go(prepared, body)
+        except BridgeRequestError as e:
+            self._refuse(e)
+            return True
         log.warn("fallback", **self.tags, model=hop.id, reason=reason,
-                 upstream_name=self.upstream_name, upstream=self.upstream.url_for(self._path, query),
-                 tried=list(self._tried))
+                 upstream_name=self.upstream_name,
+                 upstream=self.upstream.url_for(self._upstream_path, query), tried=list(self._tried))
         self._handle(call)
         return True
 
@@ -235,7 +267,7 @@ class ForwardCall:
         self._call = None
         if self._gone:
             return
-        if self._refused_usage(response, body):
+        if self._refused_usage(response, body) or self._refused_responses(response, body):
             return
         if body is not None and (response.code >= 500 or response.code == 429) and (
                 self._fall_back(f"status {response.code}")):
@@ -248,7 +280,34 @@ class ForwardCall:
             self.context.metrics.streams.inc()
             self._stream.start(response)
         else:
+            if self.bridge is not None and response.code < 300:
+                body = self.bridge.answer(body)
             answer_whole(self, response, body)
+
+    def _refused_responses(self, response: IResponse, body: bytes | None) -> bool:
+        """An upstream (RESPONSES_API auto) that answers /responses with a
+        404 or 405 gets the request again through its chat completions, as
+        every later one; True when it was sent."""
+        if not self.route.bridges_to_chat or self.bridge is not None or body is None or (
+                response.code not in (404, 405)) or self.upstream.config.responses_api != "auto":
+            return False
+        self.context.upstreams.found_chat_only(self.upstream_name)
+        prepared, sent = self._prepare(self._sent_model)
+        try:
+            call, _, _ = self._go(prepared, sent)
+        except BridgeRequestError as e:
+            self._refuse(e)
+            return True
+        self._handle(call)
+        return True
+
+    def _refuse(self, problem: BridgeRequestError) -> None:
+        """A Responses request the bridge cannot send: 400, no upstream call."""
+        log.warn("request_refused", **self.tags, status=400, reason="responses_bridge",
+                 method=self.request.method.decode("latin-1"), message=problem.message,
+                 param=problem.param)
+        self._answer_error(400, error_document(problem.message, "invalid_request_error",
+                                               param=problem.param, request_id=self._id))
 
     def _refused_usage(self, response: IResponse, body: bytes | None) -> bool:
         """An upstream that rejects C{stream_options} (an older API version)
@@ -368,27 +427,3 @@ class ForwardCall:
         """Add the tokens an answer reports to the metrics, under the
         request's model and client."""
         self.context.metrics.count_tokens(self._model, self.tags.get("client", ""), usage)
-
-    def _log_request(self, prepared: PreparedBody, body: RequestBody, query: bytes,
-                     sent: Headers) -> None:
-        request = self.request
-        fields: dict[str, Any] = {
-            **self.tags,
-            "method": request.method.decode("latin-1"),
-            "path": request.path.decode("latin-1"),
-            "upstream": self.upstream.url_for(self._path, query),
-            "upstream_name": self.upstream_name,
-            **({"model": self._model} if self._model is not None else {}),
-            "headers": LoggedHeaders(request.requestHeaders, self.context.secret_headers),
-            # What left the proxy, after rewriting (secret values masked).
-            "upstream_headers": LoggedHeaders(sent, self.context.secret_headers),
-        }
-        if self.context.config.log_bodies and body:
-            content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
-            if prepared.payload is not None:
-                fields["body"] = prepared.payload
-            elif isinstance(body, bytes):
-                fields.update(body_for_log(body, content_type))
-            else:
-                fields.update(body_length=body_length(body), content_type=content_type)
-        log.info("request", **fields)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, cast
+from typing import Protocol as Interface
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
@@ -20,10 +21,21 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
-from genaiproxy.api import UsageChunkRemover, UsageReader
+from genaiproxy.api import UsageReader
 from genaiproxy.upstream import UpstreamError, describe_failure
 
 IDLE_TIMEOUT_KIND = "read_timeout"
+
+
+class Rewriter(Interface):
+    """Changes a stream on its way to the client (bytes in, bytes out, as
+    they come; what it holds back it gives at the clean end)."""
+
+    def feed(self, data: bytes) -> bytes:
+        """What the client gets now of C{data} (and of what was held)."""
+
+    def flush(self) -> bytes:
+        """What is still held, at the clean end of the stream."""
 
 
 class IdleTimer:
@@ -141,8 +153,10 @@ class StreamPump(Protocol):
     went away first (L{client_gone}).
 
     A C{usage} reader, when given, reads each chunk as it came from the
-    upstream, after the client got it.  A C{remover}, when given, takes out
-    what the proxy's own request for usage added to the stream.
+    upstream, after the client got it.  A C{rewriter}, when given, changes
+    what the client gets: the usage-chunk remover takes out what the proxy's
+    own request for usage added to the stream; the Responses bridge turns a
+    chat stream into Responses events.
     """
 
     def __init__(
@@ -154,13 +168,13 @@ class StreamPump(Protocol):
         on_end: Callable[[UpstreamError | None], None],
         on_first_byte: Callable[[], None] | None = None,
         usage: UsageReader | None = None,
-        remover: UsageChunkRemover | None = None,
+        rewriter: Rewriter | None = None,
     ) -> None:
         self._request = request
         self._on_chunk = on_chunk
         self._on_first_byte = on_first_byte
         self.usage = usage
-        self._remover = remover
+        self._rewriter = rewriter
         self._received = False
         self._on_end = on_end
         self._timer = IdleTimer(clock, idle_timeout, self._idle)
@@ -192,10 +206,10 @@ class StreamPump(Protocol):
             self._received = True
             if self._on_first_byte is not None:
                 self._on_first_byte()
-        if self._remover is None:
+        if self._rewriter is None:
             self._send(data)
         else:
-            shown = self._remover.feed(data)
+            shown = self._rewriter.feed(data)
             if shown:
                 self._send(shown)
         if self.usage is not None:
@@ -222,8 +236,8 @@ class StreamPump(Protocol):
                 "the upstream connection broke mid-stream: " + describe_failure(reason),
                 False,
             )
-        if self._broken is None and self._remover is not None:
-            rest = self._remover.flush()  # (dropped when broken: an unfinished event)
+        if self._broken is None and self._rewriter is not None:
+            rest = self._rewriter.flush()  # (dropped when broken: an unfinished event)
             if rest:
                 self._send(rest)
         self._on_end(self._broken)

@@ -19,7 +19,8 @@ from twisted.web.iweb import IResponse
 
 from genaiproxy.api import USAGE_ROUTES, UsageChunkRemover, UsageReader, json_bytes
 from genaiproxy.forwarding.answer import AnsweringCall
-from genaiproxy.forwarding.pump import StreamPump
+from genaiproxy.forwarding.bridge import ResponseEvents
+from genaiproxy.forwarding.pump import Rewriter, StreamPump
 from genaiproxy.observe import LoggedHeaders
 from genaiproxy.upstream import UpstreamError
 
@@ -36,12 +37,14 @@ class StreamedAnswer:
 
     # One lives as long as its stream (ten thousand at once): a fixed set of
     # slots, no instance dict.
-    __slots__ = ("_call", "_pump", "_stream_type")
+    __slots__ = ("_call", "_events", "_pump", "_stream_type")
 
     def __init__(self, call: AnsweringCall) -> None:
         self._call = call
         self._pump: StreamPump | None = None
         self._stream_type = b""
+        # A bridged stream's Responses events (the pump's rewriter).
+        self._events: ResponseEvents | None = None
 
     @property
     def bytes_sent(self) -> int:
@@ -54,6 +57,8 @@ class StreamedAnswer:
         call = self._call
         request, context = call.request, call.context
         content_type = response.headers.getRawHeaders(b"content-type")
+        if call.bridge is not None:
+            content_type = None  # the bridge's events, whatever the upstream's type said
         if not content_type:
             content_type = [DEFAULT_STREAM_TYPE]
             request.responseHeaders.setRawHeaders(b"content-type", content_type)
@@ -67,15 +72,20 @@ class StreamedAnswer:
             streaming=True,
         )
         on_chunk = self._log_chunk if context.config.log_stream_max_bytes > 0 else None
-        usage = remover = None
+        usage = None
+        rewriter: Rewriter | None = None
         label = call.route.label
-        if label in USAGE_ROUTES and self._stream_type.startswith(SSE_TYPE):
+        if call.bridge is not None:
+            # The usage is read from the upstream's chat chunks.
+            usage = UsageReader(responses_api=False)
+            rewriter = self._events = call.bridge.events()
+        elif label in USAGE_ROUTES and self._stream_type.startswith(SSE_TYPE):
             usage = UsageReader(responses_api=label == "responses")
             if call.asks_usage:
-                remover = UsageChunkRemover()
+                rewriter = UsageChunkRemover()
         self._pump = StreamPump(
             request, context.clock, call.upstream.config.request_timeout, on_chunk, self._ended,
-            self._first_byte, usage, remover,
+            self._first_byte, usage, rewriter,
         )
         response.deliverBody(self._pump)
 
@@ -118,7 +128,10 @@ class StreamedAnswer:
         document = call.error_document(problem)
         log.error("stream_broken", **call.about(), bytes=sent, events=events,
                   duration_ms=call.elapsed_ms(), **counted, **document)
-        if self._stream_type.startswith(SSE_TYPE):
+        if self._events is not None:
+            # The bridge's events always end whole: its last says failed.
+            request.write(self._events.fail(document["error"]["message"]))
+        elif self._stream_type.startswith(SSE_TYPE):
             # Finish any event the upstream left half-written, so that the
             # error event parses on its own.
             separator = b"" if pump is None or pump.at_event_boundary else b"\n\n"

@@ -319,7 +319,7 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
             b"responses": Forwarded(
                 forwarder, "/v1/responses", ("POST",),
                 Route(label="responses", token_field=RESPONSES_TOKEN_FIELD, responses_events=True,
-                      by_model=True),
+                      by_model=True, bridges_to_chat=True),
                 below=passthrough,
             ),
         },

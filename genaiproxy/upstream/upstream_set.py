@@ -36,6 +36,9 @@ class UpstreamSet:
         self._clients: dict[str, UpstreamClient] = {DEFAULT_UPSTREAM: default}
         self._key_files: dict[str, SecretFile[str]] = {}
         self.secret_headers = secret_header_names([default.config.subscription_name])
+        # The upstreams (RESPONSES_API auto) found to answer /responses with a
+        # 404 or 405: their Responses requests are bridged until a reload.
+        self._chat_only: set[str] = set()
 
     def client(self, name: str) -> UpstreamClient:
         """The client of upstream C{name} (the routing table only names
@@ -46,6 +49,20 @@ class UpstreamSet:
         """Close the idle connections of every upstream (when the service stops)."""
         closing = DeferredList([client.close() for client in self._clients.values()])
         return closing.addCallback(lambda _: None)
+
+    def bridges_responses(self, name: str) -> bool:
+        """Whether upstream C{name}'s Responses requests go through its chat
+        completions (RESPONSES_API chat, or auto once it refused one)."""
+        mode = self.client(name).config.responses_api
+        return mode == "chat" or (mode == "auto" and name in self._chat_only)
+
+    def found_chat_only(self, name: str) -> None:
+        """Upstream C{name} (RESPONSES_API auto) refused /responses: bridge
+        its Responses requests from now on (logged once)."""
+        if name not in self._chat_only:
+            self._chat_only.add(name)
+            log.info("responses_bridged", upstream_name=name,
+                     upstream=self.client(name).config.upstream_display)
 
     def has(self, name: str) -> bool:
         """Whether upstream C{name} is in service."""
@@ -92,6 +109,7 @@ class UpstreamSet:
             if clients.get(name) is not client:
                 client.close()  # idle connections only; calls under way go on
         self._clients, self._key_files = clients, key_files
+        self._chat_only.clear()  # what auto found is found again after a reload
         self.secret_headers = secret_header_names(
             client.config.subscription_name for client in clients.values())
         log.info("upstreams_in_service", upstreams=[

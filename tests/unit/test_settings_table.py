@@ -119,8 +119,8 @@ def test_lower_case_proxy_variables_are_honoured_when_the_upper_case_ones_are_em
 
 
 def test_the_start_up_event_has_the_fields_it_always_had():
-    """startup_config: the same fields as before the table, secrets masked,
-    URLs without their credentials."""
+    """startup_config: the same fields as before the table (and RESPONSES_API,
+    since issue 19), secrets masked, URLs without their credentials."""
     config = load_config({**REQUIRED, "AUTH_TOKEN": "tok-secret", "ALLOWED_ORIGINS": "http://a/",
                           "HTTPS_PROXY": "http://user:pw-secret@proxy.example:3128"})
     summary = config.summary()
@@ -132,7 +132,7 @@ def test_the_start_up_event_has_the_fields_it_always_had():
         "SHUTDOWN_DELAY_SEC", "MAX_REQUEST_BODY_MB", "LOG_LEVEL", "MAX_HEADER_LINE_BYTES",
         "MAX_HEADER_BYTES", "MAX_HEADER_COUNT", "HEADER_TIMEOUT", "KEEPALIVE_TIMEOUT",
         "MAX_CLIENT_CONNECTIONS", "GENAI_API_KEY_FILE", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE",
-        "AUTH_ENABLED"}
+        "AUTH_ENABLED", "RESPONSES_API"}
     assert summary["SUBSCRIPTION_KEY"] == "k-se****"
     assert summary["HTTPS_PROXY"] == "http://proxy.example:3128"
     assert summary["ALLOWED_ORIGINS"] == ["http://a"] and summary["AUTH_ENABLED"] is True
@@ -172,7 +172,7 @@ def test_models_yaml_keys_are_the_ones_it_always_accepted():
     assert UNLISTED_KEYS == ROUTING_KEYS
     assert UPSTREAM_KEY_NAMES == {
         "base_url", "subscription_name", "api_key_env", "api_key_file", "api_version",
-        "ca_bundle", "request_timeout", "max_retries", "retry_backoff_sec"}
+        "ca_bundle", "request_timeout", "max_retries", "retry_backoff_sec", "responses_api"}
     assert {"api_key", "token", "secret"} <= REFUSED_KEYS
     assert [key.name for key in MODEL_KEYS][:4] == ["id", "object", "owned_by", "created"]
 
