@@ -7,6 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 from support import BASE_ENV, BIN, _clean_environment, free_port, run_mock_upstream, run_proxy
@@ -64,7 +65,9 @@ def test_a_working_path_passes_every_step(tmp_path, mock_url):
     status, text, steps = doctor(tmp_path, mock_url, "--chat", "gpt-4.1")
     assert status == 0, text
     assert [name for name in steps] == ["configuration", "listen", "resolve", "connect",
-                                        "gateway /", "gateway /v1/models", "chat"]
+                                        "gateway /", "gateway /v1/models",
+                                        "gateway /v1/responses", "chat"]
+    assert "served natively" in steps["gateway /v1/responses"]["detail"]
     assert all(step["status"] == "pass" for step in steps.values()), text
     assert "first token after" in steps["chat"]["detail"]
     # The mock counts words: 5 in doctor's prompt, 5 in its reply.
@@ -211,3 +214,22 @@ def test_a_wrong_base_path_gets_the_404_hint(tmp_path):
         assert f"{url}/wrong/v1/models" in missing["fix"]
         status, text, _ = doctor(tmp_path, url + "/genai")
         assert status == 0, text
+
+
+@pytest.mark.parametrize("mode, status, words", [
+    ("auto", "pass", "through /chat/completions (RESPONSES_API=auto)"),
+    ("native", "fail", "not served"),
+    ("chat", "pass", "RESPONSES_API=chat; not probed"),
+])
+def test_the_responses_api_is_probed_without_tokens(tmp_path, mode, status, words):
+    """A gateway without /responses (404 to an empty POST): doctor says the
+    proxy will bridge it (auto), that Codex will not work (native), or
+    does not probe (chat); the probe spends no tokens."""
+    with run_mock_upstream("--chat-only") as (url, _):
+        code, text, steps = doctor(tmp_path, url, RESPONSES_API=mode)
+        step = steps["gateway /v1/responses"]
+        assert step["status"] == status and words in step["detail"], text
+        tried = httpx.get(url + "/_mock/requests").json()
+        assert all(json.loads(r["body"] or "{}") == {} for r in tried
+                   if r["path"] == "/v1/responses")
+        assert not any(r["path"].endswith("/chat/completions") for r in tried)

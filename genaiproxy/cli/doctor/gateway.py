@@ -102,9 +102,52 @@ async def check_gateway(reactor: Any, report: Report, name: str, config: Config)
                                 fix="read its message; ask the gateway's owners"))
                 return False
             report.add(Step(step, "pass", f"GET {url}: {code}{_model_count(body)}", started))
-        return True
+        return await _check_responses(client, report)
     finally:
         await client.close()
+
+
+async def _check_responses(client: UpstreamClient, report: Report) -> bool:
+    """Step 6, last: is /v1/responses served natively, or will the proxy
+    bridge it to /chat/completions (RESPONSES_API)?  The probe is an empty
+    POST, which costs no tokens: an endpoint answers it 400, a gateway
+    without the route 404 (or 405)."""
+    step, started, mode = "gateway /v1/responses", monotonic(), client.config.responses_api
+    if mode == "chat":
+        report.add(Step(step, "pass", "answered through /chat/completions (RESPONSES_API=chat; "
+                        "not probed)", started))
+        return True
+    query = with_api_version(b"", client.config.api_version)
+    url = client.request_url("/v1/responses", query)
+    headers = client.headers_for(Headers({b"content-type": [b"application/json"]}),
+                                 f"doctor-{uuid.uuid4()}")
+
+    def read(response: IResponse) -> Any:
+        return collect_body(response, client.clock, client.config.request_timeout).addCallback(
+            lambda body: response)
+
+    shown = client.url_for("/v1/responses", query)
+    try:
+        response = await client.call(b"POST", url, headers, b"{}", lambda *_: None, read=read)
+    except Exception:
+        problem = classify(Failure())
+        report.add(Step(step, "fail", f"{problem.kind}: {problem.message}", started,
+                        cause="the upstream did not answer the probe",
+                        fix="see the steps above"))
+        return False
+    code = response.code
+    if code not in (404, 405):
+        report.add(Step(step, "pass", f"POST {shown} {{}}: {code}: served natively", started))
+        return True
+    if mode == "auto":
+        report.add(Step(step, "pass", f"POST {shown} {{}}: {code}: not served; the proxy answers "
+                        "/v1/responses through /chat/completions (RESPONSES_API=auto)", started))
+        return True
+    report.add(Step(step, "fail", f"POST {shown} {{}}: {code}: not served", started,
+                    cause="the gateway publishes no Responses API, and RESPONSES_API is native",
+                    fix="set RESPONSES_API=auto or chat (responses_api: for an upstream of "
+                        "models.yaml), so that Codex works through the proxy"))
+    return False
 
 
 def _model_count(body: bytes) -> str:
