@@ -1,14 +1,18 @@
-"""The mock upstream's text-generating APIs: chat and legacy completions
-(plain, or ``data:`` SSE ending in ``[DONE]``), the Responses API (plain,
-or its typed event stream), and embeddings.
+"""The mock upstream's APIs other than chat: legacy completions (plain,
+or ``data:`` SSE ending in ``[DONE]``), the Responses API (plain, or its
+typed event stream), embeddings, and for any other ``/v1`` path an echo of
+the request or a large download.
 
-L{MockAPIs} is a mix-in of L{genaiproxy.mock.server.MockResource}, which
-routes a request here once the failure controls let it through; the objects
-themselves are built in L{genaiproxy.mock.payloads}.
+L{MockAPIs} holds them and the helpers chat shares
+(L{genaiproxy.mock.chat.MockChat} extends it); the resource in
+L{genaiproxy.mock.server} routes a request here once the failure controls
+let it through.  The objects themselves are built in
+L{genaiproxy.mock.payloads}.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -57,18 +61,22 @@ class MockAPIs:
             self.event_delay if delay is None else delay,
         )
 
-    def _bare_reply(self, request: server.Request) -> bytes | None:
-        """The reply as plain bytes if X-Mock-Content-Type asks for it."""
+    def _bare_reply(self, request: server.Request, text: str | None = None) -> bytes | None:
+        """The reply (or C{text}) as plain bytes if X-Mock-Content-Type asks
+        for it."""
         content_type = mock_header(request, b"x-mock-content-type")
         if not content_type:
             return None
         request.setHeader(b"content-type", content_type.encode("latin-1"))
-        return self.reply.encode()
+        return (self.reply if text is None else text).encode()
 
-    def _completion_base(self, id_prefix: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """The fields every chat or legacy completion object starts with."""
+    def _completion_base(
+        self, id_prefix: str, kind: str, payload: dict[str, Any], number: int | None = None
+    ) -> dict[str, Any]:
+        """The fields every chat or legacy completion object starts with
+        (numbered C{number}, or afresh)."""
         return {
-            "id": f"{id_prefix}-mock-{self._next_number()}",
+            "id": f"{id_prefix}-mock-{self._next_number() if number is None else number}",
             "object": kind,
             "created": int(self.clock.seconds()),
             "model": requested_model(payload, DEFAULT_MODEL),
@@ -92,42 +100,6 @@ class MockAPIs:
         tail += b"data: [DONE]\n\n"
         PacedStream(self.state, self.clock, request, chunks, tail, delay, drop_after).start()
         return server.NOT_DONE_YET
-
-    def _render_chat(
-        self,
-        request: server.Request,
-        payload: dict[str, Any],
-        stream: bool,
-        drop_after: int | None,
-    ) -> bytes | int:
-        """A chat completion, plain or streamed."""
-        events, delay = self._pacing(request)
-        base = self._completion_base("chatcmpl", "chat.completion", payload)
-        usage = usage_for(payload.get("messages"), self.reply)
-        if stream:
-            base = {**base, "object": "chat.completion.chunk"}
-            # As OpenAI does: with a usage chunk asked for, every other chunk
-            # says "usage": null.
-            no_usage = {"usage": None} if include_usage(payload) else {}
-
-            def delta(content: dict[str, str], finish_reason: str | None) -> bytes:
-                choice = {"index": 0, "delta": content, "finish_reason": finish_reason}
-                return data_event({**base, "choices": [choice], **no_usage})
-
-            pieces = split_reply(self.reply, events)
-            chunks = [delta({"content": piece}, None) for piece in pieces[1:]]
-            if pieces:
-                chunks.insert(0, delta({"role": "assistant", "content": pieces[0]}, None))
-            return self._data_stream(
-                request, payload, base, chunks, delta({}, "stop"), usage, delay, drop_after
-            )
-
-        bare = self._bare_reply(request)
-        if bare is not None:
-            return bare
-        message = {"role": "assistant", "content": self.reply}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        return send_json(request, {**base, "choices": [choice], "usage": usage})
 
     def _render_completions(
         self,
@@ -214,3 +186,30 @@ class MockAPIs:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
+
+    def _render_echo(self, request: server.Request, path: str, body: bytes) -> bytes:
+        """Describe the request received, for any other ``/v1/`` path."""
+        _, _, query = request.uri.partition(b"?")
+        return send_json(
+            request,
+            {
+                "object": "mock.echo",
+                "method": request.method.decode("latin-1"),
+                "path": path,
+                "query": query.decode("utf-8", "replace"),
+                "body_bytes": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+                "content_type": mock_header(request, b"content-type"),
+            },
+        )
+
+    @staticmethod
+    def _render_bulk(request: server.Request, size: int) -> int:
+        """C{size} bytes of a download, written in 1 MiB pieces."""
+        request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"content-length", b"%d" % size)
+        piece = b"\x5a" * (1 << 20)
+        for start in range(0, size, len(piece)):
+            request.write(piece[: size - start])
+        request.finish()
+        return server.NOT_DONE_YET

@@ -10,14 +10,9 @@ from typing import Any, cast
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IReactorSSL
 
-from genaiproxy.mock.server import (
-    DEFAULT_EVENT_DELAY,
-    DEFAULT_EVENTS,
-    DEFAULT_REPLY,
-    MockOptions,
-    build_site,
-    parse_header_option,
-)
+from genaiproxy.mock.controls import MockOptions, parse_header_option
+from genaiproxy.mock.server import DEFAULT_EVENT_DELAY, DEFAULT_EVENTS, DEFAULT_REPLY, build_site
+from genaiproxy.mock.tool_calls import REASONING_FIELDS, ToolCall, parse_tool_call
 
 
 def _non_negative(kind: type) -> Any:
@@ -37,6 +32,13 @@ def _header_option(text: str) -> tuple[bytes, bytes]:
     try:
         return parse_header_option(text)
     except (ValueError, UnicodeEncodeError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _tool_call_option(text: str) -> ToolCall:
+    try:
+        return parse_tool_call(text)
+    except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
@@ -76,8 +78,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-path", metavar="PATH", default="",
                         help="serve only under this path, as a gateway does (e.g. /genai); "
                              "404 elsewhere")
+    parser.add_argument("--chat-only", action="store_true",
+                        help="no Responses API: answer any /responses path 404 as an Azure API "
+                             "Management portal does for a route it does not publish")
+    parser.add_argument("--tool-call", metavar="NAME[=JSON]", type=_tool_call_option,
+                        action="append", default=[],
+                        help="chat answers call this function (with these JSON object arguments, "
+                             "default {}) when the request offers it; repeat for parallel calls")
+    parser.add_argument("--interleave-tool-calls", action="store_true",
+                        help="stream several calls' argument pieces taking turns by index "
+                             "(as vLLM may), not one call after the other (as OpenAI does)")
+    parser.add_argument("--reasoning", metavar="TEXT",
+                        help="chat answers carry this reasoning text before the content")
+    parser.add_argument("--reasoning-field", choices=REASONING_FIELDS, default=REASONING_FIELDS[0],
+                        help="the field that carries it: reasoning_content (DeepSeek, older vLLM) "
+                             "or reasoning (vLLM, Ollama) (default: %(default)s)")
     args = parser.parse_args(argv)
-    options = MockOptions(args.require_header, args.fail_status, args.hang, args.base_path)
+    options = MockOptions(
+        require_header=args.require_header,
+        fail_status=args.fail_status,
+        hang=args.hang,
+        base_path=args.base_path,
+        chat_only=args.chat_only,
+        tool_calls=tuple(args.tool_call),
+        interleave_tool_calls=args.interleave_tool_calls,
+        reasoning=args.reasoning or None,
+        reasoning_field=args.reasoning_field,
+    )
 
     from twisted.internet import reactor
     from twisted.logger import (

@@ -95,6 +95,27 @@ def mock_header(request: server.Request, name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1").strip()
 
 
+def text_header(request: server.Request, name: bytes) -> str | None:
+    """A free-text control header (UTF-8, else Latin-1), or None."""
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return value.decode("latin-1").strip()
+
+
+def flag_header(request: server.Request, name: bytes, default: bool) -> bool:
+    """An on/off control header: absent, C{default}; empty or C{0}, off;
+    anything else, on (so that a header can also turn off what a
+    command-line option turned on)."""
+    text = mock_header(request, name)
+    if text is None:
+        return default
+    return text not in ("", "0")
+
+
 def int_header(request: server.Request, name: bytes) -> int | None:
     """A non-negative integer control header, or None when absent."""
     text = mock_header(request, name)
@@ -121,6 +142,12 @@ def float_header(request: server.Request, name: bytes) -> float | None:
     if not value >= 0:  # also rejects NaN
         raise BadRequest(f"{name.decode()} must not be negative")
     return value
+
+
+def not_allowed(request: server.Request, allowed: bytes) -> bytes:
+    """405 for a known path with the wrong method."""
+    request.setHeader(b"allow", allowed)
+    return send_error(request, 405, f"Method {request.method.decode('latin-1')} not allowed")
 
 
 def connection_of(request: server.Request) -> ITCPTransport:

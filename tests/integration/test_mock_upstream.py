@@ -276,6 +276,61 @@ def test_stats_count_streams_and_connections(mock_url: str, client: httpx.Client
     wait_for(lambda: stats()["open_connections"] == 1)
 
 
+APIM_404 = {"statusCode": 404, "message": "Resource not found"}
+
+
+def test_chat_only_gateway_and_model_options() -> None:
+    """Started --chat-only, any /responses path is a 404 with the body an
+    Azure API Management portal sends (and still logged), whatever the
+    method or prefix, while chat answers; --tool-call, --interleave-tool-calls
+    and --reasoning shape every chat answer, and the X-Mock-* headers
+    override them for one request."""
+    tools = [{"type": "function", "function": {"name": name}} for name in ("exec_command", "view_image")]
+    chat = {**CHAT, "tools": tools}
+    with run_mock_upstream(
+        "--chat-only", "--tool-call", 'exec_command={"cmd":"echo bridged-ok"}',
+        "--tool-call", "view_image", "--interleave-tool-calls", "--reasoning", "Let me see.",
+        "--event-delay", "0",
+    ) as (url, _), httpx.Client(base_url=url, timeout=5.0) as client:
+        for method, path in (("POST", "/v1/responses"), ("POST", "/genai/responses/"),
+                             ("GET", "/v1/responses/resp_1/input_items")):
+            missing = client.request(method, path, json={})
+            assert missing.status_code == 404, path
+            assert missing.headers["content-type"] == "application/json"
+            assert missing.json() == APIM_404
+        assert [entry["path"] for entry in client.get("/_mock/requests").json()] == [
+            "/v1/responses", "/genai/responses/", "/v1/responses/resp_1/input_items"]
+        with httpx.Client(trust_env=False) as http_client:
+            sdk = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0, http_client=http_client)
+            with pytest.raises(openai.NotFoundError):
+                sdk.responses.create(model="gpt-5", input="hi")
+        assert client.post("/v1/responses", json={"input": "hi"},
+                           headers={"X-Mock-Chat-Only": "0"}).status_code == 200
+
+        message = client.post("/v1/chat/completions", json=chat).json()["choices"][0]["message"]
+        assert [call["function"]["arguments"] for call in message["tool_calls"]] == [
+            '{"cmd":"echo bridged-ok"}', "{}"]
+        assert message["reasoning_content"] == "Let me see."
+        streamed = client.post("/v1/chat/completions", json={**chat, "stream": True}).text
+        indexes = [entry["index"] for payload in sse_payloads(streamed.splitlines())[:-1]
+                   for entry in json.loads(payload)["choices"][0]["delta"].get("tool_calls", [])]
+        assert indexes[:4] == [0, 1, 0, 1]  # interleaved
+        overridden = client.post("/v1/chat/completions", json=chat, headers=[
+            ("X-Mock-Tool-Call", "view_image"), ("X-Mock-Reasoning", "")]).json()
+        message = overridden["choices"][0]["message"]
+        assert [call["function"]["name"] for call in message["tool_calls"]] == ["view_image"]
+        assert "reasoning_content" not in message
+
+
+def test_chat_only_header(client: httpx.Client) -> None:
+    """X-Mock-Chat-Only: 1 makes one request meet a chat-only gateway."""
+    missing = client.post("/v1/responses", json={"input": "hi"}, headers={"X-Mock-Chat-Only": "1"})
+    assert (missing.status_code, missing.json()) == (404, APIM_404)
+    assert client.post("/v1/chat/completions", json=CHAT,
+                       headers={"X-Mock-Chat-Only": "1"}).status_code == 200
+    assert len(client.get("/_mock/requests").json()) == 2
+
+
 def test_build_site_in_process_with_a_clock() -> None:
     clock = Clock()
     site = build_site(events=3, event_delay=1.0, reply="a b c", clock=clock)
