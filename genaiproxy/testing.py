@@ -202,6 +202,9 @@ class MemoryProxy:
                                     on_load=lambda ok: metrics.reloaded("models", ok),
                                     routing=routing)
         self.catalog.on_routing = self.forwarder.set_routing
+        # Read now, as the daemon's service does when it starts: the routing
+        # (aliases, hidden models) is in service before the first request.
+        self.catalog.refresh()
         self.tokens = ClientTokens()
         self.secret_files: list[SecretFile[Any]] = watch_secret_files(
             self.config, self.upstream_client, self.tokens, metrics.reloaded)

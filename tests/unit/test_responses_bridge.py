@@ -215,3 +215,27 @@ class _Collect:
 
     def connectionLost(self, reason: Any) -> None:
         pass
+
+
+def test_an_alias_is_sent_under_its_upstream_name_and_answered_under_its_own(tmp_path):
+    """A models.yaml alias (upstream_model) reaches the chat upstream under
+    the upstream's name; the Responses object names the model the client
+    asked for."""
+    models = tmp_path / "models.yaml"
+    models.write_text("models:\n  - id: team-model\n    upstream_model: gpt-4.1\n")
+    upstream = ChatOnly()
+    proxy = MemoryProxy(upstream, {"RESPONSES_API": "chat"}, models_path=str(models))
+    answer = proxy.request("POST", "/v1/responses", json=dict(RESPONSES, model="team-model"))
+    assert answer.code == 200 and answer.json()["model"] == "team-model"
+    [(_, sent)] = upstream.seen
+    assert sent["model"] == "gpt-4.1"
+
+
+def test_a_bridged_streams_usage_is_counted_from_the_upstream(tmp_path):
+    """The tokens of a bridged stream (the chat upstream's usage chunk) are
+    counted in the metrics under the route responses."""
+    proxy = MemoryProxy(ChatOnly(), {"RESPONSES_API": "chat"})
+    proxy.request("POST", "/v1/responses", json=dict(RESPONSES, stream=True))
+    metrics = proxy.request("GET", "/metrics").body.decode()
+    assert 'genai_proxy_tokens_total{client="",kind="input",model="gpt-4.1"} 7.0' in metrics
+    assert 'route="responses"' in metrics
