@@ -131,3 +131,11 @@ def test_the_checks_find_what_they_forbid():
         "line 2: uses os.system", "line 3: uses os.execv"]
     assert process_starts("import os\nfrom support.fuzz_harness import build_proxy\n"
                           "os.environ.get('X')\n") == []
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test files by their base name (the folders are not
+    packages): a name used in both tests/unit and tests/integration stops
+    the whole suite at collection."""
+    names = [path.name for path in TESTS.rglob("test_*.py")]
+    assert sorted({name for name in names if names.count(name) > 1}) == []
