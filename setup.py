@@ -44,6 +44,9 @@ setup(
             "pytest-timeout==2.4.0",
             "httpx==0.28.1",
             "openai==3.57.0",
+            # The Messages API's client (issue 20): its SDK and types check
+            # what the proxy answers on /v1/messages.
+            "anthropic==2.10.0",
             "hypothesis==6.170.17",
             "trustme==1.2.1",
             # The wheel test builds without build isolation, so without network.

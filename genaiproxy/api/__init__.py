@@ -5,7 +5,13 @@ kinds of request path (L{Route}).  The Responses and Messages bridges'
 translators land here too.
 """
 
-from genaiproxy.api.errors import error_document, json_bytes, set_json, set_json_error
+from genaiproxy.api.errors import (
+    anthropic_error,
+    error_document,
+    json_bytes,
+    set_json,
+    set_json_error,
+)
 from genaiproxy.api.normalize import (
     CHAT_TOKEN_FIELD,
     NO_BODY,
@@ -27,6 +33,7 @@ __all__ = [
     "USAGE_ROUTES",
     "UsageChunkRemover",
     "UsageReader",
+    "anthropic_error",
     "error_document",
     "json_bytes",
     "json_object",

@@ -16,7 +16,8 @@ __all__ = ["ROUTE_LABELS", "Route", "with_api_version"]
 
 # The kinds of request, as the metrics label them: a fixed set, so that no
 # path a client makes up adds a series.
-ROUTE_LABELS = frozenset({"chat", "responses", "embeddings", "completions", "models", "other"})
+ROUTE_LABELS = frozenset({"chat", "responses", "messages", "embeddings", "completions", "models",
+                          "other"})
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,10 @@ class Route:
     # Routed by the body's "model" (models.yaml's upstreams, aliases and
     # fallbacks); other requests go to the default upstream.
     by_model: bool = False
-    # The Responses API's create: answered through the upstream's chat
-    # completions when the upstream does not serve it (RESPONSES_API).
-    bridges_to_chat: bool = False
+    # An API the proxy answers through the upstream's chat completions when
+    # the upstream does not serve it: "responses" (RESPONSES_API) or
+    # "messages" (MESSAGES_API); "" for none.
+    bridge: str = ""
 
     def __post_init__(self) -> None:
         if self.label not in ROUTE_LABELS:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 # Routes whose JSON answers carry usage.
-USAGE_ROUTES = frozenset({"chat", "responses", "completions", "embeddings"})
+USAGE_ROUTES = frozenset({"chat", "responses", "messages", "completions", "embeddings"})
 
 
 def _count(value: Any) -> int | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,12 +69,31 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class ModelLimits:
+    """What models.yaml says of a model's size: its C{max_output_tokens}
+    and C{context_window} (C{None} where it says nothing)."""
+
+    max_output_tokens: int | None = None
+    context_window: int | None = None
+
+
+@dataclass(frozen=True)
 class Setup:
-    """What every client's configuration is made from."""
+    """What every client's configuration is made from.
+
+    @ivar limits: every model id of models.yaml (hidden ones too), with
+        its limits: the ids a client may be told to ask for.
+    @ivar model: the model the user asked for (C{--model}), or empty.
+    @ivar small_model: the model the user asked for background work
+        (C{--small-model}), or empty.
+    """
 
     base_url: str  # the proxy's /v1 URL, as a client on this machine reaches it
     models: tuple[str, ...] = ()  # the visible model ids of models.yaml, in order
     auth: Auth = Auth()
+    limits: Mapping[str, ModelLimits] = field(default_factory=dict)
+    model: str = ""
+    small_model: str = ""
 
 
 @dataclass
@@ -143,10 +163,10 @@ def opencode(existing: str | None, setup: Setup) -> Merged:
     if not setup.models:
         raise ClientConfigError("has no models to list: models.yaml lists none")
     fresh = _opencode_merge({}, setup, [])
-    data = _json_object(existing, "opencode.json", json.dumps(fresh, indent=2) + "\n")
+    data = json_object(existing, "opencode.json", json.dumps(fresh, indent=2) + "\n")
     notes: list[str] = []
     merged = _opencode_merge(copy.deepcopy(data), setup, notes)
-    return Merged(_json_text(existing, data, merged, 2),
+    return Merged(json_text(existing, data, merged, 2),
                   notes + token_notes("opencode takes its key from", setup.auth))
 
 
@@ -154,13 +174,13 @@ def _opencode_merge(data: dict[str, Any], setup: Setup, notes: list[str]) -> dic
     if not data:  # a new file: the default model first, as people write it
         data.update({"$schema": OPENCODE_SCHEMA, "model": f"{PROVIDER}/{setup.models[0]}"})
     data.setdefault("$schema", OPENCODE_SCHEMA)
-    genai = _member(_member(data, "provider", "provider"), PROVIDER, f"provider.{PROVIDER}")
+    genai = json_member(json_member(data, "provider", "provider"), PROVIDER, f"provider.{PROVIDER}")
     genai["npm"] = "@ai-sdk/openai-compatible"
     genai.setdefault("name", PROVIDER_NAME)
-    options = _member(genai, "options", f"provider.{PROVIDER}.options")
+    options = json_member(genai, "options", f"provider.{PROVIDER}.options")
     options["baseURL"] = setup.base_url
     options["apiKey"] = f"{{env:{TOKEN_VARIABLE}}}"
-    models = _member(genai, "models", f"provider.{PROVIDER}.models")
+    models = json_member(genai, "models", f"provider.{PROVIDER}.models")
     for model_id in setup.models:
         models.setdefault(model_id, {"name": model_id})
     model = data.get("model")
@@ -200,7 +220,7 @@ def vscode(existing: str | None, setup: Setup) -> Merged:
     proxy; a file with comments (JSONC) is refused, never rewritten."""
     if not setup.models:
         raise ClientConfigError("has no models to add: models.yaml lists none")
-    data = _json_object(existing, "settings.json", vscode_snippet(setup))
+    data = json_object(existing, "settings.json", vscode_snippet(setup))
     merged = copy.deepcopy(data)
     entries = merged.get(VSCODE_KEY)
     if entries is not None and not isinstance(entries, dict):
@@ -212,7 +232,7 @@ def vscode(existing: str | None, setup: Setup) -> Merged:
     else:
         notes = ["requiresAPIKey is false: the proxy has no AUTH_TOKEN here"]
     notes.append("Copilot uses /chat/completions unless its 'Use Responses API' setting is on")
-    return Merged(_json_text(existing, data, merged, 4), notes)
+    return Merged(json_text(existing, data, merged, 4), notes)
 
 
 # --- env files: Open WebUI's, and the shell's for the openai SDKs -----------------
@@ -318,7 +338,7 @@ def _where(auth: Auth) -> str:
     return auth.source + (f" {auth.path}" if auth.path else "")
 
 
-def _json_object(existing: str | None, name: str, paste: str) -> dict[str, Any]:
+def json_object(existing: str | None, name: str, paste: str) -> dict[str, Any]:
     """The object in C{existing} JSON text ({} when empty or missing)."""
     if existing is None or not existing.strip():
         return {}
@@ -333,7 +353,7 @@ def _json_object(existing: str | None, name: str, paste: str) -> dict[str, Any]:
     return data
 
 
-def _member(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+def json_member(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     """C{parent[key]}, an object (made empty when missing)."""
     value = parent.setdefault(key, {})
     if not isinstance(value, dict):
@@ -341,7 +361,7 @@ def _member(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _json_text(existing: str | None, before: dict[str, Any], after: dict[str, Any],
+def json_text(existing: str | None, before: dict[str, Any], after: dict[str, Any],
                indent: int) -> str:
     """C{existing} itself when nothing changed, else C{after} indented as
     C{existing} is (or by C{indent})."""

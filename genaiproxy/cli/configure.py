@@ -3,17 +3,21 @@
 The proxy's address comes from C{--listen}, parsed as the twistd plugin
 parses it; how clients authenticate, from the daemon's own settings
 (AUTH_TOKEN, AUTH_TOKEN_FILE, AUTH_TOKENS_FILE, checked by L{load_config});
-the model ids, from C{--models} (those not C{hidden}).  What goes into each
-client's file is L{genaiproxy.cli.client_configs}'; this module finds the file,
-merges, backs up and writes.
+the model ids, from C{--models} (those not C{hidden}; for claude-code's
+C{--model} and C{--small-model}, any id of the file, with its
+C{max_output_tokens} and C{context_window}).  What goes into each client's
+file is L{genaiproxy.cli.client_configs}' (and, for Claude Code,
+L{genaiproxy.cli.claude_settings}'); this module finds the file, merges,
+backs up and writes.
 
 Where each client's file is:
 
-    codex       $CODEX_HOME/config.toml (default ~/.codex/config.toml)
-    opencode    $XDG_CONFIG_HOME/opencode/opencode.json (default ~/.config/...)
-    vscode      VS Code's user settings.json ($XDG_CONFIG_HOME/Code/User on Linux)
-    open-webui  $XDG_CONFIG_HOME/genai-proxy/open-webui.env (mode 0600)
-    openai-env  $XDG_CONFIG_HOME/genai-proxy/openai.env
+    codex        $CODEX_HOME/config.toml (default ~/.codex/config.toml)
+    opencode     $XDG_CONFIG_HOME/opencode/opencode.json (default ~/.config/...)
+    vscode       VS Code's user settings.json ($XDG_CONFIG_HOME/Code/User on Linux)
+    open-webui   $XDG_CONFIG_HOME/genai-proxy/open-webui.env (mode 0600)
+    openai-env   $XDG_CONFIG_HOME/genai-proxy/openai.env
+    claude-code  $CLAUDE_CONFIG_DIR/settings.json (default ~/.claude/settings.json)
 
 A file that changes is first copied to C{FILE.YYYYmmdd-HHMMSS.bak} beside
 it, then replaced at once (a temporary file renamed over it; a symbolic link
@@ -33,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from genaiproxy.cli import client_configs as configs
-from genaiproxy.cli.client_configs import Auth, ClientConfigError, Merged, Setup
+from genaiproxy.cli.claude_settings import claude_code
+from genaiproxy.cli.client_configs import Auth, ClientConfigError, Merged, ModelLimits, Setup
 from genaiproxy.config import (
     DEFAULT_MODELS,
     ConfigError,
@@ -50,8 +55,10 @@ from genaiproxy.config import (
 AUTH_VARIABLES = ("AUTH_TOKEN", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE", "CREDENTIALS_DIRECTORY")
 # The models.yaml of the installed service (deploy/genai-proxy-native.service).
 SERVICE_MODELS = "/opt/genai-proxy/models.yaml"
-# The clients whose configuration is made from the model ids.
-NEEDS_MODELS = ("codex", "opencode", "vscode", "open-webui")
+# The clients whose configuration is made from the model ids, and those of
+# them that cannot be configured without one.
+NEEDS_MODELS = ("codex", "opencode", "vscode", "open-webui", "claude-code")
+MODELS_REQUIRED = ("opencode", "vscode", "claude-code")
 # The clients whose file may hold the token: written with mode 0600.
 PRIVATE = ("open-webui",)
 
@@ -75,14 +82,23 @@ def run(options: Any) -> int:
 
 def _configure(client: str, options: Any, env: Mapping[str, str]) -> int:
     notes: list[str] = []
-    models: tuple[str, ...] = ()
+    entries: list[dict[str, Any]] = []
+    given = options["models"]  # None: the default, which may be missing
+    path = given or DEFAULT_MODELS
     if client in NEEDS_MODELS:
-        given = options["models"]  # None: the default, which may be missing
-        models = visible_models(given or DEFAULT_MODELS, notes, given is not None)
-        if not models and client in ("opencode", "vscode"):
-            raise ConfigureError("no models to configure: " + (
-                notes[0] if notes else f"{os.path.abspath(given or DEFAULT_MODELS)} lists none"))
-    setup = Setup(client_url(options["listen"]), models, read_auth(env, client))
+        entries = model_entries(path, notes, given is not None)
+    models = visible(entries)
+    if not models and client in MODELS_REQUIRED:
+        raise ConfigureError("no models to configure: " + (
+            notes[0] if notes else f"{os.path.abspath(path)} lists none"))
+    limits = model_limits(entries)
+    chosen = {option: options.get(option) or "" for option in ("model", "small-model")}
+    for option, model_id in chosen.items():
+        if model_id and model_id not in limits:
+            raise ConfigureError(f"--{option} {model_id!r} is not a model id of "
+                                 f"{os.path.abspath(path)} ({', '.join(limits)})")
+    setup = Setup(client_url(options["listen"]), models, read_auth(env, client), limits,
+                  chosen["model"], chosen["small-model"])
     if options["print"]:
         merged = _merge(client, None, setup, reveal=False)
         sys.stdout.write(configs.vscode_snippet(setup) if client == "vscode" else merged.text)
@@ -118,7 +134,7 @@ def _usage(client: str, path: Path) -> list[str]:
 
 _MERGERS: dict[str, Callable[[str | None, Setup], Merged]] = {
     "codex": configs.codex, "opencode": configs.opencode, "vscode": configs.vscode,
-    "openai-env": configs.openai_env,
+    "openai-env": configs.openai_env, "claude-code": claude_code,
 }
 
 
@@ -187,10 +203,26 @@ def read_auth(env: Mapping[str, str], client: str) -> Auth:
     return Auth()
 
 
-def visible_models(path: str, notes: list[str], given: bool = True) -> tuple[str, ...]:
-    """The ids of the models in C{path} that C{/v1/models} lists (not
-    C{hidden}), in order.  As for the daemon, a path not C{given} (the
-    default) may be missing: then none, and a note says so."""
+def visible(entries: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The ids of C{entries} that C{/v1/models} lists (not C{hidden}), in order."""
+    ids = [entry["id"] for entry in entries if entry.get("hidden") is not True]
+    return tuple(dict.fromkeys(ids))
+
+
+def model_limits(entries: list[dict[str, Any]]) -> dict[str, ModelLimits]:
+    """Every id of C{entries}, hidden ones too, with its limits (the first
+    entry of an id repeated)."""
+    limits: dict[str, ModelLimits] = {}
+    for entry in entries:
+        limits.setdefault(entry["id"], ModelLimits(entry.get("max_output_tokens"),
+                                                   entry.get("context_window")))
+    return limits
+
+
+def model_entries(path: str, notes: list[str], given: bool = True) -> list[dict[str, Any]]:
+    """The model entries of models.yaml at C{path}, checked as the daemon
+    checks them.  As for the daemon, a path not C{given} (the default) may
+    be missing: then none, and a note says so."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -199,15 +231,14 @@ def visible_models(path: str, notes: list[str], given: bool = True) -> tuple[str
             raise ConfigureError(f"--models {path}: no such file") from None
         notes.append(f"no models.yaml at {os.path.abspath(path)}, so no models listed: "
                      f"give --models PATH (the installed service's is {SERVICE_MODELS})")
-        return ()
+        return []
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigureError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     try:
         entries, _ = parse_models_file(text, 0)
     except ModelsFileError as e:
         raise ConfigureError(f"{os.path.abspath(path)}: {e}") from None
-    ids = [entry["id"] for entry in entries if entry.get("hidden") is not True]
-    return tuple(dict.fromkeys(ids))
+    return entries
 
 
 def target(client: str, env: Mapping[str, str]) -> Path:
@@ -218,6 +249,9 @@ def target(client: str, env: Mapping[str, str]) -> Path:
     if client == "codex":
         codex_home = env.get("CODEX_HOME", "")
         return (Path(codex_home) if codex_home else home / ".codex") / "config.toml"
+    if client == "claude-code":
+        claude_home = env.get("CLAUDE_CONFIG_DIR", "").strip()
+        return (Path(claude_home) if claude_home else home / ".claude") / "settings.json"
     if client == "opencode":
         directory = config_home / "opencode"
         if not (directory / "opencode.json").exists() and (directory / "opencode.jsonc").exists():

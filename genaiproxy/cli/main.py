@@ -3,6 +3,7 @@
     genai-proxy quickstart [--listen ...] [--models ...]   run it (mock upstream if none)
     genai-proxy doctor [--json] [--chat MODEL]              check the path to the upstream
     genai-proxy configure CLIENT [--print]                  set a client up for this proxy
+    genai-proxy configure claude-code [--model ID] [--small-model ID]
     genai-proxy --version | --help
 
 Built on Twisted's C{usage.Options} with sub-commands, as twistd's own
@@ -27,7 +28,9 @@ _LISTEN = ["listen", "l", DEFAULT_LISTEN,
 _MODELS = ["models", "m", None,
            f"The daemon's models.yaml, as for --models [default: {DEFAULT_MODELS}]."]
 
-CLIENTS = ("codex", "opencode", "open-webui", "vscode", "openai-env")
+CLIENTS = ("codex", "opencode", "open-webui", "vscode", "openai-env", "claude-code")
+# The clients told which models to ask for by --model and --small-model.
+CHOOSES_MODELS = ("claude-code",)
 
 
 class DoctorOptions(usage.Options):
@@ -42,9 +45,18 @@ class DoctorOptions(usage.Options):
 class ConfigureOptions(usage.Options):
     """genai-proxy configure CLIENT: write CLIENT's configuration for this proxy."""
 
-    synopsis = f"genai-proxy configure {{{','.join(CLIENTS)}}} [--print] [--listen ...]"
+    synopsis = (f"genai-proxy configure {{{','.join(CLIENTS)}}} [--print] [--listen ...]\n"
+                "       genai-proxy configure claude-code [--model ID] [--small-model ID] ...")
     optFlags = [["print", None, "Print the configuration instead of writing it."]]
-    optParameters = [_LISTEN, _MODELS]
+    optParameters = [
+        _LISTEN, _MODELS,
+        ["model", None, None,
+         "claude-code: the model id of models.yaml to ask for [default: the file's own, "
+         "if models.yaml has it, else models.yaml's first]."],
+        ["small-model", None, None,
+         "claude-code: the model id for background work (Claude Code's Haiku) "
+         "[default: the file's own, if models.yaml has it, else --model's]."],
+    ]
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Options after the client name too (C{configure codex --print}), as
@@ -53,7 +65,7 @@ class ConfigureOptions(usage.Options):
         args = list(sys.argv[1:] if options is None else options)
         i = 0
         while i < len(args) and args[i] != "--":
-            if args[i] in ("-l", "--listen", "-m", "--models"):
+            if args[i] in ("-l", "--listen", "-m", "--models", "--model", "--small-model"):
                 i += 2  # and its value
             elif not args[i].startswith("-"):
                 args.append(args.pop(i))
@@ -67,6 +79,12 @@ class ConfigureOptions(usage.Options):
         if client not in CLIENTS:
             raise usage.UsageError(f"unknown client {client!r}: one of {', '.join(CLIENTS)}")
         self["client"] = client
+
+    def postOptions(self) -> None:
+        if self["client"] not in CHOOSES_MODELS:
+            for option in ("model", "small-model"):
+                if self[option] is not None:
+                    raise usage.UsageError(f"--{option} is for {', '.join(CHOOSES_MODELS)} only")
 
 
 class QuickstartOptions(usage.Options):

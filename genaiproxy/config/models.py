@@ -18,7 +18,12 @@ from typing import Any
 import yaml
 from twisted.logger import Logger
 
-from genaiproxy.config.models_keys import DEFAULT_OBJECT, DEFAULT_OWNER, UNLISTED_KEYS
+from genaiproxy.config.models_keys import (
+    COUNT_KEYS,
+    DEFAULT_OBJECT,
+    DEFAULT_OWNER,
+    UNLISTED_KEYS,
+)
 from genaiproxy.config.routing import NO_ROUTING, RoutingError, RoutingTable
 
 log = Logger(namespace="genaiproxy.models")
@@ -43,7 +48,9 @@ def parse_models(text: str, now: int) -> list[dict[str, Any]]:
 
 def parse_models_file(text: str, now: int) -> tuple[list[dict[str, Any]], Any]:
     """The model entries of YAML C{text} (defaults filled in, routing keys
-    kept) and its C{upstreams} section (None when absent)."""
+    kept) and its C{upstreams} section (None when absent).  A number of
+    tokens (C{max_output_tokens}, C{context_window}) that is not a whole
+    number above 0 refuses the file."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -69,11 +76,23 @@ def parse_models_file(text: str, now: int) -> tuple[list[dict[str, Any]], Any]:
             continue
         model = dict(entry)
         model["id"] = str(model["id"])
+        _check_counts(model)
         model.setdefault("object", DEFAULT_OBJECT)
         model.setdefault("owned_by", DEFAULT_OWNER)
         model.setdefault("created", now)
         models.append(model)
     return models, upstreams
+
+
+def _check_counts(model: dict[str, Any]) -> None:
+    """Each number of tokens of C{model} is a whole number above 0 (YAML's
+    C{true} is not one, nor is C{8k} or C{1e6})."""
+    for key in COUNT_KEYS:
+        value = model.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ModelsFileError(f"model {model['id']!r}: {key} must be a whole number of "
+                                  f"tokens above 0, not {str(value)[:40]!r}")
 
 
 def served(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

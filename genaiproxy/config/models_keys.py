@@ -35,9 +35,12 @@ class Key:
         one value.
     @ivar required: an entry without it is refused (or, for a model's
         C{id}, skipped).
-    @ivar routing: a model entry's key that says where its requests go; a
-        file with one is routed (L{genaiproxy.config.routing}).
+    @ivar routing: a model entry's key that its route carries (where its
+        requests go, and how they are sent); a file with one is routed
+        (L{genaiproxy.config.routing}).
     @ivar listed: a model entry's key shown on C{/v1/models}.
+    @ivar count: a model entry's key whose value is a whole number of
+        tokens, above 0; any other value refuses the file.
     @ivar like: the environment setting this key is an upstream's own of.
     """
 
@@ -48,6 +51,7 @@ class Key:
     required: bool = False
     routing: bool = False
     listed: bool = True
+    count: bool = False
     like: str = ""
 
     @property
@@ -84,6 +88,12 @@ MODEL_KEYS: tuple[Key, ...] = (
         default="false", routing=True, listed=False),
     Key("fallbacks", "model ids of this file to try, in order, when its upstream fails",
         routing=True, listed=False),
+    Key("max_output_tokens", "the most tokens an answer may take: a request that asks for "
+        "more is sent upstream with this cap, on every route",
+        routing=True, listed=False, count=True),
+    Key("context_window", "the model's context window, in tokens: `genai-proxy configure "
+        "claude-code` tells Claude Code, which then compacts before it is full",
+        listed=False, count=True),
 )
 
 UPSTREAM_KEYS: tuple[Key, ...] = (
@@ -98,6 +108,8 @@ UPSTREAM_KEYS: tuple[Key, ...] = (
         shown_default=_INHERITED, like="GENAI_API_VERSION"),
     Key("responses_api", "`auto`, `native` or `chat`: how `/v1/responses` reaches it",
         shown_default=_INHERITED, like="RESPONSES_API"),
+    Key("messages_api", "`chat` or `native`: how `/v1/messages` reaches it",
+        shown_default=_INHERITED, like="MESSAGES_API"),
     Key("ca_bundle", "a PEM file of extra CAs to trust for it", shown_default=_INHERITED,
         like="GENAI_CA_BUNDLE"),
     Key("request_timeout", "its own timeout, in seconds", shown_default=_INHERITED,
@@ -117,6 +129,8 @@ REFUSED_KEYS = frozenset({"api_key", "api-key", "apikey", "key", "subscription_k
 ROUTING_KEYS = frozenset(key.name for key in MODEL_KEYS if key.routing)
 # A model entry's keys never shown on /v1/models.
 UNLISTED_KEYS = frozenset(key.name for key in MODEL_KEYS if not key.listed)
+# A model entry's keys that hold a number of tokens.
+COUNT_KEYS = tuple(key.name for key in MODEL_KEYS if key.count)
 # The keys an upstream accepts.
 UPSTREAM_KEY_NAMES = frozenset(key.name for key in UPSTREAM_KEYS)
 # An upstream's numbers of its own: (key, the Config field it replaces, int or float).

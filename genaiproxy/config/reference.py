@@ -136,9 +136,9 @@ def models_yaml_page() -> str:
         "",
         "## A model entry",
         "",
-        "Any other key of an entry is passed on to `/v1/models` as it is. The routing keys",
-        f"({', '.join(f'`{key.name}`' for key in MODEL_KEYS if key.routing)}) are never shown "
-        "there.",
+        "Any other key of an entry is passed on to `/v1/models` as it is. These keys",
+        f"({', '.join(f'`{key.name}`' for key in MODEL_KEYS if not key.listed)}) are never "
+        "shown there.",
         "",
         *_key_rows(MODEL_KEYS),
         "",

@@ -63,12 +63,19 @@ class UpstreamSpec:
 
 @dataclass(frozen=True)
 class ModelRoute:
-    """Where requests for one model id go."""
+    """Where requests for one model id go, and how they are sent.
+
+    @ivar max_output_tokens: the most tokens an answer of this model may
+        take (models.yaml's C{max_output_tokens}): a request asking for more
+        is sent with this cap.  C{None}: no cap.  Each hop has its own, so
+        a fallback is sent with its own cap.
+    """
 
     id: str
     upstream: str = DEFAULT_UPSTREAM
     upstream_model: str | None = None  # the name sent upstream, when not the id
     fallbacks: tuple[str, ...] = ()
+    max_output_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,12 +210,14 @@ def derive_upstream(default: Config, name: str, settings: Mapping[str, Any],
         "base_url": base_url, "subscription_name": subscription_name, "api_key": api_key,
         "api_key_file": api_key_file, "api_version": api_version,
     }
-    responses_api = settings.get("responses_api")
-    if responses_api is not None:
-        if not isinstance(responses_api, str):
-            raise ConfigError(f"{where}: responses_api must be auto, native or chat")
-        changes["responses_api"] = BY_NAME["RESPONSES_API"].kind.read(
-            f"{where}: responses_api", responses_api.strip())
+    for key in ("responses_api", "messages_api"):
+        mode = settings.get(key)
+        if mode is None:
+            continue
+        choice = BY_NAME[key.upper()].kind
+        if not isinstance(mode, str):
+            raise ConfigError(f"{where}: {key} must be one of {choice.label()}")
+        changes[key] = choice.read(f"{where}: {key}", mode.strip())
     ca_bundle = settings.get("ca_bundle")
     if ca_bundle is not None:
         if not isinstance(ca_bundle, str):
@@ -274,7 +283,9 @@ def _route(entry: Mapping[str, Any], specs: Mapping[str, UpstreamSpec]) -> Model
         fallbacks = [fallbacks]
     if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
         raise RoutingError(f"model {model_id!r}: fallbacks must be a list of model ids")
-    return ModelRoute(model_id, upstream, upstream_model, tuple(fallbacks))
+    # Checked when the file was read (genaiproxy.config.models): a whole number above 0.
+    cap = entry.get("max_output_tokens")
+    return ModelRoute(model_id, upstream, upstream_model, tuple(fallbacks), cap)
 
 
 def _refuse_cycles(routes: Mapping[str, ModelRoute]) -> None:

@@ -195,6 +195,13 @@ class Config:
                 "gateway that publishes only chat completions). `auto`: passed through, and "
                 "when the upstream answers 404 or 405 there, answered through "
                 "`/chat/completions` from then on (until a reload or restart).")
+    messages_api: str = setting(
+        "MESSAGES_API", "chat", "chat or native: how /v1/messages (Anthropic) reaches the upstream",
+        Choice(("chat", "native")), group=UPSTREAM,
+        details="How the Anthropic Messages API (`/v1/messages`) reaches the upstream. `chat`: "
+                "answered by the proxy through the upstream's `/chat/completions`. `native`: "
+                "passed through, for an upstream that speaks the Messages API itself (LiteLLM, "
+                "Ollama 0.14 and later, an Anthropic gateway).")
 
     request_timeout: float = setting(
         "REQUEST_TIMEOUT", 60.0, "seconds to connect and get headers; longest silence in a body",

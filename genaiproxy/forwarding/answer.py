@@ -20,7 +20,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from genaiproxy.api import USAGE_ROUTES, Route, json_object, usage_of
-from genaiproxy.forwarding.bridge import ResponsesBridge
+from genaiproxy.forwarding.bridge import MessagesBridge, ResponsesBridge
 from genaiproxy.forwarding.context import CallContext
 from genaiproxy.observe import LoggedHeaders, body_for_log
 from genaiproxy.upstream import HOP_BY_HOP_HEADERS, UpstreamClient, UpstreamError
@@ -50,7 +50,7 @@ class AnsweringCall(Protocol):
     upstream: UpstreamClient
     upstream_name: str
     asks_usage: bool
-    bridge: ResponsesBridge | None
+    bridge: ResponsesBridge | MessagesBridge | None
     ended: bool
 
     def about(self) -> dict[str, Any]:

@@ -1,15 +1,17 @@
-"""A Responses API request answered through an upstream's chat completions.
+"""Another API's request answered through an upstream's chat completions.
 
 A L{genaiproxy.forwarding.call.ForwardCall} for C{POST /v1/responses} whose
 upstream does not serve the Responses API (C{RESPONSES_API=chat}, or
 C{auto} once the upstream answered 404 or 405 there) holds a
-L{ResponsesBridge}: it sends the chat request that
-L{genaiproxy.api.responses.chat_request_of} makes of the client's body to
-C{/v1/chat/completions}, and turns the answer back into the Responses API:
-a whole answer into a C{response} object (L{answer}), a stream event by
-event (L{events}, which the stream pump runs each upstream chunk through).
-An error answer of the upstream passes through as it came: the same status
-and OpenAI error body a Responses endpoint would have sent.
+L{ResponsesBridge}; one for C{POST /v1/messages} (C{MESSAGES_API=chat}) a
+L{MessagesBridge}.  Either sends the chat request that the API's translator
+(L{genaiproxy.api.responses}, L{genaiproxy.api.messages}) makes of the
+client's body to C{/v1/chat/completions}, and turns the answer back into
+the client's API: a whole answer (L{ResponsesBridge.answer}), an error
+answer (L{ResponsesBridge.error}), a stream event by event
+(L{ResponsesBridge.events}, which the stream pump runs each upstream chunk
+through).  The Responses API's errors are OpenAI's, so an upstream error
+passes through as it came; the Messages API's are Anthropic's shape.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from genaiproxy.api import json_bytes, json_object
+from genaiproxy.api import anthropic_error, json_bytes, json_object
+from genaiproxy.api.messages import (
+    BridgedMessages,
+    MessagesEventWriter,
+    MessagesRequestError,
+    message_of,
+    new_message_id,
+)
+from genaiproxy.api.messages import chat_request_of as messages_request_of
 from genaiproxy.api.responses import (
     BridgedRequest,
     BridgeRequestError,
@@ -27,19 +37,20 @@ from genaiproxy.api.responses import (
     response_of,
 )
 
-__all__ = ["CHAT_PATH", "BridgeRequestError", "ResponseEvents", "ResponsesBridge"]
+__all__ = ["BRIDGES", "CHAT_PATH", "BridgeEvents", "BridgeRequestError", "MessagesBridge",
+           "ResponsesBridge"]
 
 # Where a bridged request goes on the upstream.
 CHAT_PATH = "/v1/chat/completions"
 
 
-class ResponseEvents:
-    """The Responses events of one bridged stream, as the stream pump's
+class BridgeEvents:
+    """The client API's events of one bridged stream, as the stream pump's
     rewriter: each upstream chunk in, the events it completes out."""
 
     __slots__ = ("writer",)
 
-    def __init__(self, writer: ResponsesEventWriter) -> None:
+    def __init__(self, writer: ResponsesEventWriter | MessagesEventWriter) -> None:
         self.writer = writer
 
     def feed(self, data: bytes) -> bytes:
@@ -51,7 +62,8 @@ class ResponseEvents:
         return self.writer.finish()
 
     def fail(self, message: str) -> bytes:
-        """C{response.failed}, for a stream that broke upstream."""
+        """The API's failure event (C{response.failed}, Anthropic's C{error}),
+        for a stream that broke upstream."""
         return self.writer.fail(message)
 
 
@@ -110,8 +122,79 @@ class ResponsesBridge:
         return json_bytes(response_of(completion, request.echo, request.tools,
                                       new_item_id("resp"), self._created_at))
 
-    def events(self) -> ResponseEvents:
+    def error(self, status: int, body: bytes) -> bytes:
+        """The upstream's error answer, as the client gets it: as it came."""
+        return body
+
+    def events(self) -> BridgeEvents:
         """The rewriter of the upstream's chat stream into Responses events."""
         request = self.request
-        return ResponseEvents(ResponsesEventWriter(request.echo, request.tools,
-                                                   new_item_id("resp"), self._created_at))
+        return BridgeEvents(ResponsesEventWriter(request.echo, request.tools,
+                                                 new_item_id("resp"), self._created_at))
+
+
+class MessagesBridge:
+    """One Messages request, as the chat request it was made into."""
+
+    __slots__ = ("_id", "request")
+
+    def __init__(self, request: BridgedMessages) -> None:
+        self.request = request
+        self._id = new_message_id()
+
+    @classmethod
+    def of(cls, raw: bytes, created_at: int) -> MessagesBridge:
+        """The bridge for the client's body C{raw}.
+
+        @raise BridgeRequestError: a body that is not a Messages request a
+            chat upstream can serve (answered 400, in Anthropic's shape).
+        """
+        try:
+            return cls(messages_request_of(json.loads(raw)))
+        except (ValueError, RecursionError) as e:
+            message = e.message if isinstance(e, MessagesRequestError) else (
+                "The request body must be a JSON object.")
+            raise BridgeRequestError(message, None) from None
+
+    @property
+    def stream(self) -> bool:
+        """The client asked for a stream of events."""
+        return self.request.stream
+
+    def chat_body(self, model: str | None = None) -> bytes:
+        """The chat completions body, naming C{model} upstream when given."""
+        return json_bytes(self.request.chat_for(model or self.request.model))
+
+    def logged(self) -> dict[str, Any]:
+        """What the request's log event says of the translation."""
+        request = self.request
+        fields: dict[str, Any] = {"bridged": "chat"}
+        for name in ("left_out", "dropped", "ignored"):
+            value = getattr(request, name)
+            if value:
+                fields[f"bridge_{name}"] = list(value)
+        return fields
+
+    def answer(self, body: bytes) -> bytes:
+        """The C{message} for the upstream's whole chat completion C{body}."""
+        completion = json_object(body)
+        if completion is None:
+            return body
+        request = self.request
+        return json_bytes(message_of(completion, request.model, self._id,
+                                     request.stop_sequences))
+
+    def error(self, status: int, body: bytes) -> bytes:
+        """The upstream's error answer in Anthropic's shape (its message kept)."""
+        return json_bytes(anthropic_error(status, json_object(body) or {}))
+
+    def events(self) -> BridgeEvents:
+        """The rewriter of the upstream's chat stream into Messages events."""
+        request = self.request
+        return BridgeEvents(MessagesEventWriter(request.model, self._id,
+                                                stop_sequences=request.stop_sequences))
+
+
+# The bridge of each API a route may bridge (L{genaiproxy.api.Route.bridge}).
+BRIDGES: dict[str, type[ResponsesBridge] | type[MessagesBridge]] = {
+    "responses": ResponsesBridge, "messages": MessagesBridge}

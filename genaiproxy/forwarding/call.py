@@ -32,7 +32,13 @@ from genaiproxy.api import (
 )
 from genaiproxy.config import DEFAULT_UPSTREAM, ModelRoute
 from genaiproxy.forwarding.answer import answer_whole, return_head, tell_tried
-from genaiproxy.forwarding.bridge import CHAT_PATH, BridgeRequestError, ResponsesBridge
+from genaiproxy.forwarding.bridge import (
+    BRIDGES,
+    CHAT_PATH,
+    BridgeRequestError,
+    MessagesBridge,
+    ResponsesBridge,
+)
 from genaiproxy.forwarding.context import CallContext
 from genaiproxy.forwarding.pump import collect_body
 from genaiproxy.forwarding.request_event import log_request
@@ -42,6 +48,9 @@ from genaiproxy.upstream import RequestBody, UpstreamError, classify
 log = Logger(namespace="genaiproxy.forward")
 
 __all__ = ["ForwardCall"]
+
+# Anthropic's headers, which a chat upstream does not know.
+_ANTHROPIC_HEADERS = (b"anthropic-version", b"anthropic-beta")
 
 # Passthrough answers up to this size, when JSON, are read whole (and logged);
 # anything else is pumped through as it arrives.
@@ -97,7 +106,7 @@ class ForwardCall:
         self._tried: tuple[str, ...] = ()
         # Set while the request in flight is a Responses request sent to the
         # upstream's chat completions.
-        self.bridge: ResponsesBridge | None = None
+        self.bridge: ResponsesBridge | MessagesBridge | None = None
 
     # Outbound.
 
@@ -156,14 +165,21 @@ class ForwardCall:
         if self._hops:
             self.upstream_name = self._hops[self._hop].upstream
             self.upstream = self.context.upstreams.client(self.upstream_name)
-        if self.route.bridges_to_chat and self.context.upstreams.bridges_responses(
-                self.upstream_name):
+        route, upstream, request = self.route, self.upstream, self.request
+        if route.bridge and self.context.upstreams.bridges(route.bridge, self.upstream_name):
             body = self._bridged_body()
-        upstream, request = self.upstream, self.request
-        query = b"" if self.route.bare else request.uri.partition(b"?")[2]
+        else:
+            self.bridge = None  # (a fallback to an upstream that serves the API itself)
+        # A bridged request's query string (Claude Code's ?beta=true) is its API's.
+        query = b"" if route.bare or self.bridge else request.uri.partition(b"?")[2]
         query = with_api_version(query, upstream.config.api_version)
         url = upstream.request_url(self._upstream_path, query)
         headers = upstream.headers_for(request.requestHeaders, self._id)
+        if route.bridge == "messages":
+            # The client's token (x-api-key) never goes upstream; Anthropic's
+            # own headers only to an upstream that speaks the Messages API.
+            for name in (b"x-api-key", *(_ANTHROPIC_HEADERS if self.bridge else ())):
+                headers.removeHeader(name)
         if prepared.gpt5 and prepared.stream:
             headers.setRawHeaders(b"accept", [SSE_TYPE])
         self._sent = (url, headers)
@@ -174,11 +190,13 @@ class ForwardCall:
         return CHAT_PATH if self.bridge is not None else self._path
 
     def _bridged_body(self) -> bytes:
-        """The chat body of the client's Responses request (made once)."""
+        """The chat body of the client's request in the route's bridged API
+        (parsed once)."""
         if self.bridge is None:
             content = self.request.content
             content.seek(0)
-            self.bridge = ResponsesBridge.of(content.read(), int(self.context.clock.seconds()))
+            self.bridge = BRIDGES[self.route.bridge].of(content.read(),
+                                                        int(self.context.clock.seconds()))
         return self.bridge.chat_body(self._sent_model)
 
     def _send(self, body: RequestBody) -> Any:
@@ -280,15 +298,16 @@ class ForwardCall:
             self.context.metrics.streams.inc()
             self._stream.start(response)
         else:
-            if self.bridge is not None and response.code < 300:
-                body = self.bridge.answer(body)
+            if self.bridge is not None:
+                body = (self.bridge.answer(body) if response.code < 300
+                        else self.bridge.error(response.code, body))
             answer_whole(self, response, body)
 
     def _refused_responses(self, response: IResponse, body: bytes | None) -> bool:
         """An upstream (RESPONSES_API auto) that answers /responses with a
         404 or 405 gets the request again through its chat completions, as
         every later one; True when it was sent."""
-        if not self.route.bridges_to_chat or self.bridge is not None or body is None or (
+        if self.route.bridge != "responses" or self.bridge is not None or body is None or (
                 response.code not in (404, 405)) or self.upstream.config.responses_api != "auto":
             return False
         self.context.upstreams.found_chat_only(self.upstream_name)

@@ -19,7 +19,7 @@ from twisted.web.iweb import IResponse
 
 from genaiproxy.api import USAGE_ROUTES, UsageChunkRemover, UsageReader, json_bytes
 from genaiproxy.forwarding.answer import AnsweringCall
-from genaiproxy.forwarding.bridge import ResponseEvents
+from genaiproxy.forwarding.bridge import BridgeEvents
 from genaiproxy.forwarding.pump import Rewriter, StreamPump
 from genaiproxy.observe import LoggedHeaders
 from genaiproxy.upstream import UpstreamError
@@ -44,7 +44,7 @@ class StreamedAnswer:
         self._pump: StreamPump | None = None
         self._stream_type = b""
         # A bridged stream's Responses events (the pump's rewriter).
-        self._events: ResponseEvents | None = None
+        self._events: BridgeEvents | None = None
 
     @property
     def bytes_sent(self) -> int:
@@ -143,7 +143,12 @@ class StreamedAnswer:
     def _error_event(self, document: dict[str, Any]) -> bytes:
         """The last event of a broken stream, in the form its API's clients
         (and the openai SDKs, which raise on an "error" object) understand."""
-        if not self._call.route.responses_events:
+        route = self._call.route
+        if route.bridge == "messages":  # passed through: Anthropic's error event
+            error = {"type": "error", "error": {"type": "api_error",
+                                                "message": document["error"]["message"]}}
+            return b"event: error\ndata: " + json_bytes(error) + b"\n\n"
+        if not route.responses_events:
             return b"data: " + json_bytes(document) + b"\n\n"
         error = document["error"]
         event = {"type": "error", "code": error["type"], "message": error["message"],

@@ -4,8 +4,8 @@ probes and the status page.
 """
 
 from genaiproxy.server.channel import ClientLimits
-from genaiproxy.server.resources import build_tree
 from genaiproxy.server.site import AccessPolicy, ProxySite
+from genaiproxy.server.tree import build_tree
 
 __all__ = [
     "AccessPolicy",

@@ -9,7 +9,8 @@
     /v1/health              forwarded to the upstream           public
     /v1/models[/{id}]       local, from models.yaml
     /v1/chat/completions    forwarded, gpt-5 normalised, streams
-    /v1/responses           forwarded, gpt-5 normalised, streams
+    /v1/responses           forwarded, gpt-5 normalised, streams (or bridged to chat)
+    /v1/messages[/count_tokens]  the Anthropic Messages API (genaiproxy.server.messages)
     /v1/... anything else   forwarded as it is (any method)
 
 Unknown paths outside /v1 answer 404 and unsupported methods 405, both as
@@ -25,11 +26,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from genaiproxy import __version__
-from genaiproxy.api import CHAT_TOKEN_FIELD, RESPONSES_TOKEN_FIELD, Route, set_json, set_json_error
+from genaiproxy.api import Route, set_json, set_json_error
 from genaiproxy.config import ModelCatalog, ModelsFileError
 from genaiproxy.forwarding import Forwarder
 from genaiproxy.observe import CONTENT_TYPE_LATEST, ProxyMetrics
-from genaiproxy.server.health import UpstreamsHealth
 from genaiproxy.server.site import ProxyRequest
 from genaiproxy.server.status import summarize
 from genaiproxy.server.status_page import CONTENT_SECURITY_POLICY, HTML_CONTENT_TYPE, render_html
@@ -296,40 +296,3 @@ class Directory(JSONResource):
 
     def render(self, request: Request) -> bytes:
         return NotFound().render(request)
-
-
-def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
-    """The proxy's whole resource tree."""
-    probe = Route(bare=True)
-    passthrough = Passthrough(forwarder)
-    v1 = Directory(
-        {
-            b"health": Forwarded(forwarder, "/v1/health", ("GET",), probe),
-            b"models": Models(catalog),
-            b"chat": Directory(
-                {
-                    b"completions": Forwarded(
-                        forwarder, "/v1/chat/completions", ("POST",),
-                        Route(label="chat", token_field=CHAT_TOKEN_FIELD, asks_usage=True,
-                              by_model=True),
-                    ),
-                },
-                below=passthrough,
-            ),
-            b"responses": Forwarded(
-                forwarder, "/v1/responses", ("POST",),
-                Route(label="responses", token_field=RESPONSES_TOKEN_FIELD, responses_events=True,
-                      by_model=True, bridges_to_chat=True),
-                below=passthrough,
-            ),
-        },
-        below=passthrough,
-    )
-    health = UpstreamsHealth(forwarder, Forwarded(forwarder, "/", ("GET",), probe))
-    return Metadata(
-        forwarder.config.upstream_display,
-        {b"health": health, b"livez": Liveness(), b"readyz": Readiness(forwarder, catalog),
-         b"v1": v1,
-         b"metrics": MetricsPage(forwarder.metrics),
-         b"status": StatusPage(forwarder.metrics, forwarder.config.upstream_display)},
-    )

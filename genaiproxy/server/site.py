@@ -47,6 +47,8 @@ class ProxyRequest(Request):
     # Whether the request may use the guarded resources: it carries a valid
     # client token, or none is required (set by the site, which checks it).
     authorized = False
+    # Set by the site for the Messages API: errors in Anthropic's shape.
+    anthropic_errors = False
     # The name of the client whose token a guarded resource's request
     # carries ("" when none is required, and on a public resource).
     client_name: str = ""
@@ -129,9 +131,14 @@ class AccessPolicy:
             return ""
         header = request.getHeader(b"authorization") or b""
         scheme, _, credentials = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None
-        return self._tokens.match(credentials.strip())
+        if scheme.lower() == b"bearer":
+            client = self._tokens.match(credentials.strip())
+            if client is not None:
+                return client
+        # The Anthropic SDKs and Claude Code may send it as x-api-key instead
+        # (with an apiKeyHelper, Claude Code sends both).
+        api_key = request.getHeader(b"x-api-key")
+        return self._tokens.match(api_key.strip()) if api_key else None
 
     def allowed_origin(self, request: Request) -> bytes | None:
         """The request's C{Origin} when CORS is on and it is allowed."""
@@ -366,6 +373,10 @@ class ProxySite(Site):
             # no CORS preflight.
             return ForbiddenOriginResource()
         resource = super().getResourceFor(request)
+        if getattr(resource, "anthropic", False):
+            # The Messages API: its errors in Anthropic's shape, its id as it names it.
+            request.anthropic_errors = True
+            request.setHeader(b"request-id", request.request_id.encode("ascii"))
         client = self.policy.client_for(request)
         request.authorized = client is not None
         if not getattr(resource, "public", False):

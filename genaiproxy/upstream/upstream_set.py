@@ -50,10 +50,14 @@ class UpstreamSet:
         closing = DeferredList([client.close() for client in self._clients.values()])
         return closing.addCallback(lambda _: None)
 
-    def bridges_responses(self, name: str) -> bool:
-        """Whether upstream C{name}'s Responses requests go through its chat
-        completions (RESPONSES_API chat, or auto once it refused one)."""
-        mode = self.client(name).config.responses_api
+    def bridges(self, api: str, name: str) -> bool:
+        """Whether upstream C{name}'s requests of C{api} (C{responses} or
+        C{messages}) go through its chat completions: RESPONSES_API chat, or
+        auto once the upstream refused one; MESSAGES_API chat."""
+        config = self.client(name).config
+        if api == "messages":
+            return config.messages_api == "chat"
+        mode = config.responses_api
         return mode == "chat" or (mode == "auto" and name in self._chat_only)
 
     def found_chat_only(self, name: str) -> None:

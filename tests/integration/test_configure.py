@@ -53,6 +53,16 @@ def check_content(client: str, text: str, url: str = URL) -> None:
         assert list(models) == VISIBLE
         assert {m["url"] for m in models.values()} == {url}
         assert models["gpt-5"]["name"] == "genai gpt-5" and models["gpt-5"]["toolCalling"] is True
+    elif client == "claude-code":
+        settings = json.loads(text)
+        assert settings["env"] == {
+            "ANTHROPIC_BASE_URL": url.removesuffix("/v1"), "ANTHROPIC_MODEL": "gpt-4.1",
+            "ANTHROPIC_DEFAULT_OPUS_MODEL": "gpt-4.1", "ANTHROPIC_DEFAULT_SONNET_MODEL": "gpt-4.1",
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": "gpt-4.1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "16384", "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "128000",
+            "ENABLE_TOOL_SEARCH": "false"}
+        assert "$" + "{GENAI_PROXY_TOKEN:" in settings["apiKeyHelper"]
     elif client == "open-webui":
         values = env_values(text)
         assert values["OPENAI_API_BASE_URL"] == values["RAG_OPENAI_API_BASE_URL"] == url
@@ -95,8 +105,9 @@ def test_print_writes_nothing(tmp_path, client):
 
 
 def test_default_locations(tmp_path):
-    """Without XDG_CONFIG_HOME and CODEX_HOME the files go to ~/.codex and
-    ~/.config; with CODEX_HOME, codex's goes there."""
+    """Without XDG_CONFIG_HOME, CODEX_HOME and CLAUDE_CONFIG_DIR the files
+    go to ~/.codex, ~/.claude and ~/.config; with CODEX_HOME, codex's goes
+    there, and with CLAUDE_CONFIG_DIR, Claude Code's."""
     env = {k: v for k, v in client_env(tmp_path / "home").items()
            if k not in AUTH_SETTINGS and k != "XDG_CONFIG_HOME"}
     for client in CLIENT_NAMES:
@@ -105,10 +116,14 @@ def test_default_locations(tmp_path):
     assert {str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()} == {
         ".codex/config.toml", ".config/opencode/opencode.json",
         ".config/Code/User/settings.json", ".config/genai-proxy/open-webui.env",
-        ".config/genai-proxy/openai.env"}
+        ".config/genai-proxy/openai.env", ".claude/settings.json"}
     result = configure(tmp_path, "codex", env=dict(env, CODEX_HOME=str(tmp_path / "codex")))
     assert result.returncode == 0
     check_content("codex", (tmp_path / "codex" / "config.toml").read_text())
+    result = configure(tmp_path, "claude-code",
+                       env=dict(env, CLAUDE_CONFIG_DIR=str(tmp_path / "claude")))
+    assert result.returncode == 0
+    check_content("claude-code", (tmp_path / "claude" / "settings.json").read_text())
 
 
 @pytest.mark.parametrize("listen, url", [

@@ -1,11 +1,14 @@
 """The real clients with what `genai-proxy configure` wrote: Codex CLI and
 opencode talk to a proxy with AUTH_TOKEN in front of the mock upstream, as
 tests/test_real_clients.py runs them with its templates; Open WebUI's env
-file is checked against what tests/test_open_webui.py runs it with."""
+file is checked against what tests/test_open_webui.py runs it with; Claude
+Code, with only its settings.json and GENAI_PROXY_TOKEN, sends its request
+where and as configure said."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,12 +20,15 @@ from support.clients import (
     PROMPT,
     TOKEN,
     assert_reply,
+    claude_argv,
+    claude_env,
     client_env,
     codex_exec_argv,
     installed,
     open_webui_environment,
     opencode_config_dir,
     opencode_env,
+    recording_server,
     run_client,
 )
 from support.configure import FILES, configure, env_values, toml
@@ -119,3 +125,38 @@ def test_open_webui_file_is_what_the_open_webui_test_runs(tmp_path):
     tested = open_webui_environment(tmp_path / "webui-home", tmp_path / "data", url)
     assert set(written) <= set(tested)
     assert {name: tested[name] for name in written} == written
+
+
+def test_claude_code_sends_what_the_configured_file_says(tmp_path):
+    """Claude Code, with nothing but the settings.json configure wrote and
+    GENAI_PROXY_TOKEN in its environment, sends one request and nothing
+    else: POST /v1/messages?beta=true at the --listen address, the token
+    from apiKeyHelper as x-api-key and as a bearer token, the first model
+    of models.yaml, max_tokens from its max_output_tokens, and every tool
+    declared whole (no tool search, which a chat upstream cannot serve)."""
+    home = tmp_path / "home"
+    env = claude_env(home, None)
+    models = "models:\n  - id: gpt-4.1\n    max_output_tokens: 12000\n  - id: gpt-5\n"
+    # 500, with no retry: Claude Code sends a request refused with a 400
+    # again in other shapes (fewer betas, no tool search).
+    env["CLAUDE_CODE_MAX_RETRIES"] = "0"
+    with recording_server(500) as (url, records):
+        port = url.rsplit(":", 1)[1]
+        result = configure(tmp_path, "claude-code", "--listen", f"tcp:{port}:interface=127.0.0.1",
+                           env=dict(env), models=models, AUTH_TOKEN=TOKEN)
+        assert result.returncode == 0, result.stderr
+        work = tmp_path / "run"
+        work.mkdir()
+        claude = subprocess.run(claude_argv(), cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=120)
+    assert claude.returncode != 0  # the recorder answered 500
+    assert [(r.method, r.path) for r in records] == [("POST", "/v1/messages?beta=true")], (
+        claude.stdout, claude.stderr)
+    [request] = records
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["x-api-key"] == TOKEN
+    assert request.body["model"] == "gpt-4.1" and request.body["max_tokens"] == 12000
+    assert request.body["stream"] is True
+    tools = request.body["tools"]
+    assert "Bash" in [tool["name"] for tool in tools] and "ToolSearch" not in str(tools)
+    assert not any(tool.get("defer_loading") for tool in tools)

@@ -86,6 +86,7 @@ def test_unknown_client_is_a_usage_error(tmp_path):
     ("codex", 'model = "gpt-5"\n[model_providers.ollama\nname = "x"\n'),
     ("opencode", '{\n  // my comment\n  "theme": "x",\n}\n'),
     ("vscode", '{\n    // VS Code allows comments\n    "editor.fontSize": 14,\n}\n'),
+    ("claude-code", '{\n  // my settings\n  "model": "opus",\n}\n'),
 ])
 def test_unparsable_file_is_left_untouched(tmp_path, client, broken):
     """A file that does not parse (TOML error; JSON with comments): exit 1,
@@ -101,7 +102,7 @@ def test_unparsable_file_is_left_untouched(tmp_path, client, broken):
     assert path.read_text() == broken and path.stat().st_mtime_ns == mtime
     assert list(files_under(tmp_path / "home")) == [FILES[client]]
     if client != "codex":
-        assert URL in result.stdout and "not plain JSON" in result.stderr
+        assert URL.removesuffix("/v1") in result.stdout and "not plain JSON" in result.stderr
 
 
 def test_bad_settings_are_errors(tmp_path):
@@ -118,12 +119,12 @@ def test_bad_settings_are_errors(tmp_path):
 
 def test_no_models(tmp_path):
     """Without ./models.yaml, codex is set up without a model (and told),
-    while opencode and VS Code, whose configurations are the model list,
-    are errors naming the file looked at."""
+    while opencode, VS Code and Claude Code, whose configurations name the
+    models, are errors naming the file looked at."""
     result = configure(tmp_path, "codex", models="models: []\n")
     assert result.returncode == 0 and "no models" in result.stdout
     assert "model" not in toml((tmp_path / "home" / FILES["codex"]).read_text())
-    for client in ("opencode", "vscode"):
+    for client in ("opencode", "vscode", "claude-code"):
         result = configure(tmp_path, client, models=None)
         assert result.returncode == 1
         assert f"no models.yaml at {tmp_path / 'work' / 'models.yaml'}" in result.stderr

@@ -1,7 +1,8 @@
 """The real clients' shared set-up (tests/integration/test_real_clients.py,
 test_configure_clients.py, test_configure.py, test_open_webui.py): where the
 clients are installed, the scratch environment every client runs in, running
-one to completion, and checking that it printed the mock's reply.
+one to completion, and checking that it printed the mock's reply; Claude
+Code's environment and command line, headless.
 
 The clients come from ``tests/clients/package.json`` and its lock; install
 them with ``npm install --prefix tests/clients`` (``.ci/run`` does).  A missing
@@ -16,13 +17,20 @@ hanging.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +52,8 @@ models:
 """
 
 # Variables of the test process that would steer a client elsewhere.
-_DROPPED = ("OPENAI_", "CODEX_", "OPENCODE_", "XDG_", "NODE_OPTIONS", "NPM_CONFIG_", "npm_")
+_DROPPED = ("OPENAI_", "CODEX_", "OPENCODE_", "XDG_", "NODE_OPTIONS", "NPM_CONFIG_", "npm_",
+            "ANTHROPIC_", "CLAUDE", "GENAI_PROXY_TOKEN")
 
 
 def installed(relative: str) -> str:
@@ -174,6 +183,112 @@ def opencode_config_dir(home: Path) -> Path:
         shutil.copy(CLIENTS / name, config_dir / name)
     (config_dir / "node_modules").symlink_to(NODE_MODULES, target_is_directory=True)
     return config_dir
+
+
+# --- Claude Code --------------------------------------------------------------------
+
+# What Claude Code is told to ask for when its environment is set by hand:
+# a model id of MODELS_YAML for every one of its roles.
+CLAUDE_MODEL = "gpt-4.1"
+
+
+def claude_argv(prompt: str = PROMPT) -> list[str]:
+    """C{claude -p PROMPT}: one headless turn (print the answer, exit),
+    allowed to run Bash without asking."""
+    return [installed(".bin/claude"), "-p", prompt, "--allowedTools", "Bash"]
+
+
+def claude_env(home: Path, base_url: str | None, **extra: str) -> dict[str, str]:
+    """L{client_env} for Claude Code: a fresh HOME (so no login, settings or
+    history of the user's), and nothing but loopback: no telemetry, error
+    reports, update checks or other traffic besides the API calls, which
+    were measured to be C{POST /v1/messages?beta=true} and nothing else.
+
+    With C{base_url} (the proxy's root, without C{/v1}: Claude Code adds
+    it), the connection is set by hand: C{ANTHROPIC_BASE_URL}, the token
+    L{TOKEN} as C{ANTHROPIC_AUTH_TOKEN} (sent as C{Authorization: Bearer}),
+    and L{CLAUDE_MODEL} for every model role.  With C{None}, none of these
+    is set: Claude Code must find them in C{HOME/.claude/settings.json}, as
+    C{genai-proxy configure claude-code} writes it, whose C{apiKeyHelper}
+    prints C{GENAI_PROXY_TOKEN} (set to L{TOKEN} here).  C{extra} is set
+    last (C{CLAUDE_CODE_MAX_RETRIES}, say: Claude Code retries a 5xx up to
+    10 times with backoff)."""
+    env = client_env(
+        home,
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_TELEMETRY="1",
+        DISABLE_ERROR_REPORTING="1",
+        DISABLE_AUTOUPDATER="1",
+        GENAI_PROXY_TOKEN=TOKEN,
+    )
+    if base_url is not None:
+        env.update({
+            "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_AUTH_TOKEN": TOKEN,
+            "ANTHROPIC_MODEL": CLAUDE_MODEL,
+            "ANTHROPIC_DEFAULT_OPUS_MODEL": CLAUDE_MODEL,
+            "ANTHROPIC_DEFAULT_SONNET_MODEL": CLAUDE_MODEL,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": CLAUDE_MODEL,
+            # A window for the model id it does not know (else it assumes
+            # 1M tokens, and says so on stderr).
+            "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "128000",
+        })
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request L{recording_server} received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # by lower-case name
+    body: Any  # the JSON body, or None
+
+
+@contextlib.contextmanager
+def recording_server(status: int = 400) -> Iterator[tuple[str, list[Recorded]]]:
+    """A loopback HTTP server that records every request and answers each
+    with C{status} and an Anthropic error document (a 400 is not retried
+    by Claude Code); yields its root URL and the list it records into.
+    To see what a client sends, without the proxy."""
+    records: list[Recorded] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _record(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+            records.append(Recorded(self.command, self.path,
+                                    {k.lower(): v for k, v in self.headers.items()}, body))
+            data = json.dumps({"type": "error", "error": {
+                "type": "invalid_request_error", "message": "recorded"}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_OPTIONS = _record
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", records
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 # --- Open WebUI ---------------------------------------------------------------------

@@ -19,21 +19,24 @@ SECRET = "configure-secret-token-5150"
 MODELS = """\
 models:
   - id: gpt-4.1
+    max_output_tokens: 16384
+    context_window: 128000
   - id: gpt-5
   - id: internal-router
     hidden: true
   - id: text-embedding-3-large
 """
 VISIBLE = ["gpt-4.1", "gpt-5", "text-embedding-3-large"]
-CLIENT_NAMES = ["codex", "opencode", "vscode", "open-webui", "openai-env"]
+CLIENT_NAMES = ["codex", "opencode", "vscode", "open-webui", "openai-env", "claude-code"]
 # Where each client's file is with client_env's XDG_CONFIG_HOME (HOME/config)
-# and CODEX_HOME unset.
+# and CODEX_HOME and CLAUDE_CONFIG_DIR unset.
 FILES = {
     "codex": ".codex/config.toml",
     "opencode": "config/opencode/opencode.json",
     "vscode": "config/Code/User/settings.json",
     "open-webui": "config/genai-proxy/open-webui.env",
     "openai-env": "config/genai-proxy/openai.env",
+    "claude-code": ".claude/settings.json",
 }
 # The proxy settings that give configure a token to write or reference.
 AUTH_SETTINGS = ("AUTH_TOKEN", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE", "CREDENTIALS_DIRECTORY")

@@ -132,7 +132,7 @@ def test_the_start_up_event_has_the_fields_it_always_had():
         "SHUTDOWN_DELAY_SEC", "MAX_REQUEST_BODY_MB", "LOG_LEVEL", "MAX_HEADER_LINE_BYTES",
         "MAX_HEADER_BYTES", "MAX_HEADER_COUNT", "HEADER_TIMEOUT", "KEEPALIVE_TIMEOUT",
         "MAX_CLIENT_CONNECTIONS", "GENAI_API_KEY_FILE", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE",
-        "AUTH_ENABLED", "RESPONSES_API"}
+        "AUTH_ENABLED", "RESPONSES_API", "MESSAGES_API"}
     assert summary["SUBSCRIPTION_KEY"] == "k-se****"
     assert summary["HTTPS_PROXY"] == "http://proxy.example:3128"
     assert summary["ALLOWED_ORIGINS"] == ["http://a"] and summary["AUTH_ENABLED"] is True
@@ -168,11 +168,13 @@ def test_client_limits_default_to_the_table():
 
 def test_models_yaml_keys_are_the_ones_it_always_accepted():
     """The key table gives the same sets the routing code used to spell out."""
-    assert ROUTING_KEYS == {"upstream", "upstream_model", "hidden", "fallbacks"}
-    assert UNLISTED_KEYS == ROUTING_KEYS
+    assert ROUTING_KEYS == {"upstream", "upstream_model", "hidden", "fallbacks",
+                            "max_output_tokens"}
+    assert UNLISTED_KEYS == ROUTING_KEYS | {"context_window"}
     assert UPSTREAM_KEY_NAMES == {
         "base_url", "subscription_name", "api_key_env", "api_key_file", "api_version",
-        "ca_bundle", "request_timeout", "max_retries", "retry_backoff_sec", "responses_api"}
+        "ca_bundle", "request_timeout", "max_retries", "retry_backoff_sec", "responses_api",
+        "messages_api"}
     assert {"api_key", "token", "secret"} <= REFUSED_KEYS
     assert [key.name for key in MODEL_KEYS][:4] == ["id", "object", "owned_by", "created"]
 

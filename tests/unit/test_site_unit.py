@@ -38,6 +38,9 @@ def exchange(raw: bytes, token: str = "") -> tuple[bytes, dict[bytes, bytes], by
     root = Resource()
     root.putChild(b"open", Verdict(public=True))
     root.putChild(b"guarded", Verdict(public=False))
+    anthropic = Verdict(public=False)
+    anthropic.anthropic = True  # type: ignore[attr-defined]
+    root.putChild(b"anthropic", anthropic)
     site = ProxySite(root, AccessPolicy(tokens, ()), ClientLimits())
     site.reactor = Clock()  # type: ignore[assignment]
     transport = StringTransport()
@@ -95,3 +98,47 @@ def test_a_guarded_resource_needs_the_token_and_names_its_client():
     status, _, body = exchange(raw + b"Authorization: Bearer " + TOKEN + b"\r\n\r\n", TOKEN.decode())
     assert status == b"HTTP/1.1 200 OK"
     assert json.loads(body) == {"authorized": True, "client": "default"}
+
+
+@pytest.mark.parametrize("headers", [
+    b"x-api-key: " + TOKEN + b"\r\n",
+    b"Authorization: Bearer " + TOKEN + b"\r\n",
+    b"Authorization: Bearer " + TOKEN + b"\r\nx-api-key: " + TOKEN + b"\r\n",
+    b"Authorization: Bearer stale\r\nx-api-key: " + TOKEN + b"\r\n",
+])
+def test_the_token_may_come_as_x_api_key(headers):
+    """The Anthropic SDKs and Claude Code send the token as x-api-key, as a
+    Bearer token, or both: each is accepted."""
+    raw = b"GET /guarded HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+    status, _, body = exchange(raw, TOKEN.decode())
+    assert status == b"HTTP/1.1 200 OK"
+    assert json.loads(body)["client"] == "default"
+
+
+def test_an_anthropic_resources_errors_are_in_anthropics_shape():
+    """A request of the Messages API that is refused gets Anthropic's error
+    shape, with the type its status means, and a request-id header."""
+    status, headers, body = exchange(b"GET /anthropic HTTP/1.1\r\nHost: x\r\n"
+                                     b"x-api-key: wrong\r\n\r\n", TOKEN.decode())
+    assert status.startswith(b"HTTP/1.1 401 ")
+    document = json.loads(body)
+    assert document["type"] == "error" and document["error"]["type"] == "authentication_error"
+    assert document["error"]["message"]
+    assert headers[b"request-id"] == headers[b"x-request-id"]
+
+
+@pytest.mark.parametrize(("code", "kind"), [
+    (400, "invalid_request_error"), (401, "authentication_error"), (403, "permission_error"),
+    (404, "not_found_error"), (413, "request_too_large"), (429, "rate_limit_error"),
+    (500, "api_error"), (502, "api_error"), (503, "overloaded_error"), (504, "api_error"),
+    (529, "overloaded_error"), (422, "invalid_request_error"),
+])
+def test_each_status_has_its_anthropic_error_type(code, kind):
+    """An OpenAI-style error (or an APIM portal's) keeps its message in
+    Anthropic's shape, with the type Anthropic uses for the status."""
+    from genaiproxy.api.errors import anthropic_error
+
+    assert anthropic_error(code, {"error": {"message": "m", "type": "x"}}) == {
+        "type": "error", "error": {"type": kind, "message": "m"}}
+    assert anthropic_error(code, {"statusCode": code, "message": "Resource not found"})[
+        "error"]["message"] == "Resource not found"
