@@ -86,13 +86,29 @@ def ask_for_usage(payload: dict[str, Any]) -> bool:
     return True
 
 
+def cap_tokens(payload: dict[str, Any], cap: int | None) -> bool:
+    """Lower each token-limit field of C{payload} (any API's) that asks for
+    more than C{cap} to C{cap}; True when one was lowered."""
+    capped = False
+    if cap is not None:
+        for name in _TOKEN_FIELDS:
+            value = payload.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+                payload[name] = cap
+                capped = True
+    return capped
+
+
 def prepare_body(body: bytes, token_field: str | None,
-                 stream_usage: bool = False, model: str | None = None) -> PreparedBody:
+                 stream_usage: bool = False, model: str | None = None,
+                 cap: int | None = None) -> PreparedBody:
     """Parse C{body}; when it asks for a gpt-5 model and C{token_field} names
     its API's token-limit field, normalise it (no field: never rewritten).
     With C{stream_usage}, a streamed request is made to ask for its usage.
     C{model}, when given, is the model name sent instead of the client's
-    (an alias, or a fallback); the gpt-5 rules apply to it."""
+    (an alias, or a fallback); the gpt-5 rules apply to it.  C{cap}, when
+    given, is the most output tokens the model may be asked for (models.yaml's
+    C{max_output_tokens}): a request asking for more is sent with the cap."""
     payload = parse_json(body)
     if not isinstance(payload, dict):
         return PreparedBody(body, payload, stream=False, gpt5=False)
@@ -103,7 +119,7 @@ def prepare_body(body: bytes, token_field: str | None,
     gpt5 = token_field is not None and is_gpt5(payload.get("model"))
     # (gpt5 implies a token_field; said again for the type checker.)
     changed = gpt5 and token_field is not None and normalize_gpt5(payload, token_field)
-    changed = changed or renamed
+    changed = cap_tokens(payload, cap) or changed or renamed
     options = payload.get("stream_options")
     added = stream and stream_usage and ask_for_usage(payload)
     if changed or added:

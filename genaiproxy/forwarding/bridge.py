@@ -28,6 +28,7 @@ from genaiproxy.api.messages import (
     new_message_id,
 )
 from genaiproxy.api.messages import chat_request_of as messages_request_of
+from genaiproxy.api.normalize import cap_tokens
 from genaiproxy.api.responses import (
     BridgedRequest,
     BridgeRequestError,
@@ -94,12 +95,13 @@ class ResponsesBridge:
         """The client asked for a stream of events."""
         return self.request.stream
 
-    def chat_body(self, model: str | None = None) -> bytes:
+    def chat_body(self, model: str | None = None, cap: int | None = None) -> bytes:
         """The chat completions body, naming C{model} upstream when given
-        (a models.yaml alias)."""
+        (a models.yaml alias), its tokens capped at C{cap} when given."""
         chat = self.request.chat
-        if model is not None and model != chat.get("model"):
-            chat = {**chat, "model": model}
+        if (model is not None and model != chat.get("model")) or cap is not None:
+            chat = {**chat, "model": model or chat.get("model")}
+            cap_tokens(chat, cap)
         return json_bytes(chat)
 
     def logged(self) -> dict[str, Any]:
@@ -161,9 +163,10 @@ class MessagesBridge:
         """The client asked for a stream of events."""
         return self.request.stream
 
-    def chat_body(self, model: str | None = None) -> bytes:
-        """The chat completions body, naming C{model} upstream when given."""
-        return json_bytes(self.request.chat_for(model or self.request.model))
+    def chat_body(self, model: str | None = None, cap: int | None = None) -> bytes:
+        """The chat completions body, naming C{model} upstream when given,
+        its tokens capped at C{cap} when given."""
+        return json_bytes(self.request.chat_for(model or self.request.model, cap))
 
     def logged(self) -> dict[str, Any]:
         """What the request's log event says of the translation."""

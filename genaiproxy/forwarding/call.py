@@ -113,7 +113,9 @@ class ForwardCall:
     def _prepare(self, model: str | None = None) -> tuple[PreparedBody, RequestBody]:
         """The body to send: parsed (and normalised) for the JSON APIs, left in
         its spool file when a passthrough upload is large (unless it is
-        routed by its model).  C{model}: the name to send instead."""
+        routed by its model).  C{model}: the name to send instead.  The
+        route in use caps the tokens asked for (models.yaml's
+        C{max_output_tokens})."""
         content, route = self.request.content, self.route
         if content is None or route.bare:
             return NO_BODY, b""
@@ -122,7 +124,8 @@ class ForwardCall:
             return NO_BODY, content
         raw = content.read()
         prepared = prepare_body(raw, route.token_field,
-                                route.asks_usage and self.context.config.stream_usage, model)
+                                route.asks_usage and self.context.config.stream_usage, model,
+                                self._cap)
         self.asks_usage, self._sent_model = prepared.usage_added, model
         return prepared, prepared.body
 
@@ -141,7 +144,8 @@ class ForwardCall:
         if self.route.by_model:
             self._hops = self.context.hops(self._model)
             first = self._hops[0]
-            if first.upstream_model is not None and first.upstream_model != self._model:
+            if (first.upstream_model is not None and first.upstream_model != self._model) or (
+                    first.max_output_tokens is not None):
                 prepared, body = self._prepare(first.upstream_model)
         try:
             call, query, headers = self._go(prepared, body)
@@ -186,6 +190,11 @@ class ForwardCall:
         return self._send(body), query, headers
 
     @property
+    def _cap(self) -> int | None:
+        """The most output tokens the route in use may be asked for."""
+        return self._hops[self._hop].max_output_tokens if self._hops else None
+
+    @property
     def _upstream_path(self) -> str:
         return CHAT_PATH if self.bridge is not None else self._path
 
@@ -197,7 +206,7 @@ class ForwardCall:
             content.seek(0)
             self.bridge = BRIDGES[self.route.bridge].of(content.read(),
                                                         int(self.context.clock.seconds()))
-        return self.bridge.chat_body(self._sent_model)
+        return self.bridge.chat_body(self._sent_model, self._cap)
 
     def _send(self, body: RequestBody) -> Any:
         url, headers = self._sent
