@@ -331,7 +331,7 @@ class ForwardCall:
 
     def _refuse(self, problem: BridgeRequestError) -> None:
         """A Responses request the bridge cannot send: 400, no upstream call."""
-        log.warn("request_refused", **self.tags, status=400, reason="responses_bridge",
+        log.warn("request_refused", **self.tags, status=400, reason=f"{self.route.bridge}_bridge",
                  method=self.request.method.decode("latin-1"), message=problem.message,
                  param=problem.param)
         self._answer_error(400, error_document(problem.message, "invalid_request_error",
