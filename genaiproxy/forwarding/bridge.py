@@ -45,6 +45,17 @@ __all__ = ["BRIDGES", "CHAT_PATH", "BridgeEvents", "BridgeRequestError", "Messag
 CHAT_PATH = "/v1/chat/completions"
 
 
+def _logged(request: BridgedRequest | BridgedMessages) -> dict[str, Any]:
+    """The request event's fields for a bridged request: that it was, and
+    what of it was left out, dropped or ignored."""
+    fields: dict[str, Any] = {"bridged": "chat"}
+    for name in ("left_out", "dropped", "ignored"):
+        value = getattr(request, name)
+        if value:
+            fields[f"bridge_{name}"] = list(value)
+    return fields
+
+
 class BridgeEvents:
     """The client API's events of one bridged stream, as the stream pump's
     rewriter: each upstream chunk in, the events it completes out."""
@@ -106,13 +117,7 @@ class ResponsesBridge:
 
     def logged(self) -> dict[str, Any]:
         """What the request's log event says of the translation."""
-        request = self.request
-        fields: dict[str, Any] = {"bridged": "chat"}
-        for name in ("left_out", "dropped", "ignored"):
-            value = getattr(request, name)
-            if value:
-                fields[f"bridge_{name}"] = list(value)
-        return fields
+        return _logged(self.request)
 
     def answer(self, body: bytes) -> bytes:
         """The C{response} object for the upstream's whole chat completion
@@ -170,13 +175,7 @@ class MessagesBridge:
 
     def logged(self) -> dict[str, Any]:
         """What the request's log event says of the translation."""
-        request = self.request
-        fields: dict[str, Any] = {"bridged": "chat"}
-        for name in ("left_out", "dropped", "ignored"):
-            value = getattr(request, name)
-            if value:
-                fields[f"bridge_{name}"] = list(value)
-        return fields
+        return _logged(self.request)
 
     def answer(self, body: bytes) -> bytes:
         """The C{message} for the upstream's whole chat completion C{body}."""

@@ -66,7 +66,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from genaiproxy.api.chat_chunks import EVENT_MAX, ChatChunkReader, ChatEvent
+from genaiproxy.api.chat_chunks import EVENT_MAX, ChatEvent
 from genaiproxy.api.messages.answer import (
     THINKING_SIGNATURE,
     IdMaker,
@@ -78,6 +78,7 @@ from genaiproxy.api.messages.answer import (
     tool_input,
 )
 from genaiproxy.api.responses.items import arguments_text, reasoning_text
+from genaiproxy.api.stream_writer import ChatStreamWriter
 
 __all__ = ["EVENT_MAX", "MessagesEventWriter", "error_type_of"]
 
@@ -117,7 +118,7 @@ class _Block:
         return self.object_end is not None and self.object_end.closed
 
 
-class MessagesEventWriter:
+class MessagesEventWriter(ChatStreamWriter):
     """Writes the Messages events of one streamed chat answer.
 
     @param model: the model the client asked for, which the message names.
@@ -138,15 +139,16 @@ class MessagesEventWriter:
     @ivar usage: the upstream's last C{usage} object (chat counts), or None.
     """
 
+    # A break or a timeout is transient: Claude Code 2.1 asks again on it
+    # (unstreamed).
+    default_failure = "overloaded_error"
+
     def __init__(self, model: str, message_id: str, input_tokens: int = 0,
                  stop_sequences: Iterable[str] = (), new_id: IdMaker = new_tool_id) -> None:
         self._model, self._message_id, self._input_tokens = model, message_id, input_tokens
         self._stop_sequences = tuple(stop_sequences)
         self._new_id = new_id
-        self._reader = ChatChunkReader()
-        self._out: list[bytes] = []
-        self._started = False
-        self.status: str | None = None
+        super().__init__()
         self.stop_reason: str | None = None
         self.error: dict[str, str] | None = None
         self.usage: dict[str, Any] | None = None
@@ -161,56 +163,10 @@ class MessagesEventWriter:
         self._last_call: Any = None
         self._next_index = 0
 
-    # The client's side.
-
-    def start(self) -> bytes:
-        """C{message_start} and C{ping}, once."""
-        self._start()
-        return self._flush()
-
-    def feed(self, data: bytes) -> bytes:
-        """The events that C{data}, the upstream's next bytes, completes."""
-        if self.status is not None:
-            return b""
-        self._start()
-        self._read(self._reader.feed(data))
-        return self._flush()
-
-    def finish(self) -> bytes:
-        """The end, once the upstream's stream has ended cleanly."""
-        if self.status is not None:
-            return b""
-        self._start()
-        self._read(self._reader.finish())
-        if self.status is None:
-            self._end()
-        return self._flush()
-
-    def fail(self, message: str, kind: str = "overloaded_error") -> bytes:
-        """An C{error} event, when the upstream's stream broke.
-
-        @param kind: the Messages error type: C{overloaded_error} (the
-            default: a break or a timeout is transient, and Claude Code 2.1
-            asks again on it, unstreamed) or C{api_error}.
-        """
-        if self.status is not None:
-            return b""
-        self._start()
-        self._failed(message, kind)
-        return self._flush()
-
-    def _flush(self) -> bytes:
-        out, self._out = self._out, []
-        return b"".join(out)
-
     def _emit(self, kind: str, event: dict[str, Any]) -> None:
-        self._out.append(b"event: %s\ndata: %s\n\n" % (
-            kind.encode(), json.dumps(event, separators=(",", ":")).encode()))
+        self._write(kind, event)
 
-    def _start(self) -> None:
-        if self._started:
-            return
-        self._started = True
+    def _opening(self) -> None:
         self._emit("message_start", {"type": "message_start", "message": {
             "id": self._message_id, "type": "message", "role": "assistant",
             "model": self._model, "content": [], "stop_reason": None, "stop_sequence": None,

@@ -63,11 +63,10 @@ upstream's choice 0 is read (the Responses API has no C{n}).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from genaiproxy.api.chat_chunks import EVENT_MAX, ChatChunkReader, ChatEvent
+from genaiproxy.api.chat_chunks import EVENT_MAX, ChatEvent
 from genaiproxy.api.responses.items import (
     CustomInputDecoder,
     IdMaker,
@@ -85,6 +84,7 @@ from genaiproxy.api.responses.items import (
     responses_usage,
 )
 from genaiproxy.api.responses.tools import ToolNames
+from genaiproxy.api.stream_writer import ChatStreamWriter
 
 __all__ = ["EVENT_MAX", "ResponsesEventWriter"]
 
@@ -130,7 +130,7 @@ class _Call:
         self.item_id = ""
 
 
-class ResponsesEventWriter:
+class ResponsesEventWriter(ChatStreamWriter):
     """Writes the Responses events of one streamed chat answer.
 
     @param echo: the client's Responses request body, whose fields each
@@ -151,13 +151,10 @@ class ResponsesEventWriter:
         self._response_id, self._created_at = response_id, created_at
         self._summary = reasoning_as_summary(echo)
         self._sequence = 0
-        self._out: list[bytes] = []
-        self._started = False
-        self.status: str | None = None
+        super().__init__()
         self.error: dict[str, str] | None = None
         self.usage: dict[str, Any] | None = None
         self._finish_reason: str | None = None
-        self._reader = ChatChunkReader()
         # The answer: every item opened (done ones as their final dicts).
         self._items: list[dict[str, Any] | None] = []
         self._reasoning: _Text | None = None
@@ -169,65 +166,19 @@ class ResponsesEventWriter:
         self._calls: dict[Any, _Call] = {}  # the open ones, by index (or id)
         self._last_call: Any = None
 
-    # The client's side.
-
-    def start(self) -> bytes:
-        """C{response.created} and C{response.in_progress}, once."""
-        self._start()
-        return self._flush()
-
-    def feed(self, data: bytes) -> bytes:
-        """The events that C{data}, the upstream's next bytes, completes."""
-        if self.status is not None:
-            return b""
-        self._start()
-        self._read(self._reader.feed(data))
-        return self._flush()
-
-    def finish(self) -> bytes:
-        """The end, once the upstream's stream has ended cleanly."""
-        if self.status is not None:
-            return b""
-        self._start()
-        self._read(self._reader.finish())
-        if self.status is None:
-            self._end()
-        return self._flush()
-
-    def fail(self, message: str, code: str = "server_error") -> bytes:
-        """C{response.failed}, when the upstream's stream broke.
-
-        @param code: an OpenAI error code (C{server_error}: what the openai
-            SDKs' types know; Codex reads C{rate_limit_exceeded},
-            C{context_length_exceeded}, C{insufficient_quota} specially).
-        """
-        if self.status is not None:
-            return b""
-        self._start()
-        self._failed(message, code)
-        return self._flush()
-
-    def _flush(self) -> bytes:
-        out, self._out = self._out, []
-        return b"".join(out)
-
     def _emit(self, kind: str, fields: dict[str, Any]) -> None:
-        event = {"type": kind, **fields, "sequence_number": self._sequence}
+        self._write(kind, {"type": kind, **fields, "sequence_number": self._sequence})
         self._sequence += 1
-        self._out.append(b"event: %s\ndata: %s\n\n" % (
-            kind.encode(), json.dumps(event, separators=(",", ":")).encode()))
 
     def _response(self, status: str, **fields: Any) -> dict[str, Any]:
         output = [item for item in self._items if item is not None]
         return response_object(self._echo, self._response_id, self._created_at, status,
                                output, **fields)
 
-    def _start(self) -> None:
-        if not self._started:
-            self._started = True
-            response = self._response("in_progress")
-            self._emit("response.created", {"response": response})
-            self._emit("response.in_progress", {"response": response})
+    def _opening(self) -> None:
+        response = self._response("in_progress")
+        self._emit("response.created", {"response": response})
+        self._emit("response.in_progress", {"response": response})
 
     # The upstream's side.
 

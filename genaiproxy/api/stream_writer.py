@@ -1,0 +1,98 @@
+"""What the bridges' stream writers share: an upstream chat stream read as it
+comes, and the client's events for it written as they are made.
+
+A L{ChatStreamWriter} lives for one answer: it opens once (its API's first
+events), is fed the upstream's bytes as they arrive (cut anywhere: a
+L{ChatChunkReader} reads them), and ends once, cleanly (L{finish}) or not
+(L{fail}); from then on it writes nothing more.  A subclass says what its
+API's events are: L{_opening}, L{_read}, L{_end}, L{_failed}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from genaiproxy.api.chat_chunks import ChatChunkReader, ChatEvent
+
+__all__ = ["ChatStreamWriter"]
+
+
+class ChatStreamWriter:
+    """Writes the client API's events of one streamed chat answer.
+
+    @ivar status: None while the answer goes on, then what it ended as.
+    """
+
+    # The failure a break is told as, when the caller names none.
+    default_failure = "server_error"
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self._reader = ChatChunkReader()
+        self._out: list[bytes] = []
+        self._started = False
+
+    def start(self) -> bytes:
+        """The API's opening events, once."""
+        self._start()
+        return self._flush()
+
+    def feed(self, data: bytes) -> bytes:
+        """The events that C{data}, the upstream's next bytes, completes."""
+        if self.status is not None:
+            return b""
+        self._start()
+        self._read(self._reader.feed(data))
+        return self._flush()
+
+    def finish(self) -> bytes:
+        """The end, once the upstream's stream has ended cleanly."""
+        if self.status is not None:
+            return b""
+        self._start()
+        self._read(self._reader.finish())
+        if self.status is None:
+            self._end()
+        return self._flush()
+
+    def fail(self, message: str, kind: str | None = None) -> bytes:
+        """The API's failure, when the upstream's stream broke (C{kind}: the
+        API's error code or type; L{default_failure} when None)."""
+        if self.status is not None:
+            return b""
+        self._start()
+        self._failed(message, kind or self.default_failure)
+        return self._flush()
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._opening()
+
+    def _flush(self) -> bytes:
+        out, self._out = self._out, []
+        return b"".join(out)
+
+    def _write(self, kind: str, event: dict[str, Any]) -> None:
+        """One server-sent event: C{event: kind} and its JSON."""
+        self._out.append(b"event: %s\ndata: %s\n\n" % (
+            kind.encode(), json.dumps(event, separators=(",", ":")).encode()))
+
+    # What a subclass says.
+
+    def _opening(self) -> None:
+        """Write the API's opening events."""
+        raise NotImplementedError
+
+    def _read(self, events: list[ChatEvent]) -> None:
+        """Write what the upstream's next events mean."""
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        """Write the end of a whole answer; set L{status}."""
+        raise NotImplementedError
+
+    def _failed(self, message: str, kind: str) -> None:
+        """Write the end of a broken answer; set L{status}."""
+        raise NotImplementedError
