@@ -2,11 +2,13 @@
 passed back whole.
 
 When the upstream answers, a L{genaiproxy.forwarding.call.ForwardCall}
+reads the body whole first or leaves it to be pumped (L{read_answer}),
 gives the client the status and the headers that are the client's to see
 (L{return_head}), then either passes the body back whole (L{answer_whole})
 or pumps it through as a stream
-(L{genaiproxy.forwarding.streamed.StreamedAnswer}).  Both halves read the
-call through L{AnsweringCall}.
+(L{genaiproxy.forwarding.streamed.StreamedAnswer}).  An answer of the
+proxy's own, an error, is L{answer_error}'s.  All of them read the call
+through L{AnsweringCall}.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from twisted.web.http import NO_BODY_CODES
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
-from genaiproxy.api import USAGE_ROUTES, Route, json_object, usage_of
+from genaiproxy.api import USAGE_ROUTES, json_object, set_json, usage_of
 from genaiproxy.forwarding.bridge import MessagesBridge, ResponsesBridge
-from genaiproxy.forwarding.context import CallContext
+from genaiproxy.forwarding.pump import collect_body
+from genaiproxy.forwarding.report import ReportingCall, about, count_tokens, elapsed_ms, tried_names
 from genaiproxy.observe import LoggedHeaders, body_for_log
-from genaiproxy.upstream import HOP_BY_HOP_HEADERS, UpstreamClient, UpstreamError
+from genaiproxy.upstream import HOP_BY_HOP_HEADERS
 
-__all__ = ["AnsweringCall", "answer_whole", "return_head", "tell_tried"]
+__all__ = ["SSE_TYPE", "AnsweringCall", "answer_error", "answer_whole", "read_answer",
+           "return_head", "tell_tried"]
 
 log = Logger(namespace="genaiproxy.forward")
 
@@ -33,37 +37,55 @@ log = Logger(namespace="genaiproxy.forward")
 # proxy sets itself, and CORS decisions that belong to this proxy alone.
 _NOT_RETURNED = HOP_BY_HOP_HEADERS | {b"content-length", b"date", b"server", b"x-request-id"}
 
+# Passthrough answers up to this size, when JSON, are read whole (and logged);
+# anything else is pumped through as it arrives.
+_BUFFERED_MAX = 1 << 20
 
-class AnsweringCall(Protocol):
+# A stream of server-sent events, as its content type starts.
+SSE_TYPE = b"text/event-stream"
+
+
+class AnsweringCall(ReportingCall, Protocol):
     """What an answer reads of the call it belongs to (a
-    L{genaiproxy.forwarding.call.ForwardCall}), and the one thing it sets.
+    L{genaiproxy.forwarding.call.ForwardCall}): what the call's reports
+    read (L{genaiproxy.forwarding.report.ReportingCall}) and more, and the
+    one thing it sets.
 
     @ivar ended: set once the answer is over, so that the connection closing
         afterwards does not count as the client going away.
     """
 
-    context: CallContext
-    request: Any
-    route: Route
-    tags: dict[str, str]
-    started: float
-    upstream: UpstreamClient
-    upstream_name: str
     asks_usage: bool
     bridge: ResponsesBridge | MessagesBridge | None
     ended: bool
 
-    def about(self) -> dict[str, Any]:
-        """The fields that say which request an event is about."""
 
-    def elapsed_ms(self) -> float:
-        """Milliseconds since the request began."""
+def read_answer(call: AnsweringCall, response: IResponse, wants_stream: bool) -> Any:
+    """Fire with C{(response, body)}, or C{(response, None)} for an answer
+    to pump through as it comes (C{wants_stream}: the client asked for a
+    stream)."""
+    if response.code < 400 and _pumped(call, response, wants_stream):
+        return (response, None)
+    # Error answers (even to streaming requests) are passed whole, so
+    # that SDKs raise the matching error class; reading the whole body
+    # before answering also keeps a failure in it retryable.
+    d = collect_body(response, call.context.clock, call.upstream.config.request_timeout)
+    return d.addCallback(lambda body: (response, body))
 
-    def error_document(self, problem: UpstreamError) -> dict[str, Any]:
-        """The error the client gets for C{problem}."""
 
-    def count_tokens(self, usage: dict[str, int]) -> None:
-        """Add the tokens an answer reports to the metrics."""
+def _pumped(call: AnsweringCall, response: IResponse, wants_stream: bool) -> bool:
+    if wants_stream:
+        return True
+    content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].lower()
+    if content_type.startswith(SSE_TYPE):
+        return True
+    if not call.route.passthrough:
+        return False
+    # Twisted's client keeps Content-Length out of the headers and gives
+    # it as the length (unknown for chunked and decoded gzip answers).
+    length = response.length
+    small = isinstance(length, int) and length <= _BUFFERED_MAX
+    return not (small and b"json" in content_type)
 
 
 def _is_returned(lower: bytes) -> bool:
@@ -107,13 +129,13 @@ def answer_whole(call: AnsweringCall, response: IResponse, body: bytes) -> None:
             request.responseHeaders.setRawHeaders(b"content-length", length[-1:])
     elif response.code not in NO_BODY_CODES:
         request.setHeader(b"content-length", b"%d" % len(body))
-    duration_ms = call.elapsed_ms()
+    duration_ms = elapsed_ms(call)
     call.ended = True
     request.write(body)
     request.finish()
     # Logged after the answer went out, so that it does not wait for this.
     fields: dict[str, Any] = {
-        **call.about(),
+        **about(call),
         "status": response.code,
         "duration_ms": duration_ms,
         "headers": LoggedHeaders(request.responseHeaders, call.context.secret_headers),
@@ -124,7 +146,7 @@ def answer_whole(call: AnsweringCall, response: IResponse, body: bytes) -> None:
         usage = usage_of(document)
         if usage is not None:
             fields["usage"] = usage
-            call.count_tokens(usage)
+            count_tokens(call, usage)
     if call.context.config.log_bodies:
         content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
         logged = body_for_log(body, content_type.decode("latin-1"))
@@ -132,3 +154,13 @@ def answer_whole(call: AnsweringCall, response: IResponse, body: bytes) -> None:
             logged["body"] = document
         fields.update(logged)
     log.info("response", **fields)
+
+
+def answer_error(call: AnsweringCall, status: int, document: dict[str, Any]) -> None:
+    """Answer the client with the proxy's own error C{document}."""
+    request = call.request
+    body = set_json(request, document, status)
+    tell_tried(request.responseHeaders, tried_names(call))
+    call.ended = True
+    request.write(body)
+    request.finish()

@@ -27,11 +27,16 @@ from genaiproxy.api import (
     Route,
     error_document,
     prepare_body,
-    set_json,
     with_api_version,
 )
 from genaiproxy.config import DEFAULT_UPSTREAM, ModelRoute
-from genaiproxy.forwarding.answer import answer_whole, return_head, tell_tried
+from genaiproxy.forwarding.answer import (
+    SSE_TYPE,
+    answer_error,
+    answer_whole,
+    read_answer,
+    return_head,
+)
 from genaiproxy.forwarding.bridge import (
     BRIDGES,
     CHAT_PATH,
@@ -40,9 +45,16 @@ from genaiproxy.forwarding.bridge import (
     ResponsesBridge,
 )
 from genaiproxy.forwarding.context import CallContext
-from genaiproxy.forwarding.pump import collect_body
+from genaiproxy.forwarding.report import (
+    count_request,
+    elapsed_ms,
+    failure_document,
+    report_retry,
+    report_wait,
+    tried_names,
+)
 from genaiproxy.forwarding.request_event import log_request
-from genaiproxy.forwarding.streamed import SSE_TYPE, StreamedAnswer
+from genaiproxy.forwarding.streamed import StreamedAnswer
 from genaiproxy.upstream import RequestBody, UpstreamError, classify
 
 log = Logger(namespace="genaiproxy.forward")
@@ -52,24 +64,21 @@ __all__ = ["ForwardCall"]
 # Anthropic's headers, which a chat upstream does not know.
 _ANTHROPIC_HEADERS = (b"anthropic-version", b"anthropic-beta")
 
-# Passthrough answers up to this size, when JSON, are read whole (and logged);
-# anything else is pumped through as it arrives.
-_BUFFERED_MAX = 1 << 20
-
 
 class ForwardCall:
     """One client request on its way to the upstream and back.
 
-    Its public attributes and methods are what its answer reads of it
-    (L{genaiproxy.forwarding.answer.AnsweringCall}).
+    Its public attributes are what its answer and its reports read of it
+    (L{genaiproxy.forwarding.answer.AnsweringCall}; the reports are
+    L{genaiproxy.forwarding.report}'s).
     """
 
     # One lives as long as its request (ten thousand at once, for open
     # streams): a fixed set of slots, no instance dict.
     __slots__ = (
-        "_call", "_gone", "_hop", "_hops", "_id", "_model", "_path", "_sent", "_sent_model",
-        "_stream", "_tried", "_wants_stream", "asks_usage", "bridge", "context", "ended", "request",
-        "route", "started", "tags", "upstream", "upstream_name",
+        "_call", "_gone", "_hop", "_hops", "_id", "_path", "_sent", "_sent_model", "_stream",
+        "_wants_stream", "asks_usage", "bridge", "context", "ended", "model", "request", "route",
+        "started", "tags", "tried", "upstream", "upstream_name",
     )
 
     def __init__(self, context: CallContext, request: Any, path: str, route: Route) -> None:
@@ -90,7 +99,7 @@ class ForwardCall:
         # The answer is over: the connection closing no longer means the
         # client went away.
         self.ended = False
-        self._model: str | None = None
+        self.model: str | None = None
         # Whether the request in flight asks for usage on the client's
         # behalf (STREAM_USAGE), and under which model name it was sent.
         self.asks_usage = False
@@ -103,7 +112,7 @@ class ForwardCall:
         self._hop = 0
         self.upstream_name = DEFAULT_UPSTREAM
         self.upstream = context.upstream
-        self._tried: tuple[str, ...] = ()
+        self.tried: tuple[str, ...] = ()
         # Set while the request in flight is a Responses request sent to the
         # upstream's chat completions.
         self.bridge: ResponsesBridge | MessagesBridge | None = None
@@ -140,11 +149,11 @@ class ForwardCall:
         self._wants_stream = prepared.stream
         payload = prepared.payload
         if isinstance(payload, dict) and isinstance(payload.get("model"), str):
-            self._model = payload["model"]
+            self.model = payload["model"]
         if self.route.by_model:
-            self._hops = self.context.hops(self._model)
+            self._hops = self.context.hops(self.model)
             first = self._hops[0]
-            if (first.upstream_model is not None and first.upstream_model != self._model) or (
+            if (first.upstream_model is not None and first.upstream_model != self.model) or (
                     first.max_output_tokens is not None):
                 prepared, body = self._prepare(first.upstream_model)
         try:
@@ -228,7 +237,7 @@ class ForwardCall:
         # region behind a working fallback shows on the dashboards.
         kind = reason.replace("status ", "status_")
         self.context.metrics.failures.labels(kind, self.upstream_name).inc()
-        self._tried = (*self._tried, f"{self.upstream_name} ({reason})")
+        self.tried = (*self.tried, f"{self.upstream_name} ({reason})")
         self._hop = following[0]
         hop = self._hops[self._hop]
         prepared, body = self._prepare(hop.upstream_model or hop.id)
@@ -239,7 +248,7 @@ class ForwardCall:
             return True
         log.warn("fallback", **self.tags, model=hop.id, reason=reason,
                  upstream_name=self.upstream_name,
-                 upstream=self.upstream.url_for(self._upstream_path, query), tried=list(self._tried))
+                 upstream=self.upstream.url_for(self._upstream_path, query), tried=list(self.tried))
         self._handle(call)
         return True
 
@@ -248,44 +257,14 @@ class ForwardCall:
         call.addErrback(self._crashed)
 
     def _read(self, response: IResponse) -> Any:
-        """Fire with C{(response, body)}, or C{(response, None)} for an answer
-        to pump through as it comes."""
-        if response.code < 400 and self._pumped(response):
-            return (response, None)
-        # Error answers (even to streaming requests) are passed whole, so
-        # that SDKs raise the matching error class; reading the whole body
-        # before answering also keeps a failure in it retryable.
-        d = collect_body(response, self.context.clock, self.upstream.config.request_timeout)
-        return d.addCallback(lambda body: (response, body))
-
-    def _pumped(self, response: IResponse) -> bool:
-        if self._wants_stream:
-            return True
-        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].lower()
-        if content_type.startswith(SSE_TYPE):
-            return True
-        if not self.route.passthrough:
-            return False
-        # Twisted's client keeps Content-Length out of the headers and gives
-        # it as the length (unknown for chunked and decoded gzip answers).
-        length = response.length
-        small = isinstance(length, int) and length <= _BUFFERED_MAX
-        return not (small and b"json" in content_type)
+        """The answer, read whole or left to be pumped (L{read_answer})."""
+        return read_answer(self, response, self._wants_stream)
 
     def _on_retry(self, retry: int, delay: float, problem: UpstreamError) -> None:
-        self.context.metrics.retries.labels(problem.kind).inc()
-        log.warn(
-            "retry",
-            **self.tags,
-            retry=retry,
-            backoff_sec=delay,
-            error={"type": problem.kind, "message": problem.message},
-        )
+        report_retry(self, retry, delay, problem)
 
     def _on_wait(self, retry: int, wait: float, answer: tuple[IResponse, bytes | None]) -> None:
-        self.context.metrics.rate_limit_waits.inc()
-        log.warn("rate_limit_wait", **self.tags, retry=retry, wait_sec=round(wait, 3),
-                 status=answer[0].code)
+        report_wait(self, retry, wait, answer)
 
     # Inbound.
 
@@ -301,7 +280,7 @@ class ForwardCall:
             return
         self.context.metrics.upstream_headers.labels(self.route.label).observe(
             monotonic() - self.started)
-        return_head(self.request, response, self._tried_names())
+        return_head(self.request, response, tried_names(self))
         if body is None:
             self._stream = StreamedAnswer(self)
             self.context.metrics.streams.inc()
@@ -334,7 +313,7 @@ class ForwardCall:
         log.warn("request_refused", **self.tags, status=400, reason=f"{self.route.bridge}_bridge",
                  method=self.request.method.decode("latin-1"), message=problem.message,
                  param=problem.param)
-        self._answer_error(400, error_document(problem.message, "invalid_request_error",
+        answer_error(self, 400, error_document(problem.message, "invalid_request_error",
                                                param=problem.param, request_id=self._id))
 
     def _refused_usage(self, response: IResponse, body: bytes | None) -> bool:
@@ -362,10 +341,10 @@ class ForwardCall:
         if problem.retryable and self._fall_back(problem.kind):
             return
         self.context.metrics.failures.labels(problem.kind, self.upstream_name).inc()
-        document = self.error_document(problem)
+        document = failure_document(self, problem)
         log.error("final_error", **self.tags, upstream_name=self.upstream_name,
-                  duration_ms=self.elapsed_ms(), **document)
-        self._answer_error(502, document)
+                  duration_ms=elapsed_ms(self), **document)
+        answer_error(self, 502, document)
 
     def _crashed(self, failure: Failure) -> None:
         """A bug of ours: log it with its traceback and answer 500 if still possible."""
@@ -381,37 +360,17 @@ class ForwardCall:
             return
         document = error_document("internal proxy error", "proxy_error", request_id=self._id)
         try:
-            self._answer_error(500, document)
+            answer_error(self, 500, document)
         except Exception:  # not even that: cut the connection rather than hang
             log.failure("cannot answer 500", id=self._id)
             self.ended = True
             self.request.transport.abortConnection()
 
-    def _tried_names(self) -> tuple[str, ...]:
-        """The upstreams the request went to, when it went to more than one."""
-        return (*self._tried, self.upstream_name) if self._tried else ()
-
-    def _answer_error(self, status: int, document: dict[str, Any]) -> None:
-        request = self.request
-        body = set_json(request, document, status)
-        tell_tried(request.responseHeaders, self._tried_names())
-        self.ended = True
-        request.write(body)
-        request.finish()
-
     def _count(self, result: object) -> object:
-        """The request's end, in the metrics: its status (499: the client
-        left first), how long it took, and what its stream carried."""
-        metrics = self.context.metrics
-        status = 499 if self._gone else self.request.code
-        model, client = metrics.model_label(self._model), self.tags.get("client", "")
-        metrics.requests.labels(self.route.label, model, str(status), client,
-                                self.upstream_name).inc()
-        metrics.duration.labels(self.route.label, model, client).observe(
-            monotonic() - self.started)
-        if self._stream is not None:
-            metrics.streams.dec()
-            metrics.streamed_bytes.inc(self._stream.bytes_sent)
+        """The request's end, in the metrics (L{count_request})."""
+        stream = self._stream
+        count_request(self, 499 if self._gone else self.request.code,
+                      None if stream is None else stream.bytes_sent)
         return result
 
     # The client.
@@ -420,38 +379,8 @@ class ForwardCall:
         if self.ended:
             return
         self._gone = True
-        log.info("client_disconnected", **self.tags, duration_ms=self.elapsed_ms())
+        log.info("client_disconnected", **self.tags, duration_ms=elapsed_ms(self))
         if self._call is not None:
             self._call.cancel()
         if self._stream is not None:
             self._stream.client_gone()
-
-    # What every event of the request says (its stream's too).
-
-    def about(self) -> dict[str, Any]:
-        """The fields that say which request an answer's events are about."""
-        request = self.request
-        about: dict[str, Any] = {**self.tags, "method": request.method.decode("latin-1"),
-                                 "path": request.path.decode("latin-1"),
-                                 "upstream_name": self.upstream_name}
-        if self._model is not None:
-            about["model"] = self._model
-        return about
-
-    def elapsed_ms(self) -> float:
-        """Milliseconds since the request began, to a tenth."""
-        return int((monotonic() - self.started) * 10000) / 10
-
-    def error_document(self, problem: UpstreamError) -> dict[str, Any]:
-        """The error the client gets for C{problem}, naming the upstreams tried."""
-        message = f"upstream request failed ({problem.kind}): {problem.message}"
-        if self._tried:
-            message += "; upstreams tried: " + ", ".join(
-                [*self._tried, f"{self.upstream_name} ({problem.kind})"])
-        return error_document(message, "proxy_error", request_id=self._id,
-                              upstream=self.upstream.config.upstream_display)
-
-    def count_tokens(self, usage: dict[str, int]) -> None:
-        """Add the tokens an answer reports to the metrics, under the
-        request's model and client."""
-        self.context.metrics.count_tokens(self._model, self.tags.get("client", ""), usage)

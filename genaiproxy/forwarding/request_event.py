@@ -14,6 +14,7 @@ from twisted.web.http_headers import Headers
 
 from genaiproxy.api import PreparedBody
 from genaiproxy.forwarding.answer import AnsweringCall
+from genaiproxy.forwarding.report import about
 from genaiproxy.observe import LoggedHeaders, body_for_log
 from genaiproxy.upstream import RequestBody, body_length
 
@@ -27,7 +28,7 @@ def log_request(call: AnsweringCall, upstream_url: str, prepared: PreparedBody,
     """Log C{call}'s request, sent to C{upstream_url} with the headers C{sent}."""
     request, secret = call.request, call.context.secret_headers
     fields: dict[str, Any] = {
-        **call.about(),
+        **about(call),
         "upstream": upstream_url,
         "headers": LoggedHeaders(request.requestHeaders, secret),
         # What left the proxy, after rewriting (secret values masked).

@@ -18,17 +18,17 @@ from twisted.logger import Logger
 from twisted.web.iweb import IResponse
 
 from genaiproxy.api import USAGE_ROUTES, UsageChunkRemover, UsageReader, json_bytes
-from genaiproxy.forwarding.answer import AnsweringCall
+from genaiproxy.forwarding.answer import SSE_TYPE, AnsweringCall
 from genaiproxy.forwarding.bridge import BridgeEvents
 from genaiproxy.forwarding.pump import Rewriter, StreamPump
+from genaiproxy.forwarding.report import about, count_tokens, elapsed_ms, failure_document
 from genaiproxy.observe import LoggedHeaders
 from genaiproxy.upstream import UpstreamError
 
-__all__ = ["DEFAULT_STREAM_TYPE", "SSE_TYPE", "StreamedAnswer"]
+__all__ = ["DEFAULT_STREAM_TYPE", "StreamedAnswer"]
 
 log = Logger(namespace="genaiproxy.forward")
 
-SSE_TYPE = b"text/event-stream"
 DEFAULT_STREAM_TYPE = b"text/event-stream; charset=utf-8"
 
 
@@ -65,9 +65,9 @@ class StreamedAnswer:
         self._stream_type = content_type[0].lower()
         log.info(
             "streaming_start",
-            **call.about(),
+            **about(call),
             status=response.code,
-            duration_ms=call.elapsed_ms(),
+            duration_ms=elapsed_ms(call),
             headers=LoggedHeaders(request.responseHeaders, context.secret_headers),
             streaming=True,
         )
@@ -118,16 +118,16 @@ class StreamedAnswer:
         counted: dict[str, Any] = {}
         if usage is not None:
             counted["usage"] = usage
-            call.count_tokens(usage)
+            count_tokens(call, usage)
         if problem is None:
             request.finish()
-            log.info("streaming_end", **call.about(), bytes=sent, events=events,
-                     duration_ms=call.elapsed_ms(), **counted)
+            log.info("streaming_end", **about(call), bytes=sent, events=events,
+                     duration_ms=elapsed_ms(call), **counted)
             return
         call.context.metrics.failures.labels(problem.kind, call.upstream_name).inc()
-        document = call.error_document(problem)
-        log.error("stream_broken", **call.about(), bytes=sent, events=events,
-                  duration_ms=call.elapsed_ms(), **counted, **document)
+        document = failure_document(call, problem)
+        log.error("stream_broken", **about(call), bytes=sent, events=events,
+                  duration_ms=elapsed_ms(call), **counted, **document)
         if self._events is not None:
             # The bridge's events always end whole: its last says failed.
             request.write(self._events.fail(document["error"]["message"]))

@@ -48,22 +48,20 @@ from typing import Any
 import httpx
 import pytest
 from support import ProxyProcess, run_mock_upstream, run_proxy
-from support.fault_traffic import (
+from support.fault_requests import (
     BODY_LIMIT,
     CHAT,
     CONCURRENCY,
     EXPECTED_ERROR_EVENTS,
     KEEPALIVE_SEC,
     KEY,
-    KINDS,
     REQUESTS,
     SEED,
     TOKENS,
     WRONG_TOKEN,
     chat_body,
-    plan,
-    run_all,
 )
+from support.fault_traffic import KINDS, plan, run_all
 
 # TCP states in /proc/net/tcp.
 ESTABLISHED, LISTEN = "01", "0A"

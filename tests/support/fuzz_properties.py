@@ -10,9 +10,9 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from support.fuzz_harness import (
-    _TARGET_RE,
-    _TOKEN_RE,
+from support.fuzz_answers import _TARGET_RE, _TOKEN_RE, Answer
+from support.fuzz_harness import Exchange, FuzzRequest
+from support.fuzz_proxy import (
     API_VERSION,
     BASE,
     KEY,
@@ -20,9 +20,6 @@ from support.fuzz_harness import (
     SUBSCRIPTION,
     UPSTREAM,
     UPSTREAM_BODY,
-    Answer,
-    Exchange,
-    FuzzRequest,
     Received,
 )
 

@@ -12,12 +12,9 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
-from support.fuzz_harness import (
-    SUBSCRIPTION,
-    TCHAR,
-    TOKEN,
-    FuzzRequest,
-)
+from support.fuzz_answers import TCHAR
+from support.fuzz_harness import FuzzRequest
+from support.fuzz_proxy import SUBSCRIPTION, TOKEN
 
 # Strategies.  A request is drawn legal but odd (what Twisted's parser lets
 # through: the proxy's own code sees it), and one time in three one part is

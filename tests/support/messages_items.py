@@ -1,8 +1,10 @@
 """Anthropic Messages API requests, messages and content blocks for the
-Messages bridge's unit tests (tests/unit/test_messages_request.py)."""
+Messages bridge's unit tests (tests/unit/test_messages_request.py,
+test_messages_blocks.py and test_messages_fields.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +13,14 @@ from genaiproxy.api.messages.request import MessagesRequestError, chat_request_o
 
 # A small PNG's bytes in base64 (the bridge does not decode them).
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+# The metadata.user_id Claude Code 2.1.328 sends (captured on loopback).
+USER_ID = json.dumps({"device_id": "65f9ab2c8ebc2927b7e444df4d4371844cecd380276dc67256fd9306819a0e0d",
+                      "account_uuid": "", "session_id": "7b75b227-368a-494f-953b-3929dfebcf28"},
+                     separators=(",", ":"))
+# Anthropic's prompt-cache mark, on a block, a tool or the request.
+CACHED = {"cache_control": {"type": "ephemeral"}}
+# The token field of the gpt-5 family and the o-series in chat.
+CHAT_TOKEN = "max_completion_tokens"
 
 
 def request(**fields: Any) -> dict[str, Any]:

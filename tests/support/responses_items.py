@@ -1,5 +1,6 @@
 """Responses API request items and bodies for the request bridge's unit
-tests (tests/unit/test_responses_request.py, test_responses_input.py)."""
+tests (tests/unit/test_responses_request.py, test_responses_tools.py,
+test_responses_input.py)."""
 
 from __future__ import annotations
 

@@ -38,19 +38,13 @@ import pytest
 from hypothesis import event, example, given
 from support.fuzz_harness import (
     API_SETTINGS,
-    API_VERSION,
-    BASE,
     FUZZ_SETTINGS,
-    MODELS_YAML,
-    MODES,
-    SUBSCRIPTION,
-    TOKEN,
     Exchange,
     FuzzRequest,
-    build_proxy,
     exchange,
 )
 from support.fuzz_properties import check_exchange, gpt5_rewrite_allowed, is_json, usage_request_allowed
+from support.fuzz_proxy import API_VERSION, BASE, MODELS_YAML, MODES, SUBSCRIPTION, TOKEN, build_proxy
 from support.fuzz_strategies import (
     api_requests,
     fuzz_requests,

@@ -1,154 +1,29 @@
 """A streamed chat answer written as a Messages API event stream (unit:
 L{genaiproxy.api.messages.stream}): the exact event sequences, blocks that
-never interleave and are all stopped, the anthropic SDK's event types and
-its C{MessageStream}, and the same bytes however the upstream's stream is
-cut."""
+never interleave and are all stopped.  The anthropic SDK's reading of the
+stream, and the same bytes however the upstream's stream is cut, are in
+test_messages_stream_sdk.py."""
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import Callable
-from typing import Any
+from support.messages_stream import (
+    DONE,
+    END,
+    ROLE,
+    START,
+    USAGE,
+    brief,
+    briefs,
+    call,
+    check_whole,
+    chunk,
+    events_of,
+    run,
+    usage_chunk,
+    writer,
+)
 
-import anthropic
-import httpx2
-from anthropic.types import RawMessageStreamEvent
-from anthropic.types.shared import ErrorResponse
-from hypothesis import given
-from hypothesis import strategies as st
-from pydantic import TypeAdapter
-
-from genaiproxy.api.messages.answer import message_of
-from genaiproxy.api.messages.stream import EVENT_MAX, MessagesEventWriter, error_type_of
-
-SDK_EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
-USAGE = {"prompt_tokens": 110, "completion_tokens": 7, "total_tokens": 117,
-         "prompt_tokens_details": {"cached_tokens": 100}}
-DONE = b"data: [DONE]\n\n"
-
-
-def counting_ids() -> Callable[[], str]:
-    """Tool ids that say the order they were made in (C{toolu_0}, ...)."""
-    counter = itertools.count()
-    return lambda: f"toolu_{next(counter)}"
-
-
-def writer(**options: Any) -> MessagesEventWriter:
-    return MessagesEventWriter("company-model", "msg_test", new_id=counting_ids(), **options)
-
-
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None,
-          **extra: Any) -> bytes:
-    """One chat completion chunk as OpenAI writes it."""
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
-            "model": "upstream-model",
-            "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}], **extra}
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
-
-
-def call(index: int, arguments: str, name: str | None = None,
-         call_id: str | None = None) -> dict[str, Any]:
-    """A delta with one tool call piece (the first one names the call)."""
-    piece: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
-    if name is not None:
-        piece.update(id=call_id or f"call_{index}", type="function")
-        piece["function"]["name"] = name
-    return {"tool_calls": [piece]}
-
-
-def usage_chunk(choices: list[Any] | None = None) -> bytes:
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": choices or [],
-            "usage": USAGE}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
-
-
-ROLE = chunk({"role": "assistant", "content": ""})
-
-
-def events_of(stream: bytes) -> list[dict[str, Any]]:
-    """The events of a Messages stream, each checked: its C{event:} line
-    names its type, and the anthropic SDK's types accept it."""
-    found = []
-    for block in stream.split(b"\n\n"):
-        if not block or block.startswith(b":"):
-            continue
-        name, data = block.split(b"\n")
-        assert name.startswith(b"event: ") and data.startswith(b"data: ")
-        event = json.loads(data[6:])
-        assert event["type"] == name[7:].decode()
-        if event["type"] == "error":
-            ErrorResponse.model_validate(event)
-        elif event["type"] != "ping":
-            SDK_EVENT.validate_python(event)
-        found.append(event)
-    return found
-
-
-def check_whole(events: list[dict[str, Any]]) -> None:
-    """The rules every stream keeps: message_start and ping first; blocks
-    indexed 0, 1, 2... that never interleave (each started block's deltas
-    and stop come before the next one starts); then, unless it failed,
-    every started block stopped and message_delta, message_stop last."""
-    assert [e["type"] for e in events[:2]] == ["message_start", "ping"]
-    kinds = [e["type"] for e in events]
-    failed = kinds[-1] == "error"
-    assert kinds.count("message_stop") == (0 if failed else 1)
-    assert kinds.count("error") == (1 if failed else 0)
-    open_index = None
-    started = 0
-    for event in events[2:]:
-        kind = event["type"]
-        if kind == "content_block_start":
-            assert open_index is None and event["index"] == started
-            open_index, started = event["index"], started + 1
-        elif kind == "content_block_delta":
-            assert event["index"] == open_index
-        elif kind == "content_block_stop":
-            assert event["index"] == open_index
-            open_index = None
-        elif kind in ("message_delta", "message_stop"):
-            assert open_index is None
-    if not failed:
-        assert kinds[-2:] == ["message_delta", "message_stop"]
-
-
-def run(stream: bytes, end: bool = True, **options: Any) -> list[dict[str, Any]]:
-    """The events a writer makes of C{stream}, fed whole."""
-    bridge = writer(**options)
-    out = bridge.feed(stream) + (bridge.finish() if end else b"")
-    events = events_of(out)
-    check_whole(events)
-    return events
-
-
-def brief(event: dict[str, Any]) -> tuple[Any, ...]:
-    """What an event says, in short."""
-    kind = event["type"]
-    if kind == "content_block_start":
-        block = event["content_block"]
-        return ("start", event["index"], block["type"], *(
-            (block["id"], block["name"]) if block["type"] == "tool_use" else ()))
-    if kind == "content_block_delta":
-        delta = event["delta"]
-        value = next(delta[key] for key in ("text", "thinking", "partial_json", "signature")
-                     if key in delta)
-        return (delta["type"], event["index"], value)
-    if kind == "content_block_stop":
-        return ("stop", event["index"])
-    if kind == "message_delta":
-        return ("message_delta", event["delta"]["stop_reason"], event["delta"]["stop_sequence"])
-    if kind == "error":
-        return ("error", event["error"]["type"], event["error"]["message"])
-    return (kind,)
-
-
-def briefs(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [brief(event) for event in events]
-
-
-START = [("message_start",), ("ping",)]
-END = [("message_delta", "end_turn", None), ("message_stop",)]
+from genaiproxy.api.messages.stream import EVENT_MAX, error_type_of
 
 
 def test_a_text_answer():
@@ -462,146 +337,3 @@ def test_crlf_line_ends_read_as_lf_ones():
     """An upstream that ends its lines with CRLF gives the same answer."""
     stream = chunk({"content": "a"}) + chunk(call(0, "{}", "Bash")) + chunk({}, "stop")
     assert run(stream.replace(b"\n", b"\r\n")) == run(stream)
-
-
-# The anthropic SDK's own reading of the stream.
-
-
-def sdk_final_message(stream: bytes) -> anthropic.types.Message:
-    """What the anthropic SDK's MessageStream makes of C{stream}, served
-    as the body of a /v1/messages answer: its SSE decoder, its events and
-    its accumulation into the final message."""
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"},
-                               content=stream)
-    client = anthropic.Anthropic(api_key="test", base_url="http://proxy.test",
-                                 http_client=httpx2.Client(transport=httpx2.MockTransport(answer)),
-                                 max_retries=0)
-    with client.messages.stream(model="company-model", max_tokens=100,
-                                messages=[{"role": "user", "content": "hi"}]) as events:
-        return events.get_final_message()
-
-
-WHOLE = {"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-    "role": "assistant", "reasoning_content": "Plan.", "content": "Sure.", "tool_calls": [
-        {"id": "call_a", "type": "function",
-         "function": {"name": "Bash", "arguments": '{"command":"ls"}'}},
-        {"id": "call_b", "type": "function",
-         "function": {"name": "Read", "arguments": '{"file_path":"/a\\u00e9"}'}}]}}],
-    "usage": USAGE}
-RICH_STREAM = (
-    ROLE + chunk({"reasoning_content": "Pl"}) + chunk({"reasoning_content": "an."})
-    + b": ping\r\n\r\n" + chunk({"content": "Sure."})
-    + chunk(call(0, '{"command":', "Bash", "call_a"))
-    + chunk(call(1, '{"file_path":"/a\\u00e9', "Read", "call_b")) + chunk(call(0, '"ls"}'))
-    + chunk(call(1, '"}')) + chunk({}, "tool_calls") + usage_chunk() + DONE)
-
-
-def test_the_sdk_accumulates_the_stream_into_the_whole_answer():
-    """The anthropic SDK's MessageStream, reading the bytes through its own
-    SSE decoder, ends with the message the same answer gets unstreamed."""
-    bridge = writer()
-    final = sdk_final_message(bridge.feed(RICH_STREAM) + bridge.finish())
-    whole = message_of(WHOLE, "company-model", "msg_test")
-    assert final.model_dump(exclude_none=True) == anthropic.types.Message.model_validate(
-        whole).model_dump(exclude_none=True)
-    assert [block.type for block in final.content] == ["thinking", "text", "tool_use", "tool_use"]
-    assert final.content[3].input == {"file_path": "/a\u00e9"}  # type: ignore[union-attr]
-
-
-def test_the_sdk_raises_on_a_broken_stream():
-    """The SDK reads the error event as an error, never as a whole answer."""
-    bridge = writer()
-    stream = bridge.feed(chunk({"content": "Hi"})) + bridge.fail("lost")
-    try:
-        sdk_final_message(stream)
-    except anthropic.APIStatusError as error:
-        assert "overloaded_error" in str(error)
-    else:
-        raise AssertionError("the SDK took a broken stream for a whole answer")
-
-
-# Any split, any stream.
-
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    """C{data} in pieces, cut at the given offsets."""
-    points = sorted({cut % (len(data) + 1) for cut in cuts})
-    return [data[start:end] for start, end in zip([0, *points], [*points, len(data)], strict=True)]
-
-
-@given(st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=16))
-def test_the_output_does_not_depend_on_where_the_upstream_cut(cuts):
-    """However the upstream's bytes are cut, the client gets the same bytes
-    as for the stream fed whole; blocks never interleave and every block
-    started is stopped."""
-    whole = writer()
-    expected = whole.feed(RICH_STREAM) + whole.finish()
-    bridge = writer()
-    out = b"".join(bridge.feed(piece) for piece in split_at(RICH_STREAM, cuts)) + bridge.finish()
-    assert out == expected
-    check_whole(events_of(out))
-
-
-@st.composite
-def chat_streams(draw: st.DrawFn) -> list[bytes]:
-    """Chat streams as servers write them: reasoning, text and tool calls in
-    any order, calls in sequence or interleaved, named late or never, any
-    finish_reason or none, a usage chunk or none."""
-    pieces = draw(st.lists(st.one_of(
-        st.builds(lambda text: chunk({"reasoning_content": text}), st.text(min_size=1)),
-        st.builds(lambda text: chunk({"content": text}), st.text(min_size=1)),
-        st.builds(lambda index, text: chunk(call(index, text)), st.integers(0, 2),
-                  st.sampled_from(['"', "}", "{", "x", '\\"', "]", " ", "[1,"])),
-        st.builds(lambda index, name: chunk(call(index, "", name)), st.integers(0, 2),
-                  st.sampled_from(["Bash", "Read"])),
-    ), max_size=14))
-    opened = [chunk(call(index, '{"x":"', "Bash")) for index in range(3)]
-    stream = [*opened[:draw(st.integers(0, 3))], *pieces]
-    finish = draw(st.sampled_from([None, "stop", "tool_calls", "length"]))
-    if finish:
-        stream.append(chunk({}, finish))
-    if draw(st.booleans()):
-        stream.append(usage_chunk())
-    return stream + [DONE] if draw(st.booleans()) else stream
-
-
-@given(chat_streams(), st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=6))
-def test_any_chat_stream_gives_a_whole_messages_stream(stream, cuts):
-    """Whatever a chat stream holds, however it is cut, the Messages stream
-    is whole: events the SDK's types accept, blocks indexed from 0 that
-    never interleave, every block started stopped (a thinking block after
-    its signature_delta), one message_delta and message_stop last, and
-    the text of each block what the upstream sent for it."""
-    data = b"".join(stream)
-    bridge = writer()
-    out = b"".join(bridge.feed(piece) for piece in split_at(data, cuts)) + bridge.finish()
-    events = events_of(out)
-    check_whole(events)
-    previous = None
-    sent: dict[str, str] = {"thinking": "", "text": ""}
-    for event in events:
-        if event["type"] == "content_block_stop":
-            assert previous is not None
-            if previous["type"] == "content_block_delta" and previous["delta"]["type"] in (
-                    "thinking_delta", "signature_delta"):
-                assert previous["delta"]["type"] == "signature_delta"
-        elif event["type"] == "content_block_delta":
-            delta = event["delta"]
-            if delta["type"] in ("thinking_delta", "text_delta"):
-                key = delta["type"].removesuffix("_delta")
-                sent[key] += delta[key]
-        previous = event
-    expected = {"thinking": "", "text": ""}
-    for piece in stream:
-        if piece == DONE:
-            continue
-        for choice in json.loads(piece[6:])["choices"]:
-            if choice["finish_reason"]:
-                break
-            expected["thinking"] += choice["delta"].get("reasoning_content", "")
-            expected["text"] += choice["delta"].get("content", "")
-        else:
-            continue
-        break
-    assert sent == expected

@@ -1,143 +1,31 @@
 """A streamed chat answer written as a Responses API event stream (unit:
 L{genaiproxy.api.responses.stream}): the exact event sequences, the
-sequence numbers, every item closed, the openai SDK's event types, and the
-same bytes however the upstream's stream is cut."""
+sequence numbers, every item closed, the openai SDK's event types.  The
+same bytes however the upstream's stream is cut, and any stream whole, are
+in test_responses_stream_whole.py."""
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from openai.types.responses import ResponseStreamEvent
-from pydantic import TypeAdapter
+from support.responses_stream import (
+    DONE,
+    ECHO,
+    ROLE,
+    START,
+    SUMMARY_ECHO,
+    briefs,
+    call,
+    check_whole,
+    chunk,
+    events_of,
+    run,
+    usage_chunk,
+    writer,
+)
 
-from genaiproxy.api.responses.answer import response_of
-from genaiproxy.api.responses.stream import EVENT_MAX, ResponsesEventWriter
-from genaiproxy.api.responses.tools import DeclaredTool, ToolNames
-from genaiproxy.api.stream_usage import UsageReader
-
-SDK_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
-USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
-         "prompt_tokens_details": {"cached_tokens": 3},
-         "completion_tokens_details": {"reasoning_tokens": 2}}
-ECHO = {"model": "gpt-5-codex", "instructions": "Be brief.", "stream": True,
-        "tools": [{"type": "function", "name": "exec_command", "parameters": {}},
-                  {"type": "custom", "name": "apply_patch"}],
-        "parallel_tool_calls": True}
-SUMMARY_ECHO = {**ECHO, "reasoning": {"effort": "medium", "summary": "auto"}}
-TOOLS = ToolNames({
-    "exec_command": DeclaredTool("function", "exec_command"),
-    "apply_patch": DeclaredTool("custom", "apply_patch"),
-    "multi_agent_v1__spawn_agent": DeclaredTool("function", "spawn_agent", "multi_agent_v1"),
-})
-
-
-def counting_ids() -> Callable[[str], str]:
-    """Ids that say the order they were made in (C{msg_1}, C{fc_2}...)."""
-    counter = itertools.count()
-    return lambda prefix: f"{prefix}_{next(counter)}"
-
-
-def writer(echo: dict[str, Any] = ECHO) -> ResponsesEventWriter:
-    return ResponsesEventWriter(echo, TOOLS, "resp_test", 1_700_000_000, new_id=counting_ids())
-
-
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None,
-          **extra: Any) -> bytes:
-    """One chat completion chunk as OpenAI writes it."""
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
-            "model": "upstream-model",
-            "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}], **extra}
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
-
-
-def call(index: int, arguments: str, name: str | None = None,
-         call_id: str | None = None) -> dict[str, Any]:
-    """A delta with one tool call piece (the first one names the call)."""
-    piece: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
-    if name is not None:
-        piece.update(id=call_id or f"call_{index}", type="function")
-        piece["function"]["name"] = name
-    return {"tool_calls": [piece]}
-
-
-def usage_chunk(choices: list[Any] | None = None) -> bytes:
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": choices or [],
-            "usage": USAGE}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
-
-
-DONE = b"data: [DONE]\n\n"
-ROLE = chunk({"role": "assistant", "content": ""})
-
-
-def events_of(stream: bytes) -> list[dict[str, Any]]:
-    """The events of a Responses stream, each checked: its C{event:} line
-    names its type, and the openai SDK's event types accept it."""
-    found = []
-    for block in stream.split(b"\n\n"):
-        if not block or block.startswith(b":"):
-            continue
-        name, data = block.split(b"\n")
-        assert name.startswith(b"event: ") and data.startswith(b"data: ")
-        event = json.loads(data[6:])
-        assert event["type"] == name[7:].decode()
-        SDK_EVENT.validate_python(event)
-        found.append(event)
-    return found
-
-
-def check_whole(events: list[dict[str, Any]]) -> None:
-    """The rules every stream keeps: sequence numbers 0, 1, 2...; one end
-    event, last; each item added is done once, at its own output_index."""
-    assert [event["sequence_number"] for event in events] == list(range(len(events)))
-    ends = [e["type"] for e in events if e["type"] in (
-        "response.completed", "response.incomplete", "response.failed")]
-    assert len(ends) == 1 and events[-1]["type"] == ends[0]
-    added = [e["output_index"] for e in events if e["type"] == "response.output_item.added"]
-    done = [e["output_index"] for e in events if e["type"] == "response.output_item.done"]
-    assert added == list(range(len(added)))
-    if ends[0] != "response.failed":
-        assert sorted(done) == added
-        assert [e["item"] for e in events if e["type"] == "response.output_item.done"] == [
-            events[-1]["response"]["output"][index] for index in done]
-
-
-def run(stream: bytes, echo: dict[str, Any] = ECHO, end: bool = True) -> list[dict[str, Any]]:
-    """The events a writer makes of C{stream}, fed whole."""
-    bridge = writer(echo)
-    out = bridge.feed(stream) + (bridge.finish() if end else b"")
-    events = events_of(out)
-    check_whole(events)
-    return events
-
-
-def brief(event: dict[str, Any]) -> tuple[Any, ...]:
-    """What an event says, in short: its type and what it carries."""
-    kind = event["type"].removeprefix("response.")
-    if "item" in event:
-        item = event["item"]
-        return (kind, event["output_index"], item["type"], item.get("status"))
-    for key in ("delta", "text", "arguments", "input", "refusal"):
-        if key in event:
-            return (kind, event["output_index"], event[key])
-    if "part" in event:
-        return (kind, event["output_index"], event["part"]["type"])
-    if "response" in event:
-        return (kind, event["response"]["status"])
-    return (kind,)
-
-
-def briefs(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [brief(event) for event in events]
-
-
-START = [("created", "in_progress"), ("in_progress", "in_progress")]
+from genaiproxy.api.responses.stream import EVENT_MAX
 
 
 def test_a_text_answer():
@@ -440,103 +328,3 @@ def test_an_event_past_the_bound_fails_the_response():
     out += bridge.feed(b"x" * (EVENT_MAX // 2 + 10))
     assert briefs(events_of(out))[-1] == ("failed", "failed")
     assert bridge.feed(b"\n\n") == b""
-
-
-RICH_STREAM = (
-    ROLE + chunk({"reasoning_content": "Plan: \\u00e9"}) + b": ping\r\n\r\n"
-    + chunk({"content": "Sure."}) + chunk(call(0, '{"cmd":', "exec_command"))
-    + chunk(call(1, '{"input":"a\\n\\u00e9', "apply_patch")) + chunk(call(0, '"ls"}'))
-    + chunk(call(1, '"}')) + chunk({}, "tool_calls") + usage_chunk() + DONE)
-
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    """C{data} in pieces, cut at the given offsets."""
-    points = sorted({cut % (len(data) + 1) for cut in cuts})
-    return [data[start:end] for start, end in zip([0, *points], [*points, len(data)], strict=True)]
-
-
-@given(st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=16))
-def test_the_output_does_not_depend_on_where_the_upstream_cut(cuts):
-    """However the upstream's bytes are cut, the client gets the same bytes
-    as for the stream fed whole, and every item added is done."""
-    whole = writer(SUMMARY_ECHO)
-    expected = whole.feed(RICH_STREAM) + whole.finish()
-    bridge = writer(SUMMARY_ECHO)
-    out = b"".join(bridge.feed(piece) for piece in split_at(RICH_STREAM, cuts)) + bridge.finish()
-    assert out == expected
-    check_whole(events_of(out))
-
-
-@st.composite
-def chat_streams(draw: st.DrawFn) -> list[bytes]:
-    """Chat streams as servers write them: reasoning, text and tool calls in
-    any order, calls in sequence or interleaved, any finish_reason or none."""
-    pieces = draw(st.lists(st.one_of(
-        st.builds(lambda text: chunk({"reasoning_content": text}), st.text(min_size=1)),
-        st.builds(lambda text: chunk({"content": text}), st.text(min_size=1)),
-        st.builds(lambda index, text: chunk(call(index, json.dumps(text)[1:])),
-                  st.integers(0, 2), st.text()),
-    ), max_size=12))
-    names = draw(st.permutations(["exec_command", "apply_patch", "multi_agent_v1__spawn_agent"]))
-    opened = [chunk(call(index, '{"x":"', names[index])) for index in range(3)]
-    stream = [*opened[:draw(st.integers(0, 3))], *pieces]
-    finish = draw(st.sampled_from([None, "stop", "tool_calls", "length"]))
-    if finish:
-        stream.append(chunk({}, finish))
-    if draw(st.booleans()):
-        stream.append(usage_chunk())
-    return stream + [DONE] if draw(st.booleans()) else stream
-
-
-@given(chat_streams(), st.booleans())
-def test_any_chat_stream_gives_a_whole_responses_stream(stream, summary):
-    """Whatever a chat stream holds, the Responses stream is whole: events
-    the SDK accepts, in sequence, every item closed, each item's deltas
-    adding up to its done event, and the final output the items done."""
-    events = run(b"".join(stream), SUMMARY_ECHO if summary else ECHO)
-    sums: dict[int, str] = {}
-    for event in events:
-        if event["type"].endswith(".delta"):
-            sums[event["output_index"]] = sums.get(event["output_index"], "") + event["delta"]
-        elif event["type"] in ("response.output_text.done", "response.reasoning_text.done",
-                               "response.reasoning_summary_text.done"):
-            assert event["text"] == sums.pop(event["output_index"], "")
-        elif event["type"] == "response.function_call_arguments.done":
-            assert event["arguments"] == sums.pop(event["output_index"], "")
-        elif event["type"] == "response.custom_tool_call_input.done":
-            assert event["input"] == sums.pop(event["output_index"], "")
-
-
-def test_the_streamed_answer_ends_as_the_whole_answer_would_be():
-    """The response a stream ends with is the response object the same
-    answer gets unstreamed."""
-    events = run(chunk({"reasoning_content": "Plan."}) + chunk({"content": "Sure."})
-                 + chunk(call(0, '{"cmd":"ls"}', "exec_command", "call_a"))
-                 + chunk(call(1, '{"input":"*** Begin Patch"}', "apply_patch", "call_b"))
-                 + chunk({}, "tool_calls") + usage_chunk() + DONE, SUMMARY_ECHO)
-    whole = {"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "reasoning_content": "Plan.", "content": "Sure.", "tool_calls": [
-            {"id": "call_a", "type": "function",
-             "function": {"name": "exec_command", "arguments": '{"cmd":"ls"}'}},
-            {"id": "call_b", "type": "function",
-             "function": {"name": "apply_patch", "arguments": '{"input":"*** Begin Patch"}'}}]}}],
-        "usage": USAGE}
-    assert events[-1]["response"] == response_of(whole, SUMMARY_ECHO, TOOLS, "resp_test",
-                                                 1_700_000_000, new_id=counting_ids())
-
-
-def test_crlf_line_ends_read_as_lf_ones():
-    """An upstream that ends its lines with CRLF gives the same answer."""
-    stream = chunk({"content": "a"}) + chunk(call(0, "{}", "exec_command")) + chunk({}, "stop")
-    assert run(stream.replace(b"\n", b"\r\n")) == run(stream)
-
-
-def test_the_usage_reader_counts_a_bridged_stream():
-    """The proxy's usage reader for Responses streams finds the usage of a
-    bridged stream in its response.completed event."""
-    bridge = writer()
-    out = bridge.feed(chunk({"content": "a"}) + chunk({}, "stop") + usage_chunk() + DONE)
-    reader = UsageReader(responses_api=True)
-    reader.feed(out)
-    assert reader.usage == {"input": 11, "output": 7, "cached": 3, "reasoning": 2}
-    assert bridge.usage == USAGE and bridge.status == "completed" and bridge.error is None

@@ -3,45 +3,16 @@
 L{ResponsesEventWriter} reads the upstream's chat chunks (server-sent
 events, cut anywhere) as they arrive and writes the Responses events they
 mean at once, each as C{event: <type>} and C{data: <json>} with a
-C{sequence_number} that starts at 0 and grows by one.  The sequence, as
-OpenAI's own streams have it and as Codex reads it (Codex acts on
-C{response.created}, C{output_item.added} / C{.done}, C{output_text.delta},
-the reasoning deltas, C{custom_tool_call_input.delta} and the end events;
-it refuses a C{response.completed} whose usage lacks C{total_tokens}):
-
-  ================================================  ==============================
-  event                                             when
-  ================================================  ==============================
-  C{response.created}, C{response.in_progress}       at once (L{start}, or the first
-                                                     bytes fed)
-  C{response.output_item.added}                      an item's first delta
-  reasoning, as a summary (L{reasoning_as_summary}): C{reasoning_content} / C{reasoning}
-  - C{response.reasoning_summary_part.added}         with the item
-  - C{response.reasoning_summary_text.delta}...      each reasoning delta
-  - C{response.reasoning_summary_text.done},
-    C{response.reasoning_summary_part.done}          at the item's end
-  reasoning, as its text (any other request)
-  - C{response.content_part.added} (reasoning_text)  with the item
-  - C{response.reasoning_text.delta}...              each reasoning delta
-  - C{response.reasoning_text.done},
-    C{response.content_part.done}                    at the item's end
-  message (C{content}; C{refusal} likewise, with C{response.refusal.*})
-  - C{response.content_part.added} (output_text)     with the part
-  - C{response.output_text.delta}...                 each content delta (its logprobs)
-  - C{response.output_text.done},
-    C{response.content_part.done}                    at the part's end
-  function call (C{tool_calls}, each C{index} one item)
-  - C{response.function_call_arguments.delta}...     each arguments delta
-  - C{response.function_call_arguments.done}         at the item's end
-  custom tool call (a tool the client declared C{custom})
-  - C{response.custom_tool_call_input.delta}...      the input, decoded as it comes
-  - C{response.custom_tool_call_input.done}          at the item's end
-  C{response.output_item.done}                       the item's end
-  C{response.completed} (or C{response.incomplete}   C{data: [DONE]} or L{finish}
-  for C{finish_reason} C{length} / C{content_filter})
-  C{response.failed} (never C{completed})            L{fail}, an upstream C{error}
-                                                     event, an event too large
-  ================================================  ==============================
+C{sequence_number} that starts at 0 and grows by one: C{response.created}
+and C{response.in_progress} at once (L{start}, or the first bytes fed); for
+each item C{response.output_item.added}, its part and delta events and
+C{response.output_item.done}; then C{response.completed} (or
+C{response.incomplete}, for a C{finish_reason} C{length} or
+C{content_filter}) on C{data: [DONE]} or L{finish}, or C{response.failed}
+on a failure.  The sequence in full, event by event, as OpenAI's own
+streams have it and as Codex reads it, is the table of
+docs/how-to/codex-on-chat-only-gateways.md ("The streamed events, one by
+one").
 
 Items open in order (C{output_index} as they first appear).  A reasoning or
 message item ends when the other kind, or a tool call, begins; tool calls
