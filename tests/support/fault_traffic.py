@@ -169,5 +169,3 @@ async def run_all(url: str, steps: list[Step]) -> list[str]:
 
         await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(CONCURRENCY))), 300)
     return problems
-
-
