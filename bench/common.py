@@ -2,7 +2,8 @@
 
 The request every phase sends, the promises' limits, logging to stderr,
 percentiles, and two raw-socket HTTP helpers (a blocking POST, and an
-incremental SSE parser that time-stamps each event as its last byte arrives).
+incremental SSE parser that time-stamps each event as its last byte arrives,
+for chat streams and for the Responses event streams of the Responses bridge).
 Raw sockets on purpose: no proxy variables, no hidden buffering, no package
 beyond the standard library.
 """
@@ -25,6 +26,14 @@ API_KEY = "bench-key"
 MODEL = "gpt-4.1"
 CHAT_BODY = b'{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}'
 STREAM_BODY = b'{"model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+# The Responses API request a bridged proxy (RESPONSES_API=chat) answers
+# through the upstream's chat completions.
+RESPONSES_PATH = "/v1/responses"
+RESPONSES_STREAM_BODY = b'{"model":"gpt-4.1","input":"hi","stream":true}'
+# A bridged stream's events: one text delta per content event of the
+# upstream's chat stream, and the event that ends a complete answer.
+RESPONSES_DELTA = b"event: response.output_text.delta\n"
+RESPONSES_COMPLETED = b"event: response.completed\n"
 
 # The promises checked (see README.md).
 ADDED_P50_CEILING_MS = 0.5  # genai-proxy p50 - direct p50 at 1 connection
@@ -33,6 +42,7 @@ LITELLM_FACTOR = 10.0  # genai-proxy >= 10x LiteLLM's req/s, added p50 <= 1/10 o
 OPEN_STREAMS_WANTED = 10_000  # the issue's figure
 OPEN_STREAMS_RSS_CEILING_MB = 350.0
 OPEN_STREAMS_FIRST_EVENT_S = 1.0
+BRIDGE_ADDED_P50_CEILING_MS = 0.1  # bridged per-event p50 - passed-through per-event p50
 
 
 class BenchError(Exception):
@@ -88,11 +98,11 @@ def listen_overflows() -> int | None:
 
 
 def http_post(port: int, body: bytes = CHAT_BODY, headers: dict[str, str] | None = None,
-              timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    """One POST to C{PATH} on loopback; return (status, headers lower-cased, body)."""
+              timeout: float = 5.0, path: str = PATH) -> tuple[int, dict[str, str], bytes]:
+    """One POST to C{path} on loopback; return (status, headers lower-cased, body)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request("POST", PATH, body=body,
+        conn.request("POST", path, body=body,
                      headers={"Content-Type": "application/json", **(headers or {})})
         response = conn.getresponse()
         head = {k.lower(): v for k, v in response.getheaders()}
@@ -101,12 +111,16 @@ def http_post(port: int, body: bytes = CHAT_BODY, headers: dict[str, str] | None
         conn.close()
 
 
-def stream_request(events: int, delay: float, tag: str = "") -> bytes:
+def stream_request(events: int, delay: float, tag: str = "", responses: bool = False) -> bytes:
     """The raw bytes of one streaming chat request for the Python mock upstream:
     C{events} events C{delay} seconds apart; C{tag} asks the benchmark's mock
-    launcher to time-stamp each event it writes."""
+    launcher to time-stamp each event it writes.  With C{responses}, the same
+    as a streamed Responses API request (C{POST /v1/responses}), for a proxy
+    that bridges it to the upstream's chat completions: the X-Mock-* and
+    X-Bench-Stream headers go upstream with the chat request it makes."""
+    path, body = (RESPONSES_PATH, RESPONSES_STREAM_BODY) if responses else (PATH, STREAM_BODY)
     head = (
-        f"POST {PATH} HTTP/1.1\r\n"
+        f"POST {path} HTTP/1.1\r\n"
         f"Host: {HOST}\r\n"
         "Content-Type: application/json\r\n"
         "Accept: text/event-stream\r\n"
@@ -114,19 +128,28 @@ def stream_request(events: int, delay: float, tag: str = "") -> bytes:
         f"X-Mock-Event-Delay: {delay:g}\r\n"
         + (f"X-Bench-Stream: {tag}\r\n" if tag else "")
         + "Connection: close\r\n"
-        f"Content-Length: {len(STREAM_BODY)}\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
     )
-    return head.encode("ascii") + STREAM_BODY
+    return head.encode("ascii") + body
 
 
 class SSEResponse:
     """Incremental parser of one HTTP/1.1 SSE response; stamps each event
-    with the time the bytes completing it were received."""
+    with the time the bytes completing it were received.
 
-    __slots__ = ("_buf", "_sse", "_data_left", "_crlf_left", "status", "chunked",
-                 "body_ended", "events", "saw_done")
+    C{content} holds the arrival times of the events that carry the
+    upstream's events, in order: every event of a passed-through chat stream,
+    but only the C{response.output_text.delta} events of a bridged Responses
+    stream (C{responses}), one per content event of the upstream's chat
+    stream; its other events (created, in_progress, items and parts added and
+    done, completed) have no upstream event of their own to be matched with.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "_sse", "_data_left", "_crlf_left", "responses", "status", "chunked",
+                 "body_ended", "events", "content", "saw_done", "saw_completed")
+
+    def __init__(self, responses: bool = False) -> None:
+        self.responses = responses
         self._buf = b""
         self._sse = b""
         self._data_left = 0
@@ -135,7 +158,15 @@ class SSEResponse:
         self.chunked = False
         self.body_ended = False
         self.events: list[tuple[float, bytes]] = []
+        self.content: list[float] = []
         self.saw_done = False
+        self.saw_completed = False
+
+    @property
+    def complete(self) -> bool:
+        """The answer's end arrived: C{data: [DONE]}, or for a Responses
+        stream C{response.completed}."""
+        return self.saw_completed if self.responses else self.saw_done
 
     def feed(self, data: bytes, now: float) -> None:
         """Take the bytes C{data}, received at C{now} (time.monotonic())."""
@@ -183,21 +214,30 @@ class SSEResponse:
                 break
             event, self._sse = self._sse[:end], self._sse[end + 2:]
             self.events.append((now, event))
+            if self.responses:
+                if event.startswith(RESPONSES_DELTA):
+                    self.content.append(now)
+                elif event.startswith(RESPONSES_COMPLETED):
+                    self.saw_completed = True
+            else:
+                self.content.append(now)
             if event.strip() == b"data: [DONE]":
                 self.saw_done = True
 
 
-def read_stream(port: int, request: bytes, timeout: float) -> tuple[float, SSEResponse]:
+def read_stream(port: int, request: bytes, timeout: float,
+                responses: bool = False) -> tuple[float, SSEResponse]:
     """Send C{request} and read the whole streamed answer with a blocking
-    socket; return (time the request was sent, parsed answer)."""
+    socket (a Responses event stream with C{responses}); return (time the
+    request was sent, parsed answer)."""
     deadline = time.monotonic() + timeout
     sock = socket.create_connection((HOST, port), timeout=timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        parsed = SSEResponse()
+        parsed = SSEResponse(responses)
         sent = time.monotonic()
         sock.sendall(request)
-        while not (parsed.saw_done or parsed.body_ended):
+        while not (parsed.complete or parsed.body_ended):
             left = deadline - time.monotonic()
             if left <= 0:
                 break

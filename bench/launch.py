@@ -2,7 +2,9 @@
 
 genai-proxy runs as ``twistd -n --pidfile= genaiproxy`` with the benchmark's
 upstream settings and nothing else from the caller's environment, its
-JSON-lines log written to a file as in production; the mock runs through
+JSON-lines log written to a file as in production (bridged: with
+``RESPONSES_API=chat``, answering ``POST /v1/responses`` through the
+upstream's chat completions, checked before it is measured); the mock runs through
 L{MOCK_LAUNCHER}, which time-stamps the events it writes and gives it a
 large listen backlog.  Both are started through a L{Session}.
 """
@@ -10,6 +12,7 @@ large listen backlog.  Both are started through a L{Session}.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -18,7 +21,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import API_KEY, HOST, SUBSCRIPTION_NAME, BenchError, free_port, tail
+from bench.common import (
+    API_KEY,
+    HOST,
+    RESPONSES_PATH,
+    SUBSCRIPTION_NAME,
+    BenchError,
+    free_port,
+    http_post,
+    tail,
+)
 from bench.procs import Session, Target, wait_for_answer
 
 # Variables the proxy reads: none may leak in from the caller's environment.
@@ -27,8 +39,11 @@ PROXY_ENV_KEYS = {
     "MAX_RETRIES", "RETRY_BACKOFF_SEC", "LOG_BODIES", "ALLOWED_ORIGINS", "LOG_STREAM_MAX_BYTES",
     "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
     "AUTH_TOKEN", "MAX_REQUEST_BODY_MB", "SHUTDOWN_GRACE_SEC", "GENAI_API_VERSION",
-    "GENAI_CA_BUNDLE",
+    "GENAI_CA_BUNDLE", "RESPONSES_API",
 }
+# The whole (not streamed) Responses request a bridged proxy must answer
+# with a response object before it is measured.
+RESPONSES_CHECK_BODY = b'{"model":"gpt-4.1","input":"hi"}'
 
 
 # Runs the project's own mock upstream unchanged, except that
@@ -77,6 +92,7 @@ class ProxySpec:
     kind: str  # "proxy" (the venv under test) or "baseline"
     bindir: Path
     log_bodies: bool | None  # None: the default (true)
+    bridged: bool = False  # RESPONSES_API=chat; measured with Responses requests
 
 
 def venv_bindir(venv: str | None) -> Path:
@@ -103,6 +119,31 @@ def proxy_specs(args: argparse.Namespace, with_nolog: bool = True) -> list[Proxy
     return specs
 
 
+def bridged_spec(args: argparse.Namespace) -> ProxySpec:
+    """The bridged row: the venv under test in its default configuration
+    with C{RESPONSES_API=chat}, measured with streamed Responses requests
+    that it answers through the upstream's chat completions."""
+    bindir = venv_bindir(args.venv)
+    if not (bindir / "twistd").exists():
+        raise BenchError(f"no twistd in {bindir} (is genai-proxy installed in that venv?)")
+    return ProxySpec("bridged", f"{args.label} bridged (RESPONSES_API=chat, LOG_BODIES=true)",
+                     "proxy", bindir, None, bridged=True)
+
+
+def check_bridge(label: str, port: int) -> None:
+    """Make sure the proxy on C{port} answers a Responses request with a
+    response object (the upstream, being chat-only, would answer 404 to a
+    request it forwarded to /v1/responses)."""
+    try:
+        status, _, body = http_post(port, RESPONSES_CHECK_BODY, path=RESPONSES_PATH)
+        answer = json.loads(body)
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{label}: POST {RESPONSES_PATH} failed: {e}") from None
+    if status != 200 or not isinstance(answer, dict) or answer.get("object") != "response":
+        raise BenchError(f"{label} does not bridge POST {RESPONSES_PATH} (does this genai-proxy "
+                         f"know RESPONSES_API?): status {status}, {body[:300]!r}")
+
+
 def start_genai_proxy(session: Session, spec: ProxySpec, base_url: str,
                       timeout: float = 30.0, wrapper: list[str] | None = None) -> Target:
     """Start C{twistd -n --pidfile= genaiproxy} from C{spec}'s venv, forwarding
@@ -114,6 +155,8 @@ def start_genai_proxy(session: Session, spec: ProxySpec, base_url: str,
                GENAI_BASE_URL=base_url)
     if spec.log_bodies is not None:
         env["LOG_BODIES"] = "true" if spec.log_bodies else "false"
+    if spec.bridged:
+        env["RESPONSES_API"] = "chat"
     models = session.path("models.yaml")
     if not models.exists():
         models.write_text("models:\n  - id: gpt-4.1\n  - id: gpt-5\n")
@@ -124,9 +167,12 @@ def start_genai_proxy(session: Session, spec: ProxySpec, base_url: str,
     def launch() -> subprocess.Popen[bytes]:
         proc = session.start(spec.label, argv, env, out, err, cwd=session.tmp)
         wait_for_answer(spec.label, proc, port, err, timeout)
+        if spec.bridged:
+            check_bridge(spec.label, port)
         return proc
 
-    target = Target(spec.key, spec.label, spec.kind, port, launch(), launch, log_file=out)
+    target = Target(spec.key, spec.label, spec.kind, port, launch(), launch, log_file=out,
+                    bridged=spec.bridged)
     session.targets[spec.key] = target
     return target
 
@@ -140,9 +186,13 @@ class Mock:
 
 
 def start_mock(session: Session, python: Path, key: str = "direct",
-               label: str = "direct to mock", gc_off: bool = False) -> Mock:
+               label: str = "direct to mock", gc_off: bool = False,
+               chat_only: bool = False) -> Mock:
     """Start the project's mock upstream (from C{python}'s venv) through
-    L{MOCK_LAUNCHER}, on a free port; C{gc_off} turns its cyclic GC off."""
+    L{MOCK_LAUNCHER}, on a free port; C{gc_off} turns its cyclic GC off;
+    C{chat_only} makes it a gateway without the Responses API (404 on
+    /v1/responses; its chat completions are unchanged), the upstream of the
+    Responses bridge."""
     env = dict(os.environ, BENCH_MOCK_GC="off" if gc_off else "on")
     out, err = session.path("mock.out"), session.path("mock.err")
     stamps = session.path("mock-stamps.txt")
@@ -151,7 +201,8 @@ def start_mock(session: Session, python: Path, key: str = "direct",
 
     def launch() -> subprocess.Popen[bytes]:
         argv = [str(python), "-c", MOCK_LAUNCHER, str(stamps), "--port",
-                str(ports[0] if ports else 0), "--interface", HOST]
+                str(ports[0] if ports else 0), "--interface", HOST] + (
+                    ["--chat-only"] if chat_only else [])
         before = len(tail(out, 10**6))
         proc = session.start("mock upstream", argv, env, out, err, cwd=session.tmp)
         deadline = time.monotonic() + 20

@@ -31,6 +31,14 @@ counted against the proxy.  A first column holds the same streams directly
 against the mock (``--no-streams-direct`` skips it): the floor of the client
 and the mock.
 
+``--streams-bridged`` adds a column: the same N streams as streamed Responses
+requests (``POST /v1/responses``) through a fresh proxy under test with
+``RESPONSES_API=chat``, which answers them through the mock's chat
+completions (the mock is then chat-only); each must end with
+``response.completed`` instead of ``data: [DONE]``, and its wait for the
+first event counts to the first ``response.output_text.delta``.  Its RSS sits
+beside the passed-through streams' of the same run.
+
 Run alone: ``python bench/phase_open_streams.py --streams 500``.
 """
 
@@ -64,7 +72,7 @@ from bench.common import (
     percentile,
     stream_request,
 )
-from bench.launch import proxy_specs, start_genai_proxy, start_mock, venv_bindir
+from bench.launch import bridged_spec, proxy_specs, start_genai_proxy, start_mock, venv_bindir
 from bench.phase import phase_main
 from bench.procs import (
     Session,
@@ -101,6 +109,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--streams-baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="also hold the streams through the baseline when --baseline-venv is "
                    "given (default: yes)")
+    g.add_argument("--streams-bridged", action=argparse.BooleanOptionalAction, default=False,
+                   help="also hold them as bridged Responses streams: POST /v1/responses "
+                   "through the proxy under test with RESPONSES_API=chat, after the "
+                   "passed-through chat streams (default: no)")
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -122,9 +134,10 @@ class _Conn:
     __slots__ = ("sock", "parsed", "pending", "open", "error", "opened", "connected", "sent",
                  "first", "done")
 
-    def __init__(self, sock: socket.socket, request: bytes, opened: float) -> None:
+    def __init__(self, sock: socket.socket, request: bytes, opened: float,
+                 responses: bool) -> None:
         self.sock = sock
-        self.parsed = SSEResponse()
+        self.parsed = SSEResponse(responses)
         self.pending = request
         self.open = True
         self.error = ""
@@ -159,7 +172,9 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
     pid = target.proc.pid
     log(f"holding {n} streams ({events} events {delay:g} s apart, opened at "
         f"{ramp_rate:g}/s) through {target.label}")
-    request = stream_request(events, delay)
+    bridged = target.bridged
+    request = stream_request(events, delay, responses=bridged)
+    end = "response.completed" if bridged else "[DONE]"
     time.sleep(0.5)
     rss_before = rss_kib(pid)
     mock_before = _mock_stats(mock_port)
@@ -194,7 +209,7 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
             for _ in range(min(due - len(conns), 500)):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setblocking(False)
-                conn = _Conn(sock, request, time.monotonic())
+                conn = _Conn(sock, request, time.monotonic(), bridged)
                 code = sock.connect_ex((HOST, target.port))
                 if code not in (0, errno.EINPROGRESS):
                     conn.open, conn.error = False, os.strerror(code)
@@ -235,14 +250,14 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
                         close(conn, str(e))
                         continue
                     if not data:
-                        close(conn, "" if conn.parsed.saw_done else "closed before [DONE]")
+                        close(conn, "" if conn.parsed.complete else f"closed before {end}")
                         continue
                     arrived = time.monotonic()
                     conn.parsed.feed(data, arrived)
-                    if conn.first is None and conn.parsed.events:
+                    if conn.first is None and conn.parsed.content:  # bridged: a text delta
                         conn.first = arrived
                         first_count += 1
-                    if conn.parsed.saw_done or conn.parsed.body_ended:
+                    if conn.parsed.complete or conn.parsed.body_ended:
                         conn.done = arrived
                         close(conn)
                         if first_done_at is None:
@@ -283,8 +298,8 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
     for c in conns:
         if c.error:
             errors[c.error] = errors.get(c.error, 0) + 1
-    complete = sum(1 for c in conns if c.parsed.status == 200 and c.parsed.saw_done
-                   and len(c.parsed.events) >= events)
+    complete = sum(1 for c in conns if c.parsed.status == 200 and c.parsed.complete
+                   and len(c.parsed.content) >= events)
     with_events = sum(1 for c in conns if c.parsed.events)
     holding = [rss for t, rss in samples if all_first_at is not None
                and t >= all_first_at - start
@@ -296,7 +311,7 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
         session.problem(f"open streams through {target.label}: only {complete} of {n} "
                         f"completed ({', '.join(f'{v} x {k}' for k, v in errors.items())})")
     return {
-        "key": key, "kind": target.kind,
+        "key": key, "kind": target.kind, "bridged": bridged,
         "label": (f"{target.label} (no proxy: RSS and CPU are the mock's)"
                   if target.kind == "direct" else target.label),
         "n": n, "events": events, "delay": delay,
@@ -340,8 +355,11 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     events = hold_events(plan["n"], args.hold_events, args.hold_delay, args.ramp_rate)
     specs = [s for s in proxy_specs(args, with_nolog=False)
              if s.kind == "proxy" or args.streams_baseline]
+    if args.streams_bridged:
+        specs.append(bridged_spec(args))
     try:
-        mock = start_mock(session, venv_bindir(args.venv) / "python", gc_off=args.mock_gc_off)
+        mock = start_mock(session, venv_bindir(args.venv) / "python", gc_off=args.mock_gc_off,
+                          chat_only=args.streams_bridged)
         result["mock_nofile"] = process_nofile(mock.target.proc.pid)
         if args.streams_direct:
             result["runs"].append(session.repeat_if_disturbed(

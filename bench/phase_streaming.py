@@ -6,8 +6,17 @@ benchmark's launcher makes it time-stamp each SSE event it writes
 (CLOCK_MONOTONIC, system-wide on Linux), and a raw-socket client stamps each
 event's arrival with the same clock.  Paths: direct to the mock, genai-proxy
 under test (default and LOG_BODIES=false), the baseline's two when
-``--baseline-venv`` is given, and nginx (1 worker) as a proxy.  Streams are
-read one at a time, the path rotating from one stream to the next.
+``--baseline-venv`` is given, nginx (1 worker) as a proxy, and the proxy under
+test bridged: with ``RESPONSES_API=chat``, sent a streamed Responses request
+(``POST /v1/responses``) that it answers through the mock's chat completions,
+rewriting the chat stream into Responses events (``--no-stream-bridged``
+leaves it out; the mock is then chat-only, as the bridge's gateways are).
+Streams are read one at a time, the path rotating from one stream to the next.
+
+A bridged stream's delay is measured per upstream content event: the k-th
+``response.output_text.delta`` the client gets is matched with the k-th
+content event the mock wrote; the events the bridge adds (created,
+in_progress, item and part added and done, completed) are not matched.
 
 Run alone: ``python bench/phase_streaming.py --stream-runs 5``.
 """
@@ -25,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import SSEResponse, log, read_stream, stream_request
-from bench.launch import proxy_specs, start_genai_proxy, start_mock, venv_bindir
+from bench.launch import bridged_spec, proxy_specs, start_genai_proxy, start_mock, venv_bindir
 from bench.nginx import start_nginx_proxy
 from bench.phase import phase_main
 from bench.procs import Session, find_tool
@@ -40,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stream-events", type=int, default=20, help="events per timed stream" + d)
     g.add_argument("--stream-delay", type=float, default=0.02,
                    help="seconds between events of a timed stream" + d)
+    g.add_argument("--stream-bridged", action=argparse.BooleanOptionalAction, default=True,
+                   help="also read streamed Responses requests through the proxy under test "
+                   "with RESPONSES_API=chat (the Responses bridge), beside the passed-through "
+                   "chat streams (default: yes)")
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -68,25 +81,27 @@ def measure(session: Session, keys: list[str], stamp_file: Path, runs_per_path: 
         for key in keys[k % len(keys):] + keys[:k % len(keys)]:
             tag = f"{key}-{k}-{uuid.uuid4().hex[:8]}"
             target = session.targets[key]
+            request = stream_request(events, delay, tag, responses=target.bridged)
             try:
-                sent, parsed = read_stream(target.port, stream_request(events, delay, tag),
-                                           timeout)
+                sent, parsed = read_stream(target.port, request, timeout, target.bridged)
             except OSError as e:  # refused, reset: counted as a broken stream below
                 log(f"stream through {target.label} failed: {e}")
-                sent, parsed = time.monotonic(), SSEResponse()
+                sent, parsed = time.monotonic(), SSEResponse(target.bridged)
             runs[key].append((tag, sent, parsed))
     time.sleep(0.2)  # let the mock's line-buffered stamp writes land
     stamps = _read_stamps(stamp_file)
     out: dict[str, dict[str, Any]] = {}
     for key in keys:
         per_event: list[float] = []  # mock wrote it -> client has it, ms
-        first: list[float] = []  # request sent -> first event at the client, ms
-        gaps: list[float] = []  # arrival gap between consecutive events, ms
+        first: list[float] = []  # request sent -> first content event at the client, ms
+        gaps: list[float] = []  # arrival gap between consecutive content events, ms
         bad = 0
         for tag, sent, parsed in runs[key]:
-            arrivals = [t for t, _ in parsed.events][:events]
+            # The k-th event carrying upstream content (bridged: the k-th text
+            # delta) against the k-th content event the mock wrote.
+            arrivals = parsed.content[:events]
             written = stamps.get(tag, [])[:events]
-            if parsed.status != 200 or not parsed.saw_done or len(arrivals) < events:
+            if parsed.status != 200 or not parsed.complete or len(arrivals) < events:
                 bad += 1
                 continue
             first.append((arrivals[0] - sent) * 1000)
@@ -97,6 +112,7 @@ def measure(session: Session, keys: list[str], stamp_file: Path, runs_per_path: 
             session.problem(f"streaming through {session.targets[key].label}: {bad} of "
                             f"{len(runs[key])} streams incomplete or not 200")
         out[key] = {"label": session.targets[key].label, "kind": session.targets[key].kind,
+                    "bridged": session.targets[key].bridged,
                     "streams": len(runs[key]) - bad, "per_event": per_event, "first": first,
                     "gaps": gaps}
     if not out.get("direct", {}).get("per_event"):
@@ -108,10 +124,12 @@ def measure(session: Session, keys: list[str], stamp_file: Path, runs_per_path: 
 def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     """Start the mock, the proxies and nginx, measure, stop them."""
     nginx = find_tool("nginx", args.nginx, "/usr/sbin/nginx")
+    specs = proxy_specs(args) + ([bridged_spec(args)] if args.stream_bridged else [])
     try:
-        mock = start_mock(session, venv_bindir(args.venv) / "python")
+        mock = start_mock(session, venv_bindir(args.venv) / "python",
+                          chat_only=args.stream_bridged)
         log(f"mock upstream on port {mock.target.port}")
-        for spec in proxy_specs(args):
+        for spec in specs:
             start_genai_proxy(session, spec, f"http://127.0.0.1:{mock.target.port}")
         start_nginx_proxy(session, nginx, "nginx1", "nginx (1 worker)", "1", mock.target.port)
         keys = list(session.targets)

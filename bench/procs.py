@@ -111,6 +111,10 @@ class Target:
     restart: Callable[[], subprocess.Popen[bytes]]  # start it again on the same port
     log_file: Path | None = None  # genai-proxy's JSON-lines log
     restarts: int = 0
+    # genai-proxy with RESPONSES_API=chat: sent streamed Responses requests
+    # (POST /v1/responses), which it answers through the upstream's chat
+    # completions, instead of chat requests.
+    bridged: bool = False
 
     @property
     def url(self) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.common import (
     ADDED_P50_CEILING_MS,
+    BRIDGE_ADDED_P50_CEILING_MS,
     CHAT_BODY,
     LITELLM_FACTOR,
     OPEN_STREAMS_FIRST_EVENT_S,
@@ -82,6 +83,13 @@ def promises(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
                             f"<= 1/{LITELLM_FACTOR:.0f} "
                             f"({lite_added / LITELLM_FACTOR / 1000:.3f} ms)",
                             added <= lite_added / LITELLM_FACTOR))
+    st = results.get("streaming")
+    if st:
+        for over, passed, bridged in _bridge_pairs(st["paths"]):
+            out.append((f"{bridged['label']}: per-event p50 over the passed-through stream "
+                        f"({passed['label']})",
+                        f"{over:+.3f} ms", f"<= {BRIDGE_ADDED_P50_CEILING_MS} ms",
+                        over <= BRIDGE_ADDED_P50_CEILING_MS))
     hold = results.get("open_streams")
     if hold and hold["runs"]:
         n, wanted = hold["plan"]["n"], hold["plan"]["requested"]
@@ -90,7 +98,8 @@ def promises(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             if h.get("kind") == "direct":
                 continue
             label = h["label"]
-            out.append((f"{label}: {n:,} open streams{scaled} completed with [DONE]",
+            end = "response.completed" if h.get("bridged") else "[DONE]"
+            out.append((f"{label}: {n:,} open streams{scaled} completed with {end}",
                         f"{h['complete']:,} of {n:,}", "all", h["complete"] == n))
             worst = h["first_wait_max_s"]
             out.append((f"{label}: {n:,} open streams: longest wait for a first event",
@@ -192,6 +201,18 @@ def _requests_section(req: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
+def _bridge_pairs(paths: dict[str, Any]) -> list[tuple[float, dict[str, Any], dict[str, Any]]]:
+    """(bridged per-event p50 - passed-through per-event p50 in ms, the
+    passed-through path, the bridged path) for each bridged path with
+    figures: the passed-through path is the same proxy's default
+    configuration (key C{proxy})."""
+    passed = paths.get("proxy")
+    if not passed or not passed["per_event"]:
+        return []
+    return [(median(s["per_event"]) - median(passed["per_event"]), passed, s)
+            for s in paths.values() if s.get("bridged") and s["per_event"]]
+
+
 def _streaming_section(st: dict[str, Any]) -> list[str]:
     paths = st["paths"]
     shape = f"{st['events']} events {st['delay'] * 1000:g} ms apart"
@@ -216,6 +237,31 @@ def _streaming_section(st: dict[str, Any]) -> list[str]:
             "is what a hop adds to every event. First event: request sent -> first event. Max "
             f"gap: longest pause between consecutive events at the client (the mock sends one "
             f"every {st['delay'] * 1000:g} ms; much longer would mean events held back).", ""]
+    pairs = _bridge_pairs(paths)
+    if any(s.get("bridged") for s in paths.values()):
+        out += ["Bridged: `POST /v1/responses` `{\"model\":\"gpt-4.1\",\"input\":\"hi\","
+                "\"stream\":true}` to the proxy under test with `RESPONSES_API=chat`, which "
+                "sends the mock a streamed chat request and rewrites its stream into Responses "
+                "events (the mock is chat-only: 404 on /v1/responses). Its delay is counted "
+                "per upstream content event: the k-th `response.output_text.delta` at the "
+                "client against the k-th content event the mock wrote (first event and gaps "
+                "likewise count text deltas); the events the bridge adds (created, in_progress, "
+                "item and part added and done, completed) are not matched. Each stream must "
+                "end with `response.completed`.", ""]
+    if pairs:
+        out += ["### Responses bridge: per event, bridged next to passed through", "",
+                "| path | per-event p50 (ms) | p99 (ms) | added p50 vs direct (ms) "
+                "| added p99 vs direct (ms) |", "| --- | ---: | ---: | ---: | ---: |"]
+        for over, passed, bridged in pairs:
+            for s in (passed, bridged):
+                p50, p99 = median(s["per_event"]), percentile(s["per_event"], 99)
+                out.append(f"| {s['label']} | {p50:.3f} | {p99:.3f} | {p50 - d50:+.3f} "
+                           f"| {p99 - d99:+.3f} |")
+            p99_over = percentile(bridged["per_event"], 99) - percentile(passed["per_event"], 99)
+            out.append(f"| bridged minus passed through | {over:+.3f} | {p99_over:+.3f} | | |")
+        out += ["", f"The promise: a bridged stream adds at most {BRIDGE_ADDED_P50_CEILING_MS} ms "
+                "per event at p50 over a passed-through stream (the same proxy, default "
+                "configuration, same run).", ""]
     return out
 
 
@@ -246,7 +292,7 @@ def _open_streams_section(hs: dict[str, Any]) -> list[str]:
         out.append(f"| {name} | " + " | ".join(fmt(h) for h in runs) + " |")
 
     sec = lambda v: "never" if v is None else f"{v:.2f} s"  # noqa: E731
-    row("streams that got events / completed with [DONE]",
+    row("streams that got events / completed (with [DONE]; bridged: response.completed)",
         lambda h: f"{h['with_events']:,} / {h['complete']:,} of {h['n']:,}")
     if any(h["errors"] for h in runs):
         row("errors", lambda h: ", ".join(f"{v} x {k}" for k, v in h["errors"].items()) or "")
