@@ -3,7 +3,7 @@
 The request every phase sends, the promises' limits, logging to stderr,
 percentiles, and two raw-socket HTTP helpers (a blocking POST, and an
 incremental SSE parser that time-stamps each event as its last byte arrives,
-for chat streams and for the Responses event streams of the Responses bridge).
+for chat streams and for the event streams of the Responses and Messages bridges).
 Raw sockets on purpose: no proxy variables, no hidden buffering, no package
 beyond the standard library.
 """
@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -26,14 +27,43 @@ API_KEY = "bench-key"
 MODEL = "gpt-4.1"
 CHAT_BODY = b'{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}'
 STREAM_BODY = b'{"model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"hi"}]}'
-# The Responses API request a bridged proxy (RESPONSES_API=chat) answers
-# through the upstream's chat completions.
+# The translated APIs a proxy answers through the upstream's chat
+# completions, sent streamed requests instead of chat ones: the Responses
+# API (RESPONSES_API=chat, "bridged") and the Anthropic Messages API
+# (MESSAGES_API=chat, "messages").  Per API: path, streamed body, extra
+# headers, how the event carrying one upstream content event starts (and a
+# piece it must hold), how the event ending a complete answer starts, and
+# that event's name for the report.
 RESPONSES_PATH = "/v1/responses"
 RESPONSES_STREAM_BODY = b'{"model":"gpt-4.1","input":"hi","stream":true}'
-# A bridged stream's events: one text delta per content event of the
-# upstream's chat stream, and the event that ends a complete answer.
-RESPONSES_DELTA = b"event: response.output_text.delta\n"
-RESPONSES_COMPLETED = b"event: response.completed\n"
+MESSAGES_PATH = "/v1/messages"
+MESSAGES_STREAM_BODY = (b'{"model":"gpt-4.1","max_tokens":1000,"stream":true,'
+                        b'"messages":[{"role":"user","content":"hi"}]}')
+MESSAGES_HEADERS = {"x-api-key": "bench", "anthropic-version": "2023-06-01"}
+
+
+@dataclass(frozen=True)
+class StreamAPI:
+    """How a client asks for a stream in one API and reads its events."""
+
+    name: str  # "chat", "responses", "messages"
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    delta: bytes  # start of an event carrying one upstream content event (b"": every event)
+    delta_has: bytes  # ... which must also contain this
+    end: bytes  # start of the event that ends a complete answer
+    end_name: str
+
+
+API_CHAT = StreamAPI("chat", PATH, STREAM_BODY, {}, b"", b"", b"data: [DONE]", "[DONE]")
+API_RESPONSES = StreamAPI("responses", RESPONSES_PATH, RESPONSES_STREAM_BODY, {},
+                          b"event: response.output_text.delta\n", b"",
+                          b"event: response.completed\n", "response.completed")
+API_MESSAGES = StreamAPI("messages", MESSAGES_PATH, MESSAGES_STREAM_BODY, MESSAGES_HEADERS,
+                         b"event: content_block_delta\n", b'"text_delta"',
+                         b"event: message_stop\n", "message_stop")
+STREAM_APIS = {a.name: a for a in (API_CHAT, API_RESPONSES, API_MESSAGES)}
 
 # The promises checked (see README.md).
 ADDED_P50_CEILING_MS = 0.5  # genai-proxy p50 - direct p50 at 1 connection
@@ -111,26 +141,28 @@ def http_post(port: int, body: bytes = CHAT_BODY, headers: dict[str, str] | None
         conn.close()
 
 
-def stream_request(events: int, delay: float, tag: str = "", responses: bool = False) -> bytes:
+def stream_request(events: int, delay: float, tag: str = "",
+                   api: StreamAPI = API_CHAT) -> bytes:
     """The raw bytes of one streaming chat request for the Python mock upstream:
     C{events} events C{delay} seconds apart; C{tag} asks the benchmark's mock
-    launcher to time-stamp each event it writes.  With C{responses}, the same
-    as a streamed Responses API request (C{POST /v1/responses}), for a proxy
-    that bridges it to the upstream's chat completions: the X-Mock-* and
-    X-Bench-Stream headers go upstream with the chat request it makes."""
-    path, body = (RESPONSES_PATH, RESPONSES_STREAM_BODY) if responses else (PATH, STREAM_BODY)
+    launcher to time-stamp each event it writes.  With another C{api}, the
+    same as a streamed request of that API (C{POST /v1/responses} or
+    C{/v1/messages}), for a proxy that bridges it to the upstream's chat
+    completions: the X-Mock-* and X-Bench-Stream headers go upstream with the
+    chat request it makes."""
     head = (
-        f"POST {path} HTTP/1.1\r\n"
+        f"POST {api.path} HTTP/1.1\r\n"
         f"Host: {HOST}\r\n"
         "Content-Type: application/json\r\n"
         "Accept: text/event-stream\r\n"
         f"X-Mock-Events: {events}\r\n"
         f"X-Mock-Event-Delay: {delay:g}\r\n"
         + (f"X-Bench-Stream: {tag}\r\n" if tag else "")
+        + "".join(f"{k}: {v}\r\n" for k, v in api.headers.items())
         + "Connection: close\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Content-Length: {len(api.body)}\r\n\r\n"
     )
-    return head.encode("ascii") + body
+    return head.encode("ascii") + api.body
 
 
 class SSEResponse:
@@ -140,16 +172,19 @@ class SSEResponse:
     C{content} holds the arrival times of the events that carry the
     upstream's events, in order: every event of a passed-through chat stream,
     but only the C{response.output_text.delta} events of a bridged Responses
-    stream (C{responses}), one per content event of the upstream's chat
-    stream; its other events (created, in_progress, items and parts added and
-    done, completed) have no upstream event of their own to be matched with.
+    stream, or the C{content_block_delta} events with a C{text_delta} of a
+    bridged Messages stream (C{api}), one per content event of the upstream's
+    chat stream; their other events (created, in_progress, items and parts
+    added and done, completed; message_start, ping, content blocks started
+    and stopped, message_delta, message_stop) have no upstream event of their
+    own to be matched with.
     """
 
-    __slots__ = ("_buf", "_sse", "_data_left", "_crlf_left", "responses", "status", "chunked",
+    __slots__ = ("_buf", "_sse", "_data_left", "_crlf_left", "api", "status", "chunked",
                  "body_ended", "events", "content", "saw_done", "saw_completed")
 
-    def __init__(self, responses: bool = False) -> None:
-        self.responses = responses
+    def __init__(self, api: StreamAPI = API_CHAT) -> None:
+        self.api = api
         self._buf = b""
         self._sse = b""
         self._data_left = 0
@@ -165,8 +200,8 @@ class SSEResponse:
     @property
     def complete(self) -> bool:
         """The answer's end arrived: C{data: [DONE]}, or for a Responses
-        stream C{response.completed}."""
-        return self.saw_completed if self.responses else self.saw_done
+        stream C{response.completed}, for a Messages stream C{message_stop}."""
+        return self.saw_completed if self.api is not API_CHAT else self.saw_done
 
     def feed(self, data: bytes, now: float) -> None:
         """Take the bytes C{data}, received at C{now} (time.monotonic())."""
@@ -214,10 +249,11 @@ class SSEResponse:
                 break
             event, self._sse = self._sse[:end], self._sse[end + 2:]
             self.events.append((now, event))
-            if self.responses:
-                if event.startswith(RESPONSES_DELTA):
+            api = self.api
+            if api is not API_CHAT:
+                if event.startswith(api.delta) and api.delta_has in event:
                     self.content.append(now)
-                elif event.startswith(RESPONSES_COMPLETED):
+                elif event.startswith(api.end):
                     self.saw_completed = True
             else:
                 self.content.append(now)
@@ -226,15 +262,15 @@ class SSEResponse:
 
 
 def read_stream(port: int, request: bytes, timeout: float,
-                responses: bool = False) -> tuple[float, SSEResponse]:
+                api: StreamAPI = API_CHAT) -> tuple[float, SSEResponse]:
     """Send C{request} and read the whole streamed answer with a blocking
-    socket (a Responses event stream with C{responses}); return (time the
-    request was sent, parsed answer)."""
+    socket (an event stream of C{api}); return (time the request was sent,
+    parsed answer)."""
     deadline = time.monotonic() + timeout
     sock = socket.create_connection((HOST, port), timeout=timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        parsed = SSEResponse(responses)
+        parsed = SSEResponse(api)
         sent = time.monotonic()
         sock.sendall(request)
         while not (parsed.complete or parsed.body_ended):

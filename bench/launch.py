@@ -3,8 +3,9 @@
 genai-proxy runs as ``twistd -n --pidfile= genaiproxy`` with the benchmark's
 upstream settings and nothing else from the caller's environment, its
 JSON-lines log written to a file as in production (bridged: with
-``RESPONSES_API=chat``, answering ``POST /v1/responses`` through the
-upstream's chat completions, checked before it is measured); the mock runs through
+``RESPONSES_API=chat`` or ``MESSAGES_API=chat``, answering ``POST
+/v1/responses`` or ``/v1/messages`` through the upstream's chat completions,
+checked before it is measured); the mock runs through
 L{MOCK_LAUNCHER}, which time-stamps the events it writes and gives it a
 large listen backlog.  Both are started through a L{Session}.
 """
@@ -22,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import (
+    API_CHAT,
     API_KEY,
+    API_RESPONSES,
     HOST,
-    RESPONSES_PATH,
     SUBSCRIPTION_NAME,
     BenchError,
+    StreamAPI,
     free_port,
     http_post,
     tail,
@@ -39,11 +42,19 @@ PROXY_ENV_KEYS = {
     "MAX_RETRIES", "RETRY_BACKOFF_SEC", "LOG_BODIES", "ALLOWED_ORIGINS", "LOG_STREAM_MAX_BYTES",
     "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
     "AUTH_TOKEN", "MAX_REQUEST_BODY_MB", "SHUTDOWN_GRACE_SEC", "GENAI_API_VERSION",
-    "GENAI_CA_BUNDLE", "RESPONSES_API",
+    "GENAI_CA_BUNDLE", "RESPONSES_API", "MESSAGES_API",
 }
-# The whole (not streamed) Responses request a bridged proxy must answer
-# with a response object before it is measured.
-RESPONSES_CHECK_BODY = b'{"model":"gpt-4.1","input":"hi"}'
+# Per translated API: the setting that makes the proxy answer it through the
+# upstream's chat completions, the row's key and label, and the whole (not
+# streamed) request it must answer with an object of the "object" (or
+# "type") given before it is measured.
+BRIDGES = {
+    "responses": ("RESPONSES_API", "bridged", "bridged",
+                  b'{"model":"gpt-4.1","input":"hi"}', ("object", "response")),
+    "messages": ("MESSAGES_API", "messages", "Messages bridge",
+                 b'{"model":"gpt-4.1","max_tokens":1000,'
+                 b'"messages":[{"role":"user","content":"hi"}]}', ("type", "message")),
+}
 
 
 # Runs the project's own mock upstream unchanged, except that
@@ -92,7 +103,9 @@ class ProxySpec:
     kind: str  # "proxy" (the venv under test) or "baseline"
     bindir: Path
     log_bodies: bool | None  # None: the default (true)
-    bridged: bool = False  # RESPONSES_API=chat; measured with Responses requests
+    # RESPONSES_API=chat (MESSAGES_API=chat), measured with streamed Responses
+    # (Messages) requests; API_CHAT: chat requests, passed through
+    api: StreamAPI = API_CHAT
 
 
 def venv_bindir(venv: str | None) -> Path:
@@ -119,29 +132,33 @@ def proxy_specs(args: argparse.Namespace, with_nolog: bool = True) -> list[Proxy
     return specs
 
 
-def bridged_spec(args: argparse.Namespace) -> ProxySpec:
-    """The bridged row: the venv under test in its default configuration
-    with C{RESPONSES_API=chat}, measured with streamed Responses requests
-    that it answers through the upstream's chat completions."""
+def bridged_spec(args: argparse.Namespace, api: StreamAPI = API_RESPONSES) -> ProxySpec:
+    """A bridged row: the venv under test in its default configuration with
+    C{RESPONSES_API=chat} (C{api} Responses, key C{bridged}) or
+    C{MESSAGES_API=chat} (C{api} Messages, key C{messages}), measured with
+    streamed requests of that API, which it answers through the upstream's
+    chat completions."""
     bindir = venv_bindir(args.venv)
     if not (bindir / "twistd").exists():
         raise BenchError(f"no twistd in {bindir} (is genai-proxy installed in that venv?)")
-    return ProxySpec("bridged", f"{args.label} bridged (RESPONSES_API=chat, LOG_BODIES=true)",
-                     "proxy", bindir, None, bridged=True)
+    setting, key, name, _, _ = BRIDGES[api.name]
+    return ProxySpec(key, f"{args.label} {name} ({setting}=chat, LOG_BODIES=true)",
+                     "proxy", bindir, None, api=api)
 
 
-def check_bridge(label: str, port: int) -> None:
-    """Make sure the proxy on C{port} answers a Responses request with a
-    response object (the upstream, being chat-only, would answer 404 to a
-    request it forwarded to /v1/responses)."""
+def check_bridge(label: str, port: int, api: StreamAPI) -> None:
+    """Make sure the proxy on C{port} answers a whole request of C{api} with
+    that API's object (the upstream, being chat-only, would answer 404 to a
+    Responses request it forwarded to /v1/responses)."""
+    setting, _, _, check_body, (field_name, wanted) = BRIDGES[api.name]
     try:
-        status, _, body = http_post(port, RESPONSES_CHECK_BODY, path=RESPONSES_PATH)
+        status, _, body = http_post(port, check_body, headers=api.headers, path=api.path)
         answer = json.loads(body)
     except (OSError, ValueError) as e:
-        raise BenchError(f"{label}: POST {RESPONSES_PATH} failed: {e}") from None
-    if status != 200 or not isinstance(answer, dict) or answer.get("object") != "response":
-        raise BenchError(f"{label} does not bridge POST {RESPONSES_PATH} (does this genai-proxy "
-                         f"know RESPONSES_API?): status {status}, {body[:300]!r}")
+        raise BenchError(f"{label}: POST {api.path} failed: {e}") from None
+    if status != 200 or not isinstance(answer, dict) or answer.get(field_name) != wanted:
+        raise BenchError(f"{label} does not bridge POST {api.path} (does this genai-proxy "
+                         f"know {setting}?): status {status}, {body[:300]!r}")
 
 
 def start_genai_proxy(session: Session, spec: ProxySpec, base_url: str,
@@ -155,8 +172,8 @@ def start_genai_proxy(session: Session, spec: ProxySpec, base_url: str,
                GENAI_BASE_URL=base_url)
     if spec.log_bodies is not None:
         env["LOG_BODIES"] = "true" if spec.log_bodies else "false"
-    if spec.bridged:
-        env["RESPONSES_API"] = "chat"
+    if spec.api is not API_CHAT:
+        env[BRIDGES[spec.api.name][0]] = "chat"
     models = session.path("models.yaml")
     if not models.exists():
         models.write_text("models:\n  - id: gpt-4.1\n  - id: gpt-5\n")
@@ -167,12 +184,12 @@ def start_genai_proxy(session: Session, spec: ProxySpec, base_url: str,
     def launch() -> subprocess.Popen[bytes]:
         proc = session.start(spec.label, argv, env, out, err, cwd=session.tmp)
         wait_for_answer(spec.label, proc, port, err, timeout)
-        if spec.bridged:
-            check_bridge(spec.label, port)
+        if spec.api is not API_CHAT:
+            check_bridge(spec.label, port, spec.api)
         return proc
 
     target = Target(spec.key, spec.label, spec.kind, port, launch(), launch, log_file=out,
-                    bridged=spec.bridged)
+                    api=spec.api)
     session.targets[spec.key] = target
     return target
 
@@ -192,7 +209,7 @@ def start_mock(session: Session, python: Path, key: str = "direct",
     L{MOCK_LAUNCHER}, on a free port; C{gc_off} turns its cyclic GC off;
     C{chat_only} makes it a gateway without the Responses API (404 on
     /v1/responses; its chat completions are unchanged), the upstream of the
-    Responses bridge."""
+    Responses and Messages bridges."""
     env = dict(os.environ, BENCH_MOCK_GC="off" if gc_off else "on")
     out, err = session.path("mock.out"), session.path("mock.err")
     stamps = session.path("mock-stamps.txt")

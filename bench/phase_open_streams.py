@@ -37,7 +37,11 @@ requests (``POST /v1/responses``) through a fresh proxy under test with
 completions (the mock is then chat-only); each must end with
 ``response.completed`` instead of ``data: [DONE]``, and its wait for the
 first event counts to the first ``response.output_text.delta``.  Its RSS sits
-beside the passed-through streams' of the same run.
+beside the passed-through streams' of the same run.  ``--streams-messages``
+does the same with streamed Anthropic Messages requests (``POST
+/v1/messages``) through a fresh proxy under test with ``MESSAGES_API=chat``:
+each must end with ``message_stop``, and the first event counted is the first
+``content_block_delta`` with a ``text_delta``.
 
 Run alone: ``python bench/phase_open_streams.py --streams 500``.
 """
@@ -63,9 +67,11 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    API_MESSAGES,
     HOST,
     OPEN_STREAMS_WANTED,
     SSEResponse,
+    StreamAPI,
     listen_overflows,
     log,
     median,
@@ -113,6 +119,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also hold them as bridged Responses streams: POST /v1/responses "
                    "through the proxy under test with RESPONSES_API=chat, after the "
                    "passed-through chat streams (default: no)")
+    g.add_argument("--streams-messages", action=argparse.BooleanOptionalAction, default=False,
+                   help="also hold them as bridged Anthropic Messages streams: POST "
+                   "/v1/messages through the proxy under test with MESSAGES_API=chat, after "
+                   "the passed-through chat streams (and the Responses ones) (default: no)")
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -135,9 +145,9 @@ class _Conn:
                  "first", "done")
 
     def __init__(self, sock: socket.socket, request: bytes, opened: float,
-                 responses: bool) -> None:
+                 api: StreamAPI) -> None:
         self.sock = sock
-        self.parsed = SSEResponse(responses)
+        self.parsed = SSEResponse(api)
         self.pending = request
         self.open = True
         self.error = ""
@@ -173,8 +183,8 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
     log(f"holding {n} streams ({events} events {delay:g} s apart, opened at "
         f"{ramp_rate:g}/s) through {target.label}")
     bridged = target.bridged
-    request = stream_request(events, delay, responses=bridged)
-    end = "response.completed" if bridged else "[DONE]"
+    request = stream_request(events, delay, api=target.api)
+    end = target.api.end_name
     time.sleep(0.5)
     rss_before = rss_kib(pid)
     mock_before = _mock_stats(mock_port)
@@ -209,7 +219,7 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
             for _ in range(min(due - len(conns), 500)):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setblocking(False)
-                conn = _Conn(sock, request, time.monotonic(), bridged)
+                conn = _Conn(sock, request, time.monotonic(), target.api)
                 code = sock.connect_ex((HOST, target.port))
                 if code not in (0, errno.EINPROGRESS):
                     conn.open, conn.error = False, os.strerror(code)
@@ -311,7 +321,8 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
         session.problem(f"open streams through {target.label}: only {complete} of {n} "
                         f"completed ({', '.join(f'{v} x {k}' for k, v in errors.items())})")
     return {
-        "key": key, "kind": target.kind, "bridged": bridged,
+        "key": key, "kind": target.kind, "bridged": bridged, "api": target.api.name,
+        "end": end,
         "label": (f"{target.label} (no proxy: RSS and CPU are the mock's)"
                   if target.kind == "direct" else target.label),
         "n": n, "events": events, "delay": delay,
@@ -357,9 +368,11 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
              if s.kind == "proxy" or args.streams_baseline]
     if args.streams_bridged:
         specs.append(bridged_spec(args))
+    if args.streams_messages:
+        specs.append(bridged_spec(args, API_MESSAGES))
     try:
         mock = start_mock(session, venv_bindir(args.venv) / "python", gc_off=args.mock_gc_off,
-                          chat_only=args.streams_bridged)
+                          chat_only=args.streams_bridged or args.streams_messages)
         result["mock_nofile"] = process_nofile(mock.target.proc.pid)
         if args.streams_direct:
             result["runs"].append(session.repeat_if_disturbed(

@@ -10,13 +10,21 @@ under test (default and LOG_BODIES=false), the baseline's two when
 test bridged: with ``RESPONSES_API=chat``, sent a streamed Responses request
 (``POST /v1/responses``) that it answers through the mock's chat completions,
 rewriting the chat stream into Responses events (``--no-stream-bridged``
-leaves it out; the mock is then chat-only, as the bridge's gateways are).
-Streams are read one at a time, the path rotating from one stream to the next.
+leaves it out), and the proxy under test as a Messages bridge: with
+``MESSAGES_API=chat``, sent a streamed Anthropic Messages request (``POST
+/v1/messages``) that it answers the same way, in Messages events
+(``--no-stream-messages`` leaves it out).  With either, the mock is
+chat-only, as the bridges' gateways are.  Streams are read one at a time, the
+path rotating from one stream to the next.
 
 A bridged stream's delay is measured per upstream content event: the k-th
-``response.output_text.delta`` the client gets is matched with the k-th
-content event the mock wrote; the events the bridge adds (created,
-in_progress, item and part added and done, completed) are not matched.
+``response.output_text.delta`` (Messages: the k-th ``content_block_delta``
+with a ``text_delta``) the client gets is matched with the k-th content event
+the mock wrote; the events the bridge adds (Responses: created, in_progress,
+item and part added and done, completed; Messages: message_start, ping,
+content_block_start and _stop, message_delta, message_stop) are not matched.
+A bridged stream is complete only when it ends with ``response.completed``
+(Messages: ``message_stop``).
 
 Run alone: ``python bench/phase_streaming.py --stream-runs 5``.
 """
@@ -33,7 +41,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the "bench" package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SSEResponse, log, read_stream, stream_request
+from bench.common import API_MESSAGES, SSEResponse, log, read_stream, stream_request
 from bench.launch import bridged_spec, proxy_specs, start_genai_proxy, start_mock, venv_bindir
 from bench.nginx import start_nginx_proxy
 from bench.phase import phase_main
@@ -53,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also read streamed Responses requests through the proxy under test "
                    "with RESPONSES_API=chat (the Responses bridge), beside the passed-through "
                    "chat streams (default: yes)")
+    g.add_argument("--stream-messages", action=argparse.BooleanOptionalAction, default=True,
+                   help="also read streamed Anthropic Messages requests through the proxy "
+                   "under test with MESSAGES_API=chat (the Messages bridge), beside the "
+                   "passed-through chat streams (default: yes)")
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -81,12 +93,12 @@ def measure(session: Session, keys: list[str], stamp_file: Path, runs_per_path: 
         for key in keys[k % len(keys):] + keys[:k % len(keys)]:
             tag = f"{key}-{k}-{uuid.uuid4().hex[:8]}"
             target = session.targets[key]
-            request = stream_request(events, delay, tag, responses=target.bridged)
+            request = stream_request(events, delay, tag, target.api)
             try:
-                sent, parsed = read_stream(target.port, request, timeout, target.bridged)
+                sent, parsed = read_stream(target.port, request, timeout, target.api)
             except OSError as e:  # refused, reset: counted as a broken stream below
                 log(f"stream through {target.label} failed: {e}")
-                sent, parsed = time.monotonic(), SSEResponse(target.bridged)
+                sent, parsed = time.monotonic(), SSEResponse(target.api)
             runs[key].append((tag, sent, parsed))
     time.sleep(0.2)  # let the mock's line-buffered stamp writes land
     stamps = _read_stamps(stamp_file)
@@ -98,7 +110,9 @@ def measure(session: Session, keys: list[str], stamp_file: Path, runs_per_path: 
         bad = 0
         for tag, sent, parsed in runs[key]:
             # The k-th event carrying upstream content (bridged: the k-th text
-            # delta) against the k-th content event the mock wrote.
+            # delta) against the k-th content event the mock wrote; a bridged
+            # stream is complete when it ended with response.completed or
+            # message_stop.
             arrivals = parsed.content[:events]
             written = stamps.get(tag, [])[:events]
             if parsed.status != 200 or not parsed.complete or len(arrivals) < events:
@@ -113,6 +127,8 @@ def measure(session: Session, keys: list[str], stamp_file: Path, runs_per_path: 
                             f"{len(runs[key])} streams incomplete or not 200")
         out[key] = {"label": session.targets[key].label, "kind": session.targets[key].kind,
                     "bridged": session.targets[key].bridged,
+                    "api": session.targets[key].api.name,
+                    "end": session.targets[key].api.end_name,
                     "streams": len(runs[key]) - bad, "per_event": per_event, "first": first,
                     "gaps": gaps}
     if not out.get("direct", {}).get("per_event"):
@@ -124,10 +140,11 @@ def measure(session: Session, keys: list[str], stamp_file: Path, runs_per_path: 
 def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     """Start the mock, the proxies and nginx, measure, stop them."""
     nginx = find_tool("nginx", args.nginx, "/usr/sbin/nginx")
-    specs = proxy_specs(args) + ([bridged_spec(args)] if args.stream_bridged else [])
+    specs = (proxy_specs(args) + ([bridged_spec(args)] if args.stream_bridged else [])
+             + ([bridged_spec(args, API_MESSAGES)] if args.stream_messages else []))
     try:
         mock = start_mock(session, venv_bindir(args.venv) / "python",
-                          chat_only=args.stream_bridged)
+                          chat_only=args.stream_bridged or args.stream_messages)
         log(f"mock upstream on port {mock.target.port}")
         for spec in specs:
             start_genai_proxy(session, spec, f"http://127.0.0.1:{mock.target.port}")

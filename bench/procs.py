@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import CHAT_BODY, HOST, BenchError, http_post, log, tail
+from bench.common import API_CHAT, CHAT_BODY, HOST, BenchError, StreamAPI, http_post, log, tail
 
 
 class ProcessGone(Exception):
@@ -111,10 +111,16 @@ class Target:
     restart: Callable[[], subprocess.Popen[bytes]]  # start it again on the same port
     log_file: Path | None = None  # genai-proxy's JSON-lines log
     restarts: int = 0
-    # genai-proxy with RESPONSES_API=chat: sent streamed Responses requests
-    # (POST /v1/responses), which it answers through the upstream's chat
-    # completions, instead of chat requests.
-    bridged: bool = False
+    # The API of the streamed requests it is sent: chat, or for genai-proxy
+    # with RESPONSES_API=chat (MESSAGES_API=chat) streamed Responses (Messages)
+    # requests, POST /v1/responses (/v1/messages), which it answers through
+    # the upstream's chat completions.
+    api: StreamAPI = API_CHAT
+
+    @property
+    def bridged(self) -> bool:
+        """Sent requests of an API it translates to chat completions."""
+        return self.api is not API_CHAT
 
     @property
     def url(self) -> str:

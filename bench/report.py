@@ -98,7 +98,7 @@ def promises(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             if h.get("kind") == "direct":
                 continue
             label = h["label"]
-            end = "response.completed" if h.get("bridged") else "[DONE]"
+            end = h.get("end") or ("response.completed" if h.get("bridged") else "[DONE]")
             out.append((f"{label}: {n:,} open streams{scaled} completed with {end}",
                         f"{h['complete']:,} of {n:,}", "all", h["complete"] == n))
             worst = h["first_wait_max_s"]
@@ -238,7 +238,8 @@ def _streaming_section(st: dict[str, Any]) -> list[str]:
             f"gap: longest pause between consecutive events at the client (the mock sends one "
             f"every {st['delay'] * 1000:g} ms; much longer would mean events held back).", ""]
     pairs = _bridge_pairs(paths)
-    if any(s.get("bridged") for s in paths.values()):
+    apis = {s.get("api", "responses") for s in paths.values() if s.get("bridged")}
+    if "responses" in apis:
         out += ["Bridged: `POST /v1/responses` `{\"model\":\"gpt-4.1\",\"input\":\"hi\","
                 "\"stream\":true}` to the proxy under test with `RESPONSES_API=chat`, which "
                 "sends the mock a streamed chat request and rewrites its stream into Responses "
@@ -248,20 +249,32 @@ def _streaming_section(st: dict[str, Any]) -> list[str]:
                 "likewise count text deltas); the events the bridge adds (created, in_progress, "
                 "item and part added and done, completed) are not matched. Each stream must "
                 "end with `response.completed`.", ""]
+    if "messages" in apis:
+        out += ["Messages bridge: `POST /v1/messages` `{\"model\":\"gpt-4.1\","
+                "\"max_tokens\":1000,\"stream\":true,\"messages\":[{\"role\":\"user\","
+                "\"content\":\"hi\"}]}` (with `x-api-key` and `anthropic-version: 2023-06-01`) "
+                "to the proxy under test with `MESSAGES_API=chat`, which sends the mock a "
+                "streamed chat request and rewrites its stream into Anthropic Messages events. "
+                "Its delay is counted per upstream content event: the k-th `content_block_delta` "
+                "with a `text_delta` at the client against the k-th content event the mock wrote "
+                "(first event and gaps likewise); the events the bridge adds (message_start, "
+                "ping, content_block_start and _stop, message_delta, message_stop) are not "
+                "matched. Each stream must end with `message_stop`.", ""]
     if pairs:
-        out += ["### Responses bridge: per event, bridged next to passed through", "",
+        out += ["### Bridges: per event, bridged next to passed through", "",
                 "| path | per-event p50 (ms) | p99 (ms) | added p50 vs direct (ms) "
                 "| added p99 vs direct (ms) |", "| --- | ---: | ---: | ---: | ---: |"]
-        for over, passed, bridged in pairs:
-            for s in (passed, bridged):
+        for i, (over, passed, bridged) in enumerate(pairs):
+            for s in (passed, bridged) if i == 0 else (bridged,):
                 p50, p99 = median(s["per_event"]), percentile(s["per_event"], 99)
                 out.append(f"| {s['label']} | {p50:.3f} | {p99:.3f} | {p50 - d50:+.3f} "
                            f"| {p99 - d99:+.3f} |")
             p99_over = percentile(bridged["per_event"], 99) - percentile(passed["per_event"], 99)
-            out.append(f"| bridged minus passed through | {over:+.3f} | {p99_over:+.3f} | | |")
-        out += ["", f"The promise: a bridged stream adds at most {BRIDGE_ADDED_P50_CEILING_MS} ms "
-                "per event at p50 over a passed-through stream (the same proxy, default "
-                "configuration, same run).", ""]
+            name = "Messages bridge" if bridged.get("api") == "messages" else "bridged"
+            out.append(f"| {name} minus passed through | {over:+.3f} | {p99_over:+.3f} | | |")
+        out += ["", f"The promise: a bridged stream (Responses or Messages) adds at most "
+                f"{BRIDGE_ADDED_P50_CEILING_MS} ms per event at p50 over a passed-through stream "
+                "(the same proxy, default configuration, same run).", ""]
     return out
 
 
@@ -292,7 +305,8 @@ def _open_streams_section(hs: dict[str, Any]) -> list[str]:
         out.append(f"| {name} | " + " | ".join(fmt(h) for h in runs) + " |")
 
     sec = lambda v: "never" if v is None else f"{v:.2f} s"  # noqa: E731
-    row("streams that got events / completed (with [DONE]; bridged: response.completed)",
+    row("streams that got events / completed (with [DONE]; bridged: response.completed; "
+        "Messages: message_stop)",
         lambda h: f"{h['with_events']:,} / {h['complete']:,} of {h['n']:,}")
     if any(h["errors"] for h in runs):
         row("errors", lambda h: ", ".join(f"{v} x {k}" for k, v in h["errors"].items()) or "")

@@ -7,7 +7,8 @@ Runs, one after the other and each with processes of its own (all on
 1. request/response latency and throughput (``phase_requests``): direct to a
    static nginx upstream, genai-proxy, the baseline, nginx as a proxy, LiteLLM;
 2. per-event delay of streamed answers (``phase_streaming``), passed through
-   and bridged (a Responses request through ``RESPONSES_API=chat``);
+   and bridged (a Responses request through ``RESPONSES_API=chat``, a
+   Messages request through ``MESSAGES_API=chat``);
 3. concurrent open streams held by one proxy process (``phase_open_streams``);
 
 then prints the report (``--write FILE`` also saves it; ``--json FILE`` saves
