@@ -86,8 +86,29 @@ class ChatStreamWriter:
         raise NotImplementedError
 
     def _read(self, events: list[ChatEvent]) -> None:
-        """Write what the upstream's next events mean."""
+        """Write what the upstream's next events mean: a chunk's
+        (L{_chunk}), a comment passed on as one, the end of a whole answer,
+        or the upstream's error (L{_upstream_error})."""
+        for kind, value in events:
+            if self.status is not None:
+                return
+            if kind == "chunk":
+                self._chunk(value)
+            elif kind == "comment":
+                self._out.append(value + b"\n\n")
+            elif kind == "done":
+                self._end()
+            else:
+                message, code = value
+                self._upstream_error(message, code)
+
+    def _chunk(self, chunk: dict[str, Any]) -> None:
+        """Write what one chat chunk means."""
         raise NotImplementedError
+
+    def _upstream_error(self, message: str, code: str) -> None:
+        """The upstream's stream said it failed (C{code}: its error code)."""
+        self._failed(message, code)
 
     def _end(self) -> None:
         """Write the end of a whole answer; set L{status}."""

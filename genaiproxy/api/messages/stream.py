@@ -66,7 +66,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from genaiproxy.api.chat_chunks import EVENT_MAX, ChatEvent
+from genaiproxy.api.chat_chunks import EVENT_MAX
 from genaiproxy.api.messages.answer import (
     THINKING_SIGNATURE,
     IdMaker,
@@ -176,19 +176,8 @@ class MessagesEventWriter(ChatStreamWriter):
 
     # The upstream's side.
 
-    def _read(self, events: list[ChatEvent]) -> None:
-        for kind, value in events:
-            if self.status is not None:
-                return
-            if kind == "chunk":
-                self._chunk(value)
-            elif kind == "comment":
-                self._out.append(value + b"\n\n")
-            elif kind == "done":
-                self._end()
-            else:
-                message, code = value
-                self._failed(message, error_type_of(code))
+    def _upstream_error(self, message: str, code: str) -> None:
+        self._failed(message, error_type_of(code))
 
     def _chunk(self, chunk: dict[str, Any]) -> None:
         choices = chunk.get("choices")

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from genaiproxy.api.chat_chunks import EVENT_MAX, ChatEvent
+from genaiproxy.api.chat_chunks import EVENT_MAX
 from genaiproxy.api.responses.items import (
     CustomInputDecoder,
     IdMaker,
@@ -153,24 +153,14 @@ class ResponsesEventWriter(ChatStreamWriter):
 
     # The upstream's side.
 
-    def _read(self, events: list[ChatEvent]) -> None:
-        for kind, value in events:
-            if self.status is not None:
-                return
-            if kind == "chunk":
-                usage = value.get("usage")
-                if isinstance(usage, dict):
-                    self.usage = usage
-                choices = value.get("choices")
-                for choice in choices if isinstance(choices, list) else ():
-                    if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                        self._choice(choice)
-            elif kind == "comment":
-                self._out.append(value + b"\n\n")
-            elif kind == "done":
-                self._end()
-            else:
-                self._failed(*value)
+    def _chunk(self, chunk: dict[str, Any]) -> None:
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self._choice(choice)
 
     def _choice(self, choice: dict[str, Any]) -> None:
         delta = choice.get("delta")
