@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["EVENT_MAX", "ChatChunkReader", "ChatEvent"]
+__all__ = ["EVENT_MAX", "ChatChunkReader", "ChatEvent", "call_deltas"]
 
 EVENT_MAX = 4 * 1024 * 1024
 
@@ -114,6 +114,17 @@ class ChatChunkReader:
             self._found.append(("error", _error_of(chunk)))
         else:
             self._found.append(("chunk", chunk))
+
+
+def call_deltas(delta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool call pieces of a chat chunk's C{delta}: its C{tool_calls},
+    then a legacy C{function_call} as one call more."""
+    calls = delta.get("tool_calls")
+    found = [call for call in calls if isinstance(call, dict)] if isinstance(calls, list) else []
+    legacy = delta.get("function_call")
+    if isinstance(legacy, dict):
+        found.append({"index": "function_call", "function": legacy})
+    return found
 
 
 def _error_of(chunk: dict[str, Any]) -> tuple[str, str]:

@@ -66,7 +66,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from genaiproxy.api.chat_chunks import EVENT_MAX
+from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas
 from genaiproxy.api.messages.answer import (
     THINKING_SIGNATURE,
     IdMaker,
@@ -205,14 +205,8 @@ class MessagesEventWriter(ChatStreamWriter):
             if isinstance(refusal, str) and refusal:
                 self._refused = True
                 self._text_delta("text", refusal)
-            calls = delta.get("tool_calls")
-            if isinstance(calls, list):
-                for call in calls:
-                    if isinstance(call, dict):
-                        self._call_delta(call)
-            legacy = delta.get("function_call")
-            if isinstance(legacy, dict):
-                self._call_delta({"index": "function_call", "function": legacy})
+            for call in call_deltas(delta):
+                self._call_delta(call)
         finish = choice.get("finish_reason")
         if isinstance(finish, str) and finish:
             self._finish_reason = finish

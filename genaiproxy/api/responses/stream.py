@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from genaiproxy.api.chat_chunks import EVENT_MAX
+from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas
 from genaiproxy.api.responses.items import (
     CustomInputDecoder,
     IdMaker,
@@ -174,14 +174,8 @@ class ResponsesEventWriter(ChatStreamWriter):
             refusal = delta.get("refusal")
             if isinstance(refusal, str) and refusal:
                 self._part_delta("refusal", refusal, None)
-            calls = delta.get("tool_calls")
-            if isinstance(calls, list):
-                for call in calls:
-                    if isinstance(call, dict):
-                        self._call_delta(call)
-            legacy = delta.get("function_call")
-            if isinstance(legacy, dict):
-                self._call_delta({"index": "function_call", "function": legacy})
+            for call in call_deltas(delta):
+                self._call_delta(call)
         finish = choice.get("finish_reason")
         if isinstance(finish, str) and finish:
             self._finish_reason = finish
