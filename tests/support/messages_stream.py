@@ -16,6 +16,7 @@ from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
 from genaiproxy.api.messages.stream import MessagesEventWriter
+from support.chat_stream import chunk, usage_chunk_of
 
 SDK_EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 USAGE = {"prompt_tokens": 110, "completion_tokens": 7, "total_tokens": 117,
@@ -33,29 +34,8 @@ def writer(**options: Any) -> MessagesEventWriter:
     return MessagesEventWriter("company-model", "msg_test", new_id=counting_ids(), **options)
 
 
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None,
-          **extra: Any) -> bytes:
-    """One chat completion chunk as OpenAI writes it."""
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
-            "model": "upstream-model",
-            "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}], **extra}
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
-
-
-def call(index: int, arguments: str, name: str | None = None,
-         call_id: str | None = None) -> dict[str, Any]:
-    """A delta with one tool call piece (the first one names the call)."""
-    piece: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
-    if name is not None:
-        piece.update(id=call_id or f"call_{index}", type="function")
-        piece["function"]["name"] = name
-    return {"tool_calls": [piece]}
-
-
 def usage_chunk(choices: list[Any] | None = None) -> bytes:
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": choices or [],
-            "usage": USAGE}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
+    return usage_chunk_of(USAGE, choices)
 
 
 ROLE = chunk({"role": "assistant", "content": ""})

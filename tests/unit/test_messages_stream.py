@@ -6,6 +6,7 @@ test_messages_stream_sdk.py."""
 
 from __future__ import annotations
 
+from support.chat_stream import call, chunk
 from support.messages_stream import (
     DONE,
     END,
@@ -14,9 +15,7 @@ from support.messages_stream import (
     USAGE,
     brief,
     briefs,
-    call,
     check_whole,
-    chunk,
     events_of,
     run,
     usage_chunk,

@@ -11,13 +11,12 @@ import anthropic
 import httpx2
 from hypothesis import given
 from hypothesis import strategies as st
+from support.chat_stream import call, chunk
 from support.messages_stream import (
     DONE,
     ROLE,
     USAGE,
-    call,
     check_whole,
-    chunk,
     events_of,
     usage_chunk,
     writer,

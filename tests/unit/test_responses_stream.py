@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.chat_stream import call, chunk
 from support.responses_stream import (
     DONE,
     ECHO,
@@ -16,9 +17,7 @@ from support.responses_stream import (
     START,
     SUMMARY_ECHO,
     briefs,
-    call,
     check_whole,
-    chunk,
     events_of,
     run,
     usage_chunk,

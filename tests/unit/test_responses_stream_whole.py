@@ -10,6 +10,7 @@ import json
 
 from hypothesis import given
 from hypothesis import strategies as st
+from support.chat_stream import call, chunk
 from support.responses_stream import (
     DONE,
     ECHO,
@@ -17,9 +18,7 @@ from support.responses_stream import (
     SUMMARY_ECHO,
     TOOLS,
     USAGE,
-    call,
     check_whole,
-    chunk,
     counting_ids,
     events_of,
     run,
