@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from genaiproxy.api.responses.items import (
+from genaiproxy.api.chat_message import (
     arguments_text,
     reasoning_text,
     string_of,

@@ -67,6 +67,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas
+from genaiproxy.api.chat_message import arguments_text, reasoning_text
 from genaiproxy.api.messages.answer import (
     THINKING_SIGNATURE,
     IdMaker,
@@ -77,7 +78,6 @@ from genaiproxy.api.messages.answer import (
     stop_reason_of,
     tool_input,
 )
-from genaiproxy.api.responses.items import arguments_text, reasoning_text
 from genaiproxy.api.stream_writer import ChatStreamWriter
 
 __all__ = ["EVENT_MAX", "MessagesEventWriter", "error_type_of"]

@@ -33,9 +33,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from genaiproxy.api.chat_message import (
+    arguments_text,
+    reasoning_text,
+    string_of,
+    text_of,
+    tool_calls_of,
+)
 from genaiproxy.api.responses.items import (
     IdMaker,
-    arguments_text,
     call_item,
     finish_status,
     logprobs_of,
@@ -44,12 +50,8 @@ from genaiproxy.api.responses.items import (
     output_text_part,
     reasoning_as_summary,
     reasoning_item,
-    reasoning_text,
     response_object,
     responses_usage,
-    string_of,
-    text_of,
-    tool_calls_of,
 )
 from genaiproxy.api.responses.tools import ToolNames
 

@@ -15,12 +15,14 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from genaiproxy.api.chat_message import (
+    string_of,
+)
 from genaiproxy.api.responses.tools import DeclaredTool
 
 __all__ = [
     "CustomInputDecoder",
     "IdMaker",
-    "arguments_text",
     "call_item",
     "custom_input",
     "finish_status",
@@ -30,11 +32,7 @@ __all__ = [
     "output_text_part",
     "reasoning_as_summary",
     "reasoning_item",
-    "reasoning_text",
     "response_object",
-        "string_of",
-    "text_of",
-    "tool_calls_of",
     "responses_usage",
 ]
 
@@ -89,15 +87,6 @@ def reasoning_as_summary(echo: Mapping[str, Any]) -> bool:
         return False
     summary = reasoning.get("summary") or reasoning.get("generate_summary")
     return summary in _SUMMARIES
-
-
-def reasoning_text(message: Mapping[str, Any]) -> str:
-    """The reasoning in a chat message or delta (C{""}: none)."""
-    for name in ("reasoning_content", "reasoning"):
-        value = message.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return ""
 
 
 def finish_status(finish_reason: Any) -> tuple[str, dict[str, str] | None]:
@@ -317,40 +306,4 @@ def _logprob(entry: Mapping[str, Any], top: bool = True) -> dict[str, Any]:
         tops = entry.get("top_logprobs")
         found["top_logprobs"] = [_logprob(other, top=False) for other in tops
                                  if isinstance(other, Mapping)] if isinstance(tops, list) else []
-    return found
-
-
-def string_of(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def text_of(content: Any) -> str:
-    """A chat message's content as text (some servers send a list of parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(part["text"] for part in content
-                       if isinstance(part, Mapping) and isinstance(part.get("text"), str))
-    return ""
-
-
-def arguments_text(arguments: Any) -> str:
-    """A tool call's C{arguments} as text (a few servers send an object).
-    A call whose arguments stay empty is given C{{}}: a call without
-    parameters, which a client parses as JSON all the same."""
-    if isinstance(arguments, str):
-        return arguments
-    return json.dumps(arguments) if arguments is not None else ""
-
-
-def tool_calls_of(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The message's tool calls' C{function} objects with their ids."""
-    calls = message.get("tool_calls")
-    found: list[Mapping[str, Any]] = []
-    for call in calls if isinstance(calls, list) else []:
-        if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
-            found.append({**call["function"], "id": call.get("id")})
-    legacy = message.get("function_call")
-    if not found and isinstance(legacy, Mapping):
-        found.append(legacy)
     return found

@@ -38,10 +38,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas
+from genaiproxy.api.chat_message import arguments_text, reasoning_text
 from genaiproxy.api.responses.items import (
     CustomInputDecoder,
     IdMaker,
-    arguments_text,
     call_item,
     finish_status,
     logprobs_of,
@@ -50,7 +50,6 @@ from genaiproxy.api.responses.items import (
     output_text_part,
     reasoning_as_summary,
     reasoning_item,
-    reasoning_text,
     response_object,
     responses_usage,
 )
