@@ -18,6 +18,7 @@ from typing import Any
 __all__ = ["EVENT_MAX", "ChatChunkReader", "ChatEvent", "call_deltas"]
 
 EVENT_MAX = 4 * 1024 * 1024
+_DECODER = json.JSONDecoder()  # (json.loads, less its wrapping: one per chunk)
 
 ChatEvent = tuple[str, Any]
 """C{("chunk", dict)}, C{("done", None)}, C{("error", (message, code))} or
@@ -37,6 +38,11 @@ class ChatChunkReader:
     def feed(self, data: bytes) -> list[ChatEvent]:
         """What C{data}, the stream's next bytes, completes."""
         self._found = []
+        if (data[:6] == b"data: " and data.find(b"\n") == len(data) - 2 < EVENT_MAX
+                and data[-1:] == b"\n"
+                and not (self._partial or self._data or self._name)):
+            self._event([data[6:-2]], b"")  # the usual chunk: one whole event, alone
+            return self._found
         if b"\n" not in data:
             self._keep(data)
             return self._found
@@ -102,7 +108,7 @@ class ChatChunkReader:
             self._found.append(("done", None))
             return
         try:
-            chunk = json.loads(data)
+            chunk = _DECODER.decode(data.decode())
         except (ValueError, RecursionError):
             if len(lines) > 1:  # a server that ends its events with one newline
                 for line in lines:

@@ -11,11 +11,21 @@ API's events are: L{_opening}, L{_read}, L{_end}, L{_failed}.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from genaiproxy.api.chat_chunks import ChatChunkReader, ChatEvent
 
-__all__ = ["ChatStreamWriter"]
+__all__ = ["TEXT", "ChatStreamWriter", "EventTemplate"]
+
+TEXT = "\x00"
+"""Where an L{EventTemplate}'s text goes, in the event it is made of."""
+_TEXT_JSON = b'"\\u0000"'
+
+EventTemplate = tuple[bytes, bytes]
+"""An event's bytes before and after its one text value (L{TEXT}): made once
+for the deltas of one block or item, so that each of them (a stream's most
+frequent event) costs the encoding of its text only, not of the whole event."""
 
 
 class ChatStreamWriter:
@@ -76,8 +86,18 @@ class ChatStreamWriter:
 
     def _write(self, kind: str, event: dict[str, Any]) -> None:
         """One server-sent event: C{event: kind} and its JSON."""
-        self._out.append(b"event: %s\ndata: %s\n\n" % (
-            kind.encode(), json.dumps(event, separators=(",", ":")).encode()))
+        self._out.append(_encoded(kind, event))
+
+    def _write_text(self, template: EventTemplate, text: str) -> None:
+        """The event of C{template} with C{text} in it (as L{_write} writes it)."""
+        head, tail = template
+        self._out.append(head + encode_basestring_ascii(text).encode() + tail)
+
+    @staticmethod
+    def _template(kind: str, event: dict[str, Any]) -> EventTemplate:
+        """The template of C{event}, whose text is L{TEXT}."""
+        head, tail = _encoded(kind, event).split(_TEXT_JSON)
+        return head, tail
 
     # What a subclass says.
 
@@ -117,3 +137,8 @@ class ChatStreamWriter:
     def _failed(self, message: str, kind: str) -> None:
         """Write the end of a broken answer; set L{status}."""
         raise NotImplementedError
+
+
+def _encoded(kind: str, event: dict[str, Any]) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (
+        kind.encode(), json.dumps(event, separators=(",", ":")).encode())

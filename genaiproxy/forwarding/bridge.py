@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from genaiproxy.api import anthropic_error, json_bytes, json_object
+from genaiproxy.api import anthropic_error, json_bytes, json_object, usage_of
 from genaiproxy.api.messages import (
     BridgedMessages,
     MessagesEventWriter,
@@ -68,6 +68,12 @@ class BridgeEvents:
     def feed(self, data: bytes) -> bytes:
         """The events the upstream's next bytes complete."""
         return self.writer.feed(data)
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        """The token counts the upstream's chunks reported (the writer
+        reads every chunk: no usage reader need read them again)."""
+        return usage_of({"usage": self.writer.usage})
 
     def flush(self) -> bytes:
         """The end of the answer, once the upstream's stream ended cleanly."""

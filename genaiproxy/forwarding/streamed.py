@@ -76,9 +76,7 @@ class StreamedAnswer:
         rewriter: Rewriter | None = None
         label = call.route.label
         if call.bridge is not None:
-            # The usage is read from the upstream's chat chunks.
-            usage = UsageReader(responses_api=False)
-            rewriter = self._events = call.bridge.events()
+            rewriter = self._events = call.bridge.events()  # (it reads the usage too)
         elif label in USAGE_ROUTES and self._stream_type.startswith(SSE_TYPE):
             usage = UsageReader(responses_api=label == "responses")
             if call.asks_usage:
@@ -114,7 +112,10 @@ class StreamedAnswer:
         pump = self._pump
         sent = pump.bytes_sent if pump is not None else 0
         events = pump.events_sent if pump is not None else 0
-        usage = pump.usage.usage if pump is not None and pump.usage is not None else None
+        if self._events is not None:
+            usage = self._events.usage
+        else:
+            usage = pump.usage.usage if pump is not None and pump.usage is not None else None
         counted: dict[str, Any] = {}
         if usage is not None:
             counted["usage"] = usage

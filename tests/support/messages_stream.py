@@ -43,7 +43,8 @@ ROLE = chunk({"role": "assistant", "content": ""})
 
 def events_of(stream: bytes) -> list[dict[str, Any]]:
     """The events of a Messages stream, each checked: its C{event:} line
-    names its type, and the anthropic SDK's types accept it."""
+    names its type, its JSON is compact and ASCII, and the anthropic SDK's
+    types accept it."""
     found = []
     for block in stream.split(b"\n\n"):
         if not block or block.startswith(b":"):
@@ -52,6 +53,8 @@ def events_of(stream: bytes) -> list[dict[str, Any]]:
         assert name.startswith(b"event: ") and data.startswith(b"data: ")
         event = json.loads(data[6:])
         assert event["type"] == name[7:].decode()
+        # Written as one compact, ASCII-only json.dumps (templated deltas too).
+        assert data[6:] == json.dumps(event, separators=(",", ":")).encode()
         if event["type"] == "error":
             ErrorResponse.model_validate(event)
         elif event["type"] != "ping":

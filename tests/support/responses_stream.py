@@ -55,7 +55,8 @@ ROLE = chunk({"role": "assistant", "content": ""})
 
 def events_of(stream: bytes) -> list[dict[str, Any]]:
     """The events of a Responses stream, each checked: its C{event:} line
-    names its type, and the openai SDK's event types accept it."""
+    names its type, its JSON is compact and ASCII, and the openai SDK's
+    event types accept it."""
     found = []
     for block in stream.split(b"\n\n"):
         if not block or block.startswith(b":"):
@@ -64,6 +65,8 @@ def events_of(stream: bytes) -> list[dict[str, Any]]:
         assert name.startswith(b"event: ") and data.startswith(b"data: ")
         event = json.loads(data[6:])
         assert event["type"] == name[7:].decode()
+        # Written as one compact, ASCII-only json.dumps (templated deltas too).
+        assert data[6:] == json.dumps(event, separators=(",", ":")).encode()
         SDK_EVENT.validate_python(event)
         found.append(event)
     return found

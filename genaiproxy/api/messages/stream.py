@@ -78,7 +78,7 @@ from genaiproxy.api.messages.answer import (
     stop_reason_of,
     tool_input,
 )
-from genaiproxy.api.stream_writer import ChatStreamWriter
+from genaiproxy.api.stream_writer import TEXT, ChatStreamWriter, EventTemplate
 
 __all__ = ["EVENT_MAX", "MessagesEventWriter", "error_type_of"]
 
@@ -88,7 +88,8 @@ _TRANSIENT = frozenset({
     "rate_limit_exceeded", "rate_limit_error", "too_many_requests", "overloaded",
     "overloaded_error", "server_overloaded", "service_unavailable", "timeout",
 })
-_DELTAS = {"thinking": ("thinking_delta", "thinking"), "text": ("text_delta", "text")}
+_DELTAS = {"thinking": ("thinking_delta", "thinking"), "text": ("text_delta", "text"),
+           "tool_use": ("input_json_delta", "partial_json")}
 
 
 def error_type_of(code: str) -> str:
@@ -100,7 +101,8 @@ def error_type_of(code: str) -> str:
 class _Block:
     """One content block, from its first delta: waiting, open, or stopped."""
 
-    __slots__ = ("call_id", "held", "index", "kind", "mode", "name", "object_end", "sent")
+    __slots__ = ("call_id", "deltas", "held", "index", "kind", "mode", "name", "object_end",
+                 "sent")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind  # thinking, text or tool_use
@@ -111,6 +113,7 @@ class _Block:
         self.mode = ""  # a call's arguments: "" (undecided), "object" or "held"
         self.object_end: ObjectEnd | None = None
         self.sent = False  # a call's arguments went out
+        self.deltas: EventTemplate = (b"", b"")  # its content_block_delta's, once started
 
     @property
     def complete(self) -> bool:
@@ -282,6 +285,9 @@ class MessagesEventWriter(ChatStreamWriter):
             content = {"type": "tool_use", "id": block.call_id, "name": block.name, "input": {}}
         self._emit("content_block_start", {"type": "content_block_start", "index": block.index,
                                            "content_block": content})
+        kind, key = _DELTAS[block.kind]
+        block.deltas = self._template("content_block_delta", {
+            "type": "content_block_delta", "index": block.index, "delta": {"type": kind, key: TEXT}})
         held, block.held = "".join(block.held), []
         if block.kind == "tool_use":
             self._arguments(block, held)
@@ -289,15 +295,11 @@ class MessagesEventWriter(ChatStreamWriter):
             self._send(block, held)
 
     def _send(self, block: _Block, text: str) -> None:
-        kind, key = _DELTAS[block.kind]
-        self._emit("content_block_delta", {"type": "content_block_delta", "index": block.index,
-                                           "delta": {"type": kind, key: text}})
+        self._write_text(block.deltas, text)
 
     def _send_json(self, block: _Block, text: str) -> None:
         block.sent = True
-        self._emit("content_block_delta", {
-            "type": "content_block_delta", "index": block.index,
-            "delta": {"type": "input_json_delta", "partial_json": text}})
+        self._write_text(block.deltas, text)
 
     def _arguments(self, block: _Block, text: str) -> None:
         if not text or block.complete:

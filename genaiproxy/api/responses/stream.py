@@ -35,6 +35,7 @@ upstream's choice 0 is read (the Responses API has no C{n}).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas
@@ -54,7 +55,7 @@ from genaiproxy.api.responses.items import (
     responses_usage,
 )
 from genaiproxy.api.responses.tools import ToolNames
-from genaiproxy.api.stream_writer import ChatStreamWriter
+from genaiproxy.api.stream_writer import TEXT, ChatStreamWriter, EventTemplate
 
 __all__ = ["EVENT_MAX", "ResponsesEventWriter"]
 
@@ -82,6 +83,7 @@ class _Text:
     def __init__(self) -> None:
         self.pieces: list[str] = []
         self.logprobs: list[dict[str, Any]] = []
+        self.deltas: EventTemplate = (b"", b"")  # its delta events' (L{_deltas})
 
     def text(self) -> str:
         return "".join(self.pieces)
@@ -98,6 +100,7 @@ class _Call:
         self.decoder: CustomInputDecoder | None = None
         self.index = -1  # output_index, once opened
         self.item_id = ""
+        self.deltas: EventTemplate = (b"", b"")  # its delta events', once opened
 
 
 class ResponsesEventWriter(ChatStreamWriter):
@@ -138,6 +141,20 @@ class ResponsesEventWriter(ChatStreamWriter):
 
     def _emit(self, kind: str, fields: dict[str, Any]) -> None:
         self._write(kind, {"type": kind, **fields, "sequence_number": self._sequence})
+        self._sequence += 1
+
+    def _deltas(self, kind: str, fields: dict[str, Any], **after: Any) -> EventTemplate:
+        """The template of the delta events of one item or part: C{fields},
+        the C{delta}, the fields C{after} it; the sequence number left out
+        (L{_emit_delta} writes it)."""
+        head, tail = self._template(kind, {"type": kind, **fields, "delta": TEXT, **after})
+        return head, tail[:-len(b"}\n\n")]
+
+    def _emit_delta(self, deltas: EventTemplate, text: str) -> None:
+        """One delta event, as L{_emit} would write it."""
+        head, tail = deltas
+        self._out.append(b'%s%s%s,"sequence_number":%d}\n\n' % (
+            head, encode_basestring_ascii(text).encode(), tail, self._sequence))
         self._sequence += 1
 
     def _response(self, status: str, **fields: Any) -> dict[str, Any]:
@@ -204,8 +221,9 @@ class ResponsesEventWriter(ChatStreamWriter):
                                   index_key: 0}
             self._emit(f"{parts}.added", {**self._reasoning_at,
                                           "part": {"type": part_type, "text": ""}})
+            self._reasoning.deltas = self._deltas(f"{texts}.delta", self._reasoning_at)
         self._reasoning.pieces.append(text)
-        self._emit(f"{texts}.delta", {**self._reasoning_at, "delta": text})
+        self._emit_delta(self._reasoning.deltas, text)
 
     def _close_reasoning(self) -> None:
         if self._reasoning is None:
@@ -224,16 +242,21 @@ class ResponsesEventWriter(ChatStreamWriter):
             self._message_at = {"item_id": item_id, "output_index": index}
         if self._part is not None and self._part_kind != kind:
             self._close_part()
-        at = {**self._message_at, "content_index": len(self._parts)}
-        if self._part is None:
-            self._part, self._part_kind = _Text(), kind
+        part = self._part
+        if part is None:
+            at = {**self._message_at, "content_index": len(self._parts)}
+            part = self._part = _Text()
+            self._part_kind = kind
             self._emit("response.content_part.added", {**at, "part": _part(kind, "", [])})
-        self._part.pieces.append(text)
-        if kind == "refusal":
-            self._emit("response.refusal.delta", {**at, "delta": text})
+            part.deltas = (self._deltas("response.refusal.delta", at) if kind == "refusal"
+                           else self._deltas("response.output_text.delta", at, logprobs=[]))
+        part.pieces.append(text)
+        found = logprobs_of(logprobs) if logprobs and kind != "refusal" else []
+        if not found:
+            self._emit_delta(part.deltas, text)
             return
-        found = logprobs_of(logprobs)
-        self._part.logprobs.extend(found)
+        part.logprobs.extend(found)
+        at = {**self._message_at, "content_index": len(self._parts)}
         self._emit("response.output_text.delta", {**at, "delta": text, "logprobs": found})
 
     def _close_part(self) -> None:
@@ -293,20 +316,23 @@ class ResponsesEventWriter(ChatStreamWriter):
         if tool.kind == "custom":
             call.decoder = CustomInputDecoder()
         call.index = self._open(call_item(call.item_id, call.call_id, tool, "", "in_progress", ""))
+        call.deltas = self._deltas(
+            "response.function_call_arguments.delta" if call.decoder is None
+            else "response.custom_tool_call_input.delta",
+            {"item_id": call.item_id, "output_index": call.index})
         waiting, call.pieces = "".join(call.pieces), []
         if waiting:
             self._arguments(call, waiting)
 
     def _arguments(self, call: _Call, arguments: str) -> None:
         call.pieces.append(arguments)
-        where = {"item_id": call.item_id, "output_index": call.index}
         if call.decoder is None:
-            self._emit("response.function_call_arguments.delta", {**where, "delta": arguments})
+            self._emit_delta(call.deltas, arguments)
             return
         text = call.decoder.feed(arguments)
         if text:
             call.input.append(text)
-            self._emit("response.custom_tool_call_input.delta", {**where, "delta": text})
+            self._emit_delta(call.deltas, text)
 
     def _close_call(self, call: _Call, status: str) -> None:
         if call.index < 0:
@@ -323,7 +349,7 @@ class ResponsesEventWriter(ChatStreamWriter):
         rest = call.decoder.close()
         if rest:
             call.input.append(rest)
-            self._emit("response.custom_tool_call_input.delta", {**where, "delta": rest})
+            self._emit_delta(call.deltas, rest)
         text = "".join(call.input)
         self._emit("response.custom_tool_call_input.done", {**where, "input": text})
         self._done(call.index, call_item(call.item_id, call.call_id, tool, "", status, text))
