@@ -202,6 +202,7 @@ class MemoryProxy:
                                     on_load=lambda ok: metrics.reloaded("models", ok),
                                     routing=routing)
         self.catalog.on_routing = self.forwarder.set_routing
+        self.catalog.on_limits = self.forwarder.limits.set_rules
         # Read now, as the daemon's service does when it starts: the routing
         # (aliases, hidden models) is in service before the first request.
         self.catalog.refresh()

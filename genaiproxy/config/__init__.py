@@ -19,8 +19,22 @@ from genaiproxy.config.credentials import (
 )
 from genaiproxy.config.environment import load_config
 from genaiproxy.config.kinds import ConfigError, strip_userinfo
+from genaiproxy.config.limits import (
+    DEFAULT_CLIENT,
+    NO_LIMITS,
+    ClientLimits,
+    LimitRules,
+    LimitsError,
+    Price,
+    parse_limits,
+)
 from genaiproxy.config.listen import Listen, parse_listen
-from genaiproxy.config.models import ModelCatalog, ModelsFileError, parse_models_file
+from genaiproxy.config.models import (
+    ModelCatalog,
+    ModelsFileError,
+    parse_models_document,
+    parse_models_file,
+)
 from genaiproxy.config.models_keys import DEFAULT_UPSTREAM
 from genaiproxy.config.routing import (
     NO_ROUTING,
@@ -46,6 +60,9 @@ from genaiproxy.config.tls import SystemAndExtraTrust, client_tls, trust_root
 
 __all__ = [
     "BY_NAME",
+    "DEFAULT_CLIENT",
+    "NO_LIMITS",
+    "ClientLimits",
     "ClientTokens",
     "Config",
     "ConfigError",
@@ -53,12 +70,15 @@ __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_UPSTREAM",
     "LISTEN_HELP",
+    "LimitRules",
+    "LimitsError",
     "Listen",
     "MODELS_HELP",
     "ModelCatalog",
     "ModelRoute",
     "ModelsFileError",
     "NO_ROUTING",
+    "Price",
     "RoutingError",
     "RoutingTable",
     "SETTINGS",
@@ -72,7 +92,9 @@ __all__ = [
     "environment_help",
     "load_config",
     "parse_header_secret",
+    "parse_limits",
     "parse_listen",
+    "parse_models_document",
     "parse_models_file",
     "parse_tokens_file",
     "read_secret_text",

@@ -6,8 +6,10 @@ that they appear in no environment or command line.  A L{SecretFile} is read
 again when its content changes (checked every few seconds, and at once on
 SIGHUP): a rotated key is used from the next request on, while requests in
 flight keep the one they started with.  A file that becomes unreadable, empty
-or invalid keeps the last good value in service and logs why.  No message
-here ever holds a secret's value.
+or invalid keeps the last good value in service and logs why (each new
+failure once).  A file that changes during a read is read again, so that a
+key caught mid-write is not taken (see L{genaiproxy.config.whole_file}).  No
+message here ever holds a secret's value.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 from twisted.logger import Logger
+
+from genaiproxy.config.whole_file import read_whole_file
 
 log = Logger(namespace="genaiproxy.credentials")
 
@@ -34,10 +38,10 @@ class SecretError(ValueError):
 
 
 def read_secret_text(path: str) -> str:
-    """The text of a secret file, or L{SecretError}."""
+    """The text of a secret file, not caught mid-write (see
+    L{read_whole_file}), or L{SecretError}."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        return read_whole_file(path)[0]
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         raise SecretError(f"cannot read {path}: {reason}") from None
@@ -120,29 +124,38 @@ class SecretFile(Generic[T]):
         self._on_load = on_load
         self._text = read_secret_text(path)
         self.value: T = parse(self._text, path)  # start-up: errors stop it
-        self._failing = False
+        # The last failure logged, while the file cannot be used: the text
+        # that failed (None when it could not be read) and why.
+        self._failure: tuple[str | None, str] | None = None
         on_change(self.value)
 
     def refresh(self, force: bool = False) -> None:
         """Read the file again; take a new value, or keep the last good one
-        and log why the file cannot be used (once per problem)."""
+        and log why the file cannot be used.  Each new failure is logged (a
+        new content, or a new reason); the very same one again is not,
+        unless C{force} (SIGHUP) asks for it."""
+        text: str | None = None
         try:
             text = read_secret_text(self.path)
-            if text == self._text and not force and not self._failing:
+            if text == self._text and not force and self._failure is None:
                 return
             value = self._parse(text, self.path)
         except SecretError as problem:
-            if not self._failing or force:
+            failure = (text, str(problem))
+            if failure != self._failure or force:
                 log.error("credentials_reload_failed", setting=self.setting, path=self.path,
                           error=str(problem), kept="the last good value")
                 if self._on_load is not None:
                     self._on_load(self.setting, False)
-            self._failing = True
+            self._failure = failure
             return
-        changed = text != self._text
-        self._text, self.value, self._failing = text, value, False
+        # A file mended back to the value in service is told too: the
+        # operator who saw the error sees it is over.
+        changed, mended = text != self._text, self._failure is not None
+        self._text, self.value, self._failure = text, value, None
         if changed:
             self._on_change(value)
+        if changed or mended:
             log.info("credentials_reloaded", setting=self.setting, path=self.path)
             if self._on_load is not None:
                 self._on_load(self.setting, True)

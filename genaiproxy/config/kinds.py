@@ -171,6 +171,32 @@ class HttpUrl(Text):
 
 
 @dataclass(frozen=True)
+class RedisUrl(Text):
+    """A C{redis://} or C{rediss://} (TLS) URL with a host, and optionally a
+    port and a database number (C{/0}); a password in it is never shown."""
+
+    def label(self) -> str:
+        return "URL"
+
+    def read(self, variable: str, raw: str) -> str:
+        shown = strip_userinfo(raw)
+        try:
+            parts = urlsplit(raw)
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"{variable} is not a valid URL: {shown!r}", variable) from None
+        database = parts.path.strip("/")
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname or port == 0 or (
+                database and not database.isdigit()):
+            raise ConfigError(f"{variable} must be redis://host[:port][/db] or rediss://..., "
+                              f"got {shown!r}", variable)
+        return raw
+
+    def show(self, value: Any) -> Any:
+        return strip_userinfo(value)
+
+
+@dataclass(frozen=True)
 class HeaderName(Text):
     """An HTTP header name (an RFC 9110 token); empty is allowed (no header)."""
 

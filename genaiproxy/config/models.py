@@ -2,9 +2,11 @@
 
 The file is read again whenever its modification time or size changes (on
 the next request, on SIGHUP, and by a periodic check), so an edit shows
-without a restart.  Two layouts are accepted: a top-level list
-of models, or that list under a C{models:} key (beside which an
-C{upstreams:} key may name more upstreams; see L{genaiproxy.config.routing}).
+without a restart; while its last load failed, the periodic check reads it
+again even unchanged (a key file it names may have appeared since).  Two
+layouts are accepted: a top-level list of models, or that list under a
+C{models:} key (beside which an C{upstreams:} key may name more upstreams;
+see L{genaiproxy.config.routing}).
 The keys are declared in L{genaiproxy.config.models_keys}.
 """
 
@@ -17,7 +19,9 @@ from typing import Any
 
 import yaml
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from genaiproxy.config.limits import NO_LIMITS, LimitRules, LimitsError, parse_limits
 from genaiproxy.config.models_keys import (
     COUNT_KEYS,
     DEFAULT_OBJECT,
@@ -25,6 +29,7 @@ from genaiproxy.config.models_keys import (
     UNLISTED_KEYS,
 )
 from genaiproxy.config.routing import NO_ROUTING, RoutingError, RoutingTable
+from genaiproxy.config.whole_file import Stamp, read_whole_file, stamp_of
 
 log = Logger(namespace="genaiproxy.models")
 
@@ -51,6 +56,13 @@ def parse_models_file(text: str, now: int) -> tuple[list[dict[str, Any]], Any]:
     kept) and its C{upstreams} section (None when absent).  A number of
     tokens (C{max_output_tokens}, C{context_window}) that is not a whole
     number above 0 refuses the file."""
+    entries, upstreams, _ = parse_models_document(text, now)
+    return entries, upstreams
+
+
+def parse_models_document(text: str, now: int) -> tuple[list[dict[str, Any]], Any, Any]:
+    """L{parse_models_file}'s, and the file's C{limits} section (None when
+    absent)."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -59,12 +71,12 @@ def parse_models_file(text: str, now: int) -> tuple[list[dict[str, Any]], Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ModelsFileError(f"invalid YAML{where}") from None
     if document is None:
-        return [], None
-    upstreams = None
+        return [], None, None
+    upstreams = limits = None
     if isinstance(document, dict):
         if "models" not in document:
             raise ModelsFileError("expected a list of models or a 'models:' key")
-        upstreams = document.get("upstreams")
+        upstreams, limits = document.get("upstreams"), document.get("limits")
         document = document["models"] or []
     if not isinstance(document, list):
         raise ModelsFileError("'models' must be a list")
@@ -81,7 +93,7 @@ def parse_models_file(text: str, now: int) -> tuple[list[dict[str, Any]], Any]:
         model.setdefault("owned_by", DEFAULT_OWNER)
         model.setdefault("created", now)
         models.append(model)
-    return models, upstreams
+    return models, upstreams, limits
 
 
 def _check_counts(model: dict[str, Any]) -> None:
@@ -122,14 +134,20 @@ class ModelCatalog:
         # Told of each load of the file: whether it succeeded (for the metrics).
         self._on_load = on_load
         self._build_routing = routing
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: Stamp | None = None
         self._models: list[dict[str, Any]] | None = None
         self._all: list[dict[str, Any]] = []  # hidden ones too
         # The routing of the file in service; swapped whole with the list.
         self.routing: RoutingTable = NO_ROUTING
         # Told of each new routing table that took service.
         self.on_routing: Callable[[RoutingTable], None] | None = None
+        # The limits of the file in service, and who is told of new ones.
+        self.limits: LimitRules = NO_LIMITS
+        self.on_limits: Callable[[LimitRules], None] | None = None
+        # Why the last load failed (None when it did not), and the text that
+        # failed (None when the file could not be read).
         self._problem: ModelsFileError | None = None
+        self._failed_text: str | None = None
         self._missing_logged = False
 
     def models(self) -> list[dict[str, Any]]:
@@ -155,7 +173,20 @@ class ModelCatalog:
         return None
 
     def refresh(self, force: bool = False) -> None:
-        """Read the file again if it changed (or always, with C{force})."""
+        """Read the file again if it changed (or always, with C{force}: SIGHUP,
+        which logs a failure again even when it is the same one)."""
+        self._load(again=force, force=force)
+
+    def check(self) -> None:
+        """The periodic check: read the file again if it changed, or while its
+        last load failed even if it did not, since a key file or variable it
+        names may have appeared.  The same failure again is not logged again;
+        a new one is."""
+        self._load(again=self._problem is not None, force=False)
+
+    def _load(self, again: bool, force: bool) -> None:
+        """Read the file if it changed (or C{again}); log a failure unless it
+        is the last one again (C{force} logs it in any case)."""
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -165,19 +196,26 @@ class ModelCatalog:
             self._stamp, self._models, self._problem = None, [], None
             self._all = []
             self._set_routing(NO_ROUTING)
+            self._set_limits(NO_LIMITS)
             return
         self._missing_logged = False
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp and not force:
+        stamp = stamp_of(stat)
+        if stamp == self._stamp and not again:
             return
         self._stamp = stamp
+        text: str | None = None
+        bug: Failure | None = None
         try:
             try:
-                with open(self.path, encoding="utf-8") as f:
-                    text = f.read()
+                # Its stamp as read: a write during the read is seen next time.
+                text, self._stamp = read_whole_file(self.path)
             except (OSError, UnicodeDecodeError) as e:
                 raise ModelsFileError(f"cannot read {self.path}: {e}") from None
-            entries, upstreams = parse_models_file(text, int(self._now()))
+            entries, upstreams, limits_section = parse_models_document(text, int(self._now()))
+            try:
+                limits = parse_limits(limits_section, entries)
+            except LimitsError as e:
+                raise ModelsFileError(str(e)) from None
             routing = NO_ROUTING
             if self._build_routing is not None:
                 try:
@@ -189,11 +227,17 @@ class ModelCatalog:
             try:
                 self._set_routing(routing)
             except Exception as e:  # a bug of ours: the last good file stays
-                log.failure("cannot set up the upstreams of {path}", path=self.path)
+                bug = Failure()
                 raise ModelsFileError(
                     f"its upstreams could not be set up ({type(e).__name__})") from None
         except ModelsFileError as problem:
-            self._problem = problem
+            again_the_same = (self._problem is not None and text == self._failed_text
+                              and str(problem) == str(self._problem))
+            self._problem, self._failed_text = problem, text
+            if again_the_same and not force:
+                return
+            if bug is not None:
+                log.failure("cannot set up the upstreams of {path}", bug, path=self.path)
             if self._models is None:
                 log.error("models_load_failed", path=self.path, error=str(problem))
             else:
@@ -202,6 +246,7 @@ class ModelCatalog:
             if self._on_load is not None:
                 self._on_load(False)
             return
+        self._set_limits(limits)
         shown = served(entries)
         self._all = shown
         self._models = [model for model, entry in zip(shown, entries, strict=True)
@@ -211,6 +256,13 @@ class ModelCatalog:
                  **({"upstreams": sorted(routing.upstreams)} if routing.upstreams else {}))
         if self._on_load is not None:
             self._on_load(True)
+
+    def _set_limits(self, limits: LimitRules) -> None:
+        if limits == self.limits:
+            return
+        self.limits = limits
+        if self.on_limits is not None:
+            self.on_limits(limits)
 
     def _set_routing(self, routing: RoutingTable) -> None:
         if routing is self.routing:

@@ -71,6 +71,8 @@ class Key:
 TOP_KEYS: tuple[Key, ...] = (
     Key("models", "the model entries (the file may also be that list alone)"),
     Key("upstreams", f"more upstreams, by name, besides `{DEFAULT_UPSTREAM}` (the environment's)"),
+    Key("limits", "rate limits, quotas, budgets and model lists per client: `default:` for "
+        "every client without an entry of its own, `clients:` by name"),
 )
 
 MODEL_KEYS: tuple[Key, ...] = (
@@ -94,6 +96,29 @@ MODEL_KEYS: tuple[Key, ...] = (
     Key("context_window", "the model's context window, in tokens: `genai-proxy configure "
         "claude-code` tells Claude Code, which then compacts before it is full",
         listed=False, count=True),
+    Key("price", "what a million tokens cost, for the budgets of `limits:`: "
+        "`{input: 1.25, output: 10.0, cached_input: 0.125}`", shown_default="free",
+        listed=False),
+)
+
+LIMIT_KEYS: tuple[Key, ...] = (
+    Key("requests_per_minute", "requests in any rolling minute"),
+    Key("tokens_per_minute", "tokens (input and output, as the answers report them) in any "
+        "rolling minute"),
+    Key("concurrent_requests", "requests and streams under way at once"),
+    Key("tokens_per_day", "tokens in a calendar day (UTC)"),
+    Key("budget_per_day", "what the tokens of a calendar day (UTC) may cost, by the models' "
+        "`price`"),
+    Key("budget_per_month", "the same, for a calendar month (UTC)"),
+    Key("models", "the model ids this client may use (ids of this file); others get 403 and "
+        "`/v1/models` lists only these"),
+)
+
+PRICE_KEYS: tuple[Key, ...] = (
+    Key("input", "a million input tokens", required=True),
+    Key("output", "a million output tokens", required=True),
+    Key("cached_input", "a million input tokens read from the upstream's prompt cache",
+        shown_default="as `input`"),
 )
 
 UPSTREAM_KEYS: tuple[Key, ...] = (

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from genaiproxy.config.kinds import ConfigError, HttpUrl, Text
+from genaiproxy.config.kinds import ConfigError, HttpUrl, RedisUrl, Text
 
 __all__ = ["REQUIRED", "Setting", "setting"]
 
@@ -101,5 +101,5 @@ def setting(name: str, default: Any, help: str, kind: Text | None = None, **more
     L{Setting} for C{more}).  Keys, tokens and URLs (which may carry a
     password) are left out of the C{repr}."""
     declared = Setting(name, default, help, kind or Text(), **more)
-    hidden = declared.secret or isinstance(declared.kind, HttpUrl)
+    hidden = declared.secret or isinstance(declared.kind, HttpUrl | RedisUrl)
     return field(repr=not hidden, metadata={"setting": declared})

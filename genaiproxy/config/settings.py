@@ -32,6 +32,7 @@ from genaiproxy.config.kinds import (
     Number,
     Origins,
     Path,
+    RedisUrl,
     Secret,
     strip_userinfo,
 )
@@ -50,6 +51,7 @@ RETRIES = "Timeouts and retries"
 LOGGING = "Logging"
 ACCESS = "Access"
 CLIENTS = "Limits on clients"
+LIMITS = "Limits and budgets (models.yaml's limits:)"
 SHUTDOWN = "Shutdown"
 NETWORK = "Corporate networks"
 
@@ -179,6 +181,49 @@ class Config:
         Origins(), group=ACCESS,
         details="Comma-separated browser origins allowed by CORS; CORS is off when empty. `*` "
                 "allows any origin.")
+    status_public: bool = setting(
+        "STATUS_PUBLIC", False, "open /status without a token (a browser cannot send one)",
+        Boolean(), group=ACCESS,
+        details="Open the `/status` page to anyone who reaches the port, without a token, so "
+                "that a browser can show it. The page holds no secret, but it shows the "
+                "version, each upstream's URL (without credentials), and the model and client "
+                "names with their counts. `/metrics` and `/v1` still need a token.")
+
+    limits_state_file: str = setting(
+        "LIMITS_STATE_FILE", "", "where the day and month windows are kept across restarts",
+        Path(), group=LIMITS,
+        shown_default="$STATE_DIRECTORY/limits.json, else "
+                      "~/.local/state/genai-proxy/limits.json",
+        details="The file the proxy keeps its clients' day and month windows in (tokens and "
+                "budget used), written every few seconds and at stop, read at start, so that "
+                "they survive a restart. Under systemd the default is in the unit's "
+                "`StateDirectory=`; elsewhere under `$XDG_STATE_HOME` (or "
+                "`~/.local/state`). Used only when models.yaml has `limits:` and Redis is not "
+                "set.")
+    state_directory: str = setting(
+        "STATE_DIRECTORY", "", "systemd's; the default LIMITS_STATE_FILE is in it",
+        Path(), group=LIMITS, logged_as=None,
+        details="Set by systemd for a unit with `StateDirectory=`: the default "
+                "`LIMITS_STATE_FILE` is `limits.json` in it.")
+    limits_redis_url: str = setting(
+        "LIMITS_REDIS_URL", "", "Redis that several replicas share the limits through",
+        RedisUrl(), group=LIMITS,
+        details="`redis://host:port/db`, or `rediss://` for TLS (trusting `GENAI_CA_BUNDLE` "
+                "as well as the system's CAs): every window lives there, so that all the "
+                "replicas pointed at it enforce one limit. Empty: limits are kept in "
+                "process.")
+    limits_redis_password_file: str = setting(
+        "LIMITS_REDIS_PASSWORD_FILE", "", "a file holding Redis's password",
+        Path(), group=LIMITS,
+        details="A file holding the password Redis asks for (`requirepass`, or an ACL "
+                "user's, with the user in the URL): never put it in the URL, which is "
+                "logged.")
+    limits_redis_failure: str = setting(
+        "LIMITS_REDIS_FAILURE", "open", "open or closed: what requests get while Redis is away",
+        Choice(("open", "closed")), group=LIMITS,
+        details="While Redis cannot be reached: `open` serves, enforcing the limits in each "
+                "process meanwhile (and logs `limits_store_unavailable`); `closed` answers "
+                "503 with `Retry-After`. Either way the proxy reconnects by itself.")
 
     max_request_body_mb: float = setting(
         "MAX_REQUEST_BODY_MB", 100.0, "largest request body accepted (0: no limit)", Number(),

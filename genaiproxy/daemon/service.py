@@ -46,6 +46,7 @@ from genaiproxy.config import (
     version_text,
 )
 from genaiproxy.forwarding import Forwarder
+from genaiproxy.limits import StateFile, state_path
 from genaiproxy.observe import LEVELS, LinesObserver, TextSink, log_stream
 from genaiproxy.server import AccessPolicy, ClientLimits, ProxySite, build_tree
 from genaiproxy.upstream import UpstreamClient
@@ -108,6 +109,8 @@ class ProxyService(MultiService):
         reactor.addSystemEventTrigger("after", "shutdown", self.log_observer.flush)
         self._model_check = LoopingCall(self.check_files)
         self._model_check.clock = reactor
+        # The clients' day and month windows, kept across restarts.
+        self.limits_state: StateFile | None = None
 
     def setServiceParent(self, parent: Any) -> None:
         if isinstance(parent, Componentized) and parent.getComponent(ILogObserver) is None:
@@ -156,9 +159,10 @@ class ProxyService(MultiService):
         signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload_models))
 
     def check_files(self) -> None:
-        """Take in what changed in models.yaml and the secret files.  A
-        failure of one (a bug) is logged and does not stop the checks."""
-        for refresh in (self.catalog.refresh, *(s.refresh for s in self._secrets())):
+        """Take in what changed in models.yaml and the secret files (and try
+        a models.yaml whose last load failed again).  A failure of one (a
+        bug) is logged and does not stop the checks."""
+        for refresh in (self.catalog.check, *(s.refresh for s in self._secrets())):
             try:
                 refresh()
             except Exception:
@@ -202,6 +206,8 @@ class ProxyService(MultiService):
             closing = self.site.close_connections(self._reactor)
 
             def closed(connections: int) -> Deferred[None]:
+                if self.limits_state is not None:
+                    self.limits_state.save()  # with the requests that just ended
                 log.info(
                     "shutdown_finished",
                     drained_sec=round(self._reactor.seconds() - started, 3),
@@ -325,6 +331,7 @@ def build_service(
     catalog = ModelCatalog(models_path, on_load=lambda ok: metrics.reloaded("models", ok),
                            routing=routing)
     catalog.on_routing = forwarder.set_routing
+    catalog.on_limits = forwarder.limits.set_rules
     tokens = ClientTokens()
     secret_files = watch_secret_files(config, upstream, tokens, metrics.reloaded)
     site = ProxySite(build_tree(forwarder, catalog),
@@ -337,6 +344,8 @@ def build_service(
     proxy = ProxyService(config, site, forwarder, catalog, reactor, log_to, log_format,
                          secret_files)
     listening.setServiceParent(proxy)
+    proxy.limits_state = StateFile(state_path(config, env), forwarder.limits.memory, reactor)
+    proxy.limits_state.setServiceParent(proxy)
     return proxy
 
 

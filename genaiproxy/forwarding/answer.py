@@ -104,9 +104,12 @@ def return_head(request: Any, response: IResponse, tried: Sequence[str]) -> None
     tried, the one that answered last, when there were several)."""
     request.setResponseCode(response.code, response.phrase)
     out = request.responseHeaders
+    # A limited client gets its own limits' headers, not the shared key's.
+    limited = out.hasHeader(b"x-ratelimit-limit-requests") or out.hasHeader(
+        b"x-ratelimit-limit-tokens")
     for name, values in response.headers.getAllRawHeaders():
         lower = name.lower()
-        if not _is_returned(lower):
+        if not _is_returned(lower) or (limited and lower.startswith(b"x-ratelimit-")):
             continue
         if lower == b"vary" and out.hasHeader(b"vary"):
             values = out.getRawHeaders(b"vary", []) + values  # keep our "Vary: Origin"

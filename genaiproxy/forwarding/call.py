@@ -16,6 +16,7 @@ from io import BytesIO
 from time import monotonic
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -55,6 +56,7 @@ from genaiproxy.forwarding.report import (
 )
 from genaiproxy.forwarding.request_event import log_request
 from genaiproxy.forwarding.streamed import StreamedAnswer
+from genaiproxy.limits import Admission
 from genaiproxy.upstream import RequestBody, UpstreamError, classify
 
 log = Logger(namespace="genaiproxy.forward")
@@ -76,9 +78,9 @@ class ForwardCall:
     # One lives as long as its request (ten thousand at once, for open
     # streams): a fixed set of slots, no instance dict.
     __slots__ = (
-        "_call", "_gone", "_hop", "_hops", "_id", "_path", "_sent", "_sent_model", "_stream",
-        "_wants_stream", "asks_usage", "bridge", "context", "ended", "model", "request", "route",
-        "started", "tags", "tried", "upstream", "upstream_name",
+        "_admission", "_call", "_gone", "_hop", "_hops", "_id", "_path", "_sent", "_sent_model",
+        "_stream", "_wants_stream", "asks_usage", "bridge", "context", "ended", "model",
+        "request", "route", "started", "tags", "tried", "upstream", "upstream_name",
     )
 
     def __init__(self, context: CallContext, request: Any, path: str, route: Route) -> None:
@@ -116,6 +118,8 @@ class ForwardCall:
         # Set while the request in flight is a Responses request sent to the
         # upstream's chat completions.
         self.bridge: ResponsesBridge | MessagesBridge | None = None
+        # What the clients' limits said of it, once it was let through.
+        self._admission: Admission | None = None
 
     # Outbound.
 
@@ -156,6 +160,47 @@ class ForwardCall:
             if (first.upstream_model is not None and first.upstream_model != self.model) or (
                     first.max_output_tokens is not None):
                 prepared, body = self._prepare(first.upstream_model)
+        if self.context.limits.active:
+            self._limit(prepared, body)
+        else:
+            self._go_first(prepared, body)
+
+    def _limit(self, prepared: PreparedBody, body: RequestBody) -> None:
+        """Ask the client's limits first (L{genaiproxy.limits}): its model
+        list, then its windows (at once, or once Redis answers)."""
+        limiter = self.context.limits
+        client = limiter.client_of(self.tags.get("client", ""))
+        models = limiter.models_of(client)
+        if models is not None and self.model is not None and self.model not in models:
+            answer_error(self, 403, limiter.refused_model(client, self.model))
+            return
+        admission = limiter.admit(client)
+        if isinstance(admission, Deferred):
+            admission.addCallback(self._admitted, client, prepared, body)
+            admission.addErrback(self._crashed)
+        else:
+            self._admitted(admission, client, prepared, body)
+
+    def _admitted(self, admission: Admission, client: str, prepared: PreparedBody,
+                  body: RequestBody) -> None:
+        limiter = self.context.limits
+        if self._gone:
+            if admission.refused_by is None:
+                limiter.release(client, admission)
+            return
+        headers = self.request.responseHeaders
+        for name, value in limiter.headers(admission):
+            headers.setRawHeaders(name, [value])
+        if admission.refused_by is not None:
+            status, document, wait = limiter.refusal(client, admission)
+            headers.setRawHeaders(b"retry-after", [b"%d" % wait])
+            answer_error(self, status, document)
+            return
+        self._admission = admission
+        self._go_first(prepared, body)
+
+    def _go_first(self, prepared: PreparedBody, body: RequestBody) -> None:
+        """Send the request to its first upstream, and log it."""
         try:
             call, query, headers = self._go(prepared, body)
         except BridgeRequestError as e:
@@ -367,7 +412,12 @@ class ForwardCall:
             self.request.transport.abortConnection()
 
     def _count(self, result: object) -> object:
-        """The request's end, in the metrics (L{count_request})."""
+        """The request's end, in the metrics (L{count_request}), and its
+        concurrency slot given back."""
+        if self._admission is not None:
+            limiter = self.context.limits
+            limiter.release(limiter.client_of(self.tags.get("client", "")), self._admission)
+            self._admission = None
         stream = self._stream
         count_request(self, 499 if self._gone else self.request.code,
                       None if stream is None else stream.bytes_sent)

@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 
 from genaiproxy.config import Config, ModelRoute
+from genaiproxy.limits import Limiter
 from genaiproxy.observe import ProxyMetrics
 from genaiproxy.upstream import UpstreamClient, UpstreamSet
 
@@ -38,6 +39,7 @@ class CallContext:
     @ivar finished: a callback for the end of the call's request (its
         Deferred's result, the request), answered in full or left by its
         client.
+    @ivar limits: the clients' limits, asked before a request goes upstream.
     """
 
     config: Config
@@ -47,6 +49,7 @@ class CallContext:
     metrics: ProxyMetrics
     hops: Callable[[str | None], Sequence[ModelRoute]]
     finished: Callable[[object, Any], None]
+    limits: Limiter
 
     @property
     def secret_headers(self) -> frozenset[bytes]:

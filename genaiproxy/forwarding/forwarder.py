@@ -20,6 +20,7 @@ from genaiproxy.api import Route
 from genaiproxy.config import NO_ROUTING, ModelRoute, RoutingTable
 from genaiproxy.forwarding.call import ForwardCall
 from genaiproxy.forwarding.context import CallContext
+from genaiproxy.limits import Limiter
 from genaiproxy.observe import ProxyMetrics
 from genaiproxy.upstream import UpstreamClient, UpstreamSet
 
@@ -40,8 +41,10 @@ class Forwarder:
         self.routing: RoutingTable = NO_ROUTING
         # Set once a graceful stop began: /readyz then turns new work away.
         self.draining = False
+        # The clients' limits (models.yaml's limits:, set with the routing).
+        self.limits = Limiter(self.clock, self.metrics)
         self.context = CallContext(self.config, self.clock, upstream, self.upstreams,
-                                   self.metrics, self._hops, self.finished)
+                                   self.metrics, self._hops, self.finished, self.limits)
 
     def set_routing(self, routing: RoutingTable) -> None:
         """Take a new routing table (and its upstreams) into service."""

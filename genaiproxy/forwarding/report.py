@@ -89,8 +89,12 @@ def failure_document(call: ReportingCall, problem: UpstreamError) -> dict[str, A
 
 def count_tokens(call: ReportingCall, usage: dict[str, int]) -> None:
     """Add the tokens an answer reports to the metrics, under the request's
-    model and client."""
-    call.context.metrics.count_tokens(call.model, call.tags.get("client", ""), usage)
+    model and client, and to the client's limits."""
+    client = call.tags.get("client", "")
+    call.context.metrics.count_tokens(call.model, client, usage)
+    limiter = call.context.limits
+    if limiter.active or limiter.rules.prices:
+        limiter.spend(limiter.client_of(client), call.model, usage)
 
 
 def report_retry(call: ReportingCall, retry: int, delay: float, problem: UpstreamError) -> None:

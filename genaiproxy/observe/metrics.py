@@ -80,6 +80,20 @@ class ProxyMetrics:
         self.tokens = Counter("genai_proxy_tokens", "Tokens the upstream reported, by model, "
                               "client and kind (input, output, cached, reasoning).",
                               ["model", "client", "kind"], registry=registry)
+        # The limits of models.yaml (genaiproxy.limits).
+        self.limited = Counter("genai_proxy_limited", "Requests the proxy refused for a "
+                               "client's limit (429) or model list (403), by client and limit.",
+                               ["client", "limit"], registry=registry)
+        self.cost = Counter("genai_proxy_cost", "What the tokens the upstream reported cost, "
+                            "by the models' price in models.yaml, by client and model.",
+                            ["client", "model"], registry=registry)
+        self.budget_remaining = Gauge("genai_proxy_budget_remaining",
+                                      "What is left of a client's budget, by window (day, "
+                                      "month), as last seen.", ["client", "window"],
+                                      registry=registry)
+        self.limits_store_down = Gauge("genai_proxy_limits_store_unavailable",
+                                       "1 while the shared limits store (Redis) cannot be "
+                                       "reached.", registry=registry)
         self._models: set[str] = set()
 
     def count_tokens(self, model: str | None, client: str, usage: dict[str, int]) -> None:

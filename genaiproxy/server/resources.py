@@ -5,7 +5,7 @@
     /livez                  liveness, no upstream call          public
     /readyz                 readiness: 503 while stopping       public
     /metrics                Prometheus metrics
-    /status                 the metrics as a small HTML page, for people
+    /status                 the metrics as an HTML page         public with STATUS_PUBLIC
     /v1/health              forwarded to the upstream           public
     /v1/models[/{id}]       local, from models.yaml
     /v1/chat/completions    forwarded, gpt-5 normalised, streams
@@ -27,11 +27,11 @@ from twisted.web.server import Request
 
 from genaiproxy import __version__
 from genaiproxy.api import Route, set_json, set_json_error
-from genaiproxy.config import ModelCatalog, ModelsFileError
+from genaiproxy.config import DEFAULT_CLIENT, ModelCatalog, ModelsFileError
 from genaiproxy.forwarding import Forwarder
 from genaiproxy.observe import CONTENT_TYPE_LATEST, ProxyMetrics
 from genaiproxy.server.site import ProxyRequest
-from genaiproxy.server.status import summarize
+from genaiproxy.server.status import summarize, upstream_states
 from genaiproxy.server.status_page import CONTENT_SECURITY_POLICY, HTML_CONTENT_TYPE, render_html
 
 NAME = "genai-proxy"
@@ -161,8 +161,15 @@ def _catalog_error(request: ProxyRequest, catalog: ModelCatalog, problem: Models
     )
 
 
+def _allowed(request: Request, catalog: ModelCatalog) -> frozenset[str] | None:
+    """The models the request's client may use (models.yaml's C{limits:}),
+    or None: any."""
+    return catalog.limits.of(getattr(request, "client_name", "") or DEFAULT_CLIENT).models
+
+
 class Models(JSONResource):
-    """GET /v1/models, answered from models.yaml without calling the upstream."""
+    """GET /v1/models, answered from models.yaml without calling the upstream
+    (only the client's models, when C{limits:} lists them)."""
 
     def __init__(self, catalog: ModelCatalog) -> None:
         super().__init__()
@@ -182,6 +189,9 @@ class Models(JSONResource):
             models = self._catalog.models()
         except ModelsFileError as e:
             return _catalog_error(request, self._catalog, e)
+        allowed = _allowed(request, self._catalog)
+        if allowed is not None:
+            models = [model for model in models if model["id"] in allowed]
         return set_json(request, {"object": "list", "data": models})
 
 
@@ -200,8 +210,9 @@ class Model(JSONResource):
             model = self._catalog.find(self._model_id)
         except ModelsFileError as e:
             return _catalog_error(request, self._catalog, e)
-        if model is not None:  # hidden ones too: they are routable
-            return set_json(request, model)
+        allowed = _allowed(request, self._catalog)
+        if model is not None and (allowed is None or model["id"] in allowed):
+            return set_json(request, model)  # hidden ones too: they are routable
         return set_json_error(
             request, 404, f"The model '{self._model_id}' does not exist",
             "invalid_request_error", code="model_not_found", param="model",
@@ -266,16 +277,20 @@ class MetricsPage(JSONResource):
 
 
 class StatusPage(JSONResource):
-    """GET /status: the metrics summed up as an HTML page that reloads itself
-    (behind the token, like /metrics); read from the same registry."""
+    """GET /status: the metrics summed up as an HTML page that reloads itself,
+    read from the same registry, with every upstream in service.  Behind the
+    token like /metrics, unless C{public} (STATUS_PUBLIC): a browser cannot
+    send a token, and the page holds no secret."""
 
-    def __init__(self, metrics: ProxyMetrics, upstream_display: str) -> None:
+    def __init__(self, forwarder: Forwarder, public: bool = False) -> None:
         super().__init__()
-        self._metrics = metrics
-        self._upstream = upstream_display
+        self._forwarder = forwarder
+        self.public = public
 
     def render_GET(self, request: Request) -> bytes:
-        summary = summarize(self._metrics.registry, self._upstream, time.time())
+        forwarder = self._forwarder
+        summary = summarize(forwarder.metrics.registry, upstream_states(forwarder.upstreams),
+                            time.time())
         body = render_html(summary).encode("utf-8")
         request.setHeader(b"content-type", HTML_CONTENT_TYPE)
         request.setHeader(b"cache-control", b"no-store")

@@ -2,9 +2,12 @@
 
 Every number on it is read back from the proxy's prometheus-client registry
 (L{genaiproxy.observe.metrics.ProxyMetrics}), the same samples /metrics exports, so
-the page and a Prometheus scrape never disagree.  L{summarize} turns the
-samples into a L{Summary}; L{genaiproxy.server.status_page.render_html} draws
-that as the page.
+the page and a Prometheus scrape never disagree.  What it says of each upstream
+besides its numbers (its URL, how the Responses and Messages APIs reach it) is
+what the proxy's L{UpstreamSet} knows at that moment (L{upstream_states}).
+L{summarize} turns both into a L{Summary};
+L{genaiproxy.server.status_page.render_html} draws that as the page.  Nothing
+secret goes in: URLs are shown without their credentials, keys never.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-__all__ = ["NO_CLIENT", "Row", "Summary", "quantile", "summarize"]
+from genaiproxy.upstream import UpstreamSet
+
+__all__ = ["NO_CLIENT", "Row", "Summary", "UpstreamRow", "UpstreamState", "quantile",
+           "summarize", "upstream_states"]
 
 # What the per-client table shows for requests without a client token (open access).
 NO_CLIENT = "(no token)"
@@ -69,11 +75,62 @@ class Row:
 
 
 @dataclass(frozen=True)
+class UpstreamState:
+    """One upstream as the proxy knows it now.
+
+    @ivar name: its name in models.yaml (C{default}: the one of the environment).
+    @ivar url: its base URL, without credentials.
+    @ivar via: the forward proxy it is reached through (without
+        credentials); empty when direct.
+    @ivar responses: how C{/v1/responses} reaches it: C{native}, C{bridged}
+        (through its chat completions), or with RESPONSES_API auto,
+        C{auto: native} until it refused C{/responses}, C{auto: bridged} after.
+    @ivar messages: how C{/v1/messages} reaches it: C{native} or C{bridged}.
+    """
+
+    name: str
+    url: str
+    via: str
+    responses: str
+    messages: str
+
+
+@dataclass(frozen=True)
+class UpstreamRow:
+    """One upstream's line: its state and its totals since the proxy started
+    (the requests it answered last, and its failures: calls that failed for
+    good and streams that broke)."""
+
+    upstream: UpstreamState
+    requests: int
+    errors: int
+    failures: int
+
+
+def _how_reached(mode: str, bridged: bool) -> str:
+    """An API's way to an upstream, from its setting (C{native}, C{chat} or
+    C{auto}) and whether its requests go through chat completions now."""
+    way = "bridged" if bridged else "native"
+    return f"auto: {way}" if mode == "auto" else way
+
+
+def upstream_states(upstreams: UpstreamSet) -> tuple[UpstreamState, ...]:
+    """What C{upstreams} knows of each upstream in service, C{default} first."""
+    return tuple(
+        UpstreamState(name=name, url=client.config.upstream_display, via=client.via_proxy or "",
+                      responses=_how_reached(client.config.responses_api,
+                                             upstreams.bridges("responses", name)),
+                      messages=_how_reached(client.config.messages_api,
+                                            upstreams.bridges("messages", name)))
+        for name, client in upstreams.items())
+
+
+@dataclass(frozen=True)
 class Summary:
     """What the status page shows, read from the registry at one moment."""
 
     version: str
-    upstream: str
+    upstreams: tuple[UpstreamRow, ...]  # the default first
     started: float  # Unix time
     uptime: float  # seconds
     requests: int
@@ -85,6 +142,11 @@ class Summary:
     streams: int
     models: tuple[Row, ...]
     clients: tuple[Row, ...]
+
+    @property
+    def upstream(self) -> str:
+        """The default upstream's URL (without credentials)."""
+        return self.upstreams[0].upstream.url if self.upstreams else ""
 
 
 @dataclass
@@ -111,14 +173,19 @@ def _rows(tallies: dict[str, _Tally]) -> tuple[Row, ...]:
     return tuple(sorted(rows, key=lambda row: (-row.requests, row.name)))
 
 
-def summarize(registry: CollectorRegistry, upstream: str, now: float | None = None) -> Summary:
+def summarize(registry: CollectorRegistry, upstreams: Sequence[UpstreamState],
+              now: float | None = None) -> Summary:
     """Sum up the samples of C{registry} (a L{ProxyMetrics} one): totals,
     and per model and per client the requests, tokens and latency
-    percentiles, with the duration buckets added up over the other labels.
-    C{now} (Unix time) is for the uptime; the current time by default."""
+    percentiles, with the duration buckets added up over the other labels;
+    per upstream of C{upstreams} (L{upstream_states}), its requests, errors
+    and failures.  C{now} (Unix time) is for the uptime; the current time by
+    default."""
     now = time.time() if now is None else now
     models: defaultdict[str, _Tally] = defaultdict(_Tally)
     clients: defaultdict[str, _Tally] = defaultdict(_Tally)
+    by_upstream: defaultdict[str, _Tally] = defaultdict(_Tally)
+    upstream_failures: defaultdict[str, float] = defaultdict(float)
     totals: defaultdict[str, float] = defaultdict(float)
     overall = _Tally()
     version = ""
@@ -136,7 +203,7 @@ def summarize(registry: CollectorRegistry, upstream: str, now: float | None = No
                 started_at = value
             elif name == "genai_proxy_requests_total":
                 failed = value if int(labels["status"]) >= 400 else 0
-                for tally in (*tallies(labels), overall):
+                for tally in (*tallies(labels), by_upstream[labels["upstream"]], overall):
                     tally.requests += value
                     tally.errors += failed
                 if labels["status"] == "499":
@@ -151,8 +218,14 @@ def summarize(registry: CollectorRegistry, upstream: str, now: float | None = No
             elif name in ("genai_proxy_retries_total", "genai_proxy_upstream_failures_total",
                           "genai_proxy_requests_in_flight", "genai_proxy_streams_in_flight"):
                 totals[name] += value
+                if name == "genai_proxy_upstream_failures_total":
+                    upstream_failures[labels["upstream"]] += value
+    upstream_rows = tuple(
+        UpstreamRow(state, int(by_upstream[state.name].requests),
+                    int(by_upstream[state.name].errors), int(upstream_failures[state.name]))
+        for state in upstreams)
     return Summary(
-        version=version, upstream=upstream, started=started_at,
+        version=version, upstreams=upstream_rows, started=started_at,
         uptime=max(0.0, now - started_at),
         requests=int(overall.requests), errors=int(overall.errors),
         client_left=int(totals["left"]),

@@ -1,9 +1,11 @@
 """The status page's HTML: a L{Summary} drawn as one self-contained page.
 
 The page is a tree of L{twisted.web.template} tags, flattened to bytes, so
-every string in it (model and client names come from clients, the upstream
+every string in it (model and client names come from clients, the upstreams
 from the configuration) is escaped by the flattener, in text and in attribute
-values alike; nothing here writes markup by hand.  The page has no scripts
+values alike; nothing here writes markup by hand.  Below its header the page
+is a list of sections, each drawn by one function of L{SECTIONS}: a new part
+of the page is one more function there.  The page has no scripts
 and loads nothing (it must work offline): its CSS is inline, its bar chart is
 inline SVG, and a meta refresh reloads it; L{CONTENT_SECURITY_POLICY} is the
 header that holds it to that.
@@ -12,14 +14,14 @@ header that holds it to that.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from twisted.python.failure import Failure
 from twisted.web.template import Flattenable, Tag, flattenString, tags
 
-from genaiproxy.server.status import Row, Summary
+from genaiproxy.server.status import Row, Summary, UpstreamRow
 
-__all__ = ["CONTENT_SECURITY_POLICY", "HTML_CONTENT_TYPE", "render_html"]
+__all__ = ["CONTENT_SECURITY_POLICY", "HTML_CONTENT_TYPE", "SECTIONS", "render_html"]
 
 HTML_CONTENT_TYPE = b"text/html; charset=utf-8"
 # The page needs nothing but its own inline <style>: a label that slipped
@@ -91,6 +93,7 @@ th:first-child, td:first-child { text-align: left; white-space: normal; overflow
 tr:last-child td { border-bottom: none; }
 td.bad { color: var(--bad); }
 td.none { color: var(--muted); text-align: left; }
+th.text, td.text { text-align: left; white-space: normal; }
 figure { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 8px;
   padding: 12px 16px; }
 svg { display: block; width: 100%; max-width: 860px; height: auto; }
@@ -102,8 +105,9 @@ footer { margin-top: 28px; color: var(--muted); font-size: 12px; }
 
 _FOOTER = """Totals since the proxy started. Errors are answers with status 400 or more,
 499 when the client left first. Latencies run from a request to the end of its answer,
-estimated from the histogram buckets as Prometheus does. The same numbers are at /metrics.
-This page reloads every {refresh} s."""
+estimated from the histogram buckets as Prometheus does. An upstream's requests are those
+it answered last (after any fallbacks); its failures are its calls that failed and its
+streams that broke. The same numbers are at /metrics. This page reloads every {refresh} s."""
 
 
 def _bad(tag: Tag, bad: bool) -> Tag:
@@ -176,10 +180,22 @@ def token_chart(rows: Iterable[Row], limit: int = CHART_MODELS) -> Tag:
     return tags.figure(chart, more)
 
 
-def document(summary: Summary, refresh: int = REFRESH_SEC) -> Tag:
-    """The whole status page as a tree of tags: a self-contained HTML
-    document that reloads itself every C{refresh} seconds."""
-    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(summary.started))
+def _upstream_line(row: UpstreamRow) -> Tag:
+    upstream = row.upstream
+    return tags.tr(
+        tags.td(upstream.name), tags.td(tags.code(upstream.url), class_="text"),
+        tags.td(tags.code(upstream.via) if upstream.via else "direct", class_="text"),
+        tags.td(upstream.responses, class_="text"), tags.td(upstream.messages, class_="text"),
+        tags.td(_count(row.requests)), _bad(tags.td(_count(row.errors)), row.errors > 0),
+        _bad(tags.td(_count(row.failures)), row.failures > 0))
+
+
+def _section(section_id: str, title: str, *content: Flattenable) -> Tag:
+    return tags.section(tags.h2(title), *content, id=f"{section_id}-section")
+
+
+def totals_section(summary: Summary) -> Tag:
+    """The cards of the totals: requests, errors, retries, failures, open work."""
     cards = [
         _card("Requests", _count(summary.requests)),
         _card("Errors", _count(summary.errors), bad=summary.errors > 0,
@@ -190,6 +206,47 @@ def document(summary: Summary, refresh: int = REFRESH_SEC) -> Tag:
         _card("In flight", _count(summary.in_flight)),
         _card("Open streams", _count(summary.streams)),
     ]
+    return tags.dl(*cards, class_="cards", id="summary")
+
+
+def upstreams_section(summary: Summary) -> Tag:
+    """Every upstream in service: where it is, the forward proxy it is
+    reached through, how the Responses and Messages APIs reach it, and its
+    requests, errors and failures."""
+    head = tags.tr(tags.th("Upstream"),
+                   *(tags.th(name, class_="text")
+                     for name in ("URL", "Via", "Responses API", "Messages API")),
+                   *(tags.th(name) for name in ("Requests", "Errors", "Failures")))
+    table = tags.table(tags.thead(head), tags.tbody(*map(_upstream_line, summary.upstreams)),
+                       id="upstreams")
+    return _section("upstreams", "Upstreams", table)
+
+
+def tokens_section(summary: Summary) -> Tag:
+    """The chart of input and output tokens per model."""
+    return _section("tokens", "Tokens per model", token_chart(summary.models))
+
+
+def models_section(summary: Summary) -> Tag:
+    """The table of models."""
+    return _section("models", "Models", _table("models", "Model", summary.models))
+
+
+def clients_section(summary: Summary) -> Tag:
+    """The table of clients."""
+    return _section("clients", "Clients", _table("clients", "Client", summary.clients))
+
+
+# The page below its header, in order: one function a section.
+SECTIONS: tuple[Callable[[Summary], Tag], ...] = (
+    totals_section, upstreams_section, tokens_section, models_section, clients_section)
+
+
+def document(summary: Summary, refresh: int = REFRESH_SEC,
+             sections: Sequence[Callable[[Summary], Tag]] = SECTIONS) -> Tag:
+    """The whole status page as a tree of tags: a self-contained HTML
+    document of C{sections} that reloads itself every C{refresh} seconds."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(summary.started))
     head = tags.head(
         tags.meta(charset="utf-8"),
         tags.meta(content=str(refresh), **{"http-equiv": "refresh"}),
@@ -201,10 +258,7 @@ def document(summary: Summary, refresh: int = REFRESH_SEC) -> Tag:
             tags.h1(f"genai-proxy {summary.version}"),
             tags.span("forwarding to ", tags.code(summary.upstream, id="upstream"), class_="meta"),
             tags.span(f"up {duration_text(summary.uptime)} (since {started})", class_="meta")),
-        tags.dl(*cards, class_="cards", id="summary"),
-        tags.h2("Tokens per model"), token_chart(summary.models),
-        tags.h2("Models"), _table("models", "Model", summary.models),
-        tags.h2("Clients"), _table("clients", "Client", summary.clients),
+        *(section(summary) for section in sections),
         tags.footer(_FOOTER.format(refresh=refresh))))
     return tags.html(head, body, lang="en")
 

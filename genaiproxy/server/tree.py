@@ -60,5 +60,5 @@ def build_tree(forwarder: Forwarder, catalog: ModelCatalog) -> Resource:
         {b"health": health, b"livez": Liveness(), b"readyz": Readiness(forwarder, catalog),
          b"v1": v1,
          b"metrics": MetricsPage(forwarder.metrics),
-         b"status": StatusPage(forwarder.metrics, forwarder.config.upstream_display)},
+         b"status": StatusPage(forwarder, public=forwarder.config.status_public)},
     )

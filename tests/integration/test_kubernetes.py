@@ -39,7 +39,7 @@ KUBERNETES_RELEASE = "1.32.0"
 # What the example overlay sets (overlays/example/kustomization.yaml).
 OVERLAY_NAMESPACES = ["open-webui", "ci-agents", "monitoring"]
 OVERLAY_IMAGE = "registry.example.com/platform/genai-proxy:0.1.0"
-OVERLAY_REPLICAS = 3
+OVERLAY_MIN_PODS, OVERLAY_MAX_PODS = 3, 6
 OVERLAY_GATEWAY = "https://genai-gateway.example.com/genai"
 # Label shared by the pods and every selector.
 APP = {"app.kubernetes.io/name": "genai-proxy"}
@@ -272,14 +272,29 @@ def test_networkpolicy_admits_only_the_overlays_namespaces():
         assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
 
 
-def test_overlay_sets_gateway_image_replicas_and_namespace():
-    """The example overlay sets the gateway, the image and its tag, the
-    replica count (the autoscaler's minimum with it), the namespace of
-    every object, and its own models; the base keeps its defaults."""
-    objects = render(OVERLAY)
+@BOTH
+def test_the_autoscaler_alone_sets_the_pod_count(folder):
+    """The Deployment that the autoscaler scales has no replica count of its
+    own, in the base and in the overlay alike: with one, every C{kubectl
+    apply} would set the pods back to that number, undoing what the
+    autoscaler chose.  The overlay sets the autoscaler's bounds instead."""
+    objects = render(folder)
     deployment = only(objects, "Deployment")
-    assert deployment["spec"]["replicas"] == OVERLAY_REPLICAS
-    assert only(objects, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == OVERLAY_REPLICAS
+    hpa = only(objects, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert "replicas" not in deployment["spec"]
+    if folder == OVERLAY:
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
+            OVERLAY_MIN_PODS, OVERLAY_MAX_PODS)
+    else:
+        assert hpa["spec"]["minReplicas"] != OVERLAY_MIN_PODS
+
+
+def test_overlay_sets_gateway_image_and_namespace():
+    """The example overlay sets the gateway, the image and its tag, the
+    namespace of every object, and its own models; the base keeps its
+    defaults."""
+    objects = render(OVERLAY)
     assert container(objects)["image"] == OVERLAY_IMAGE
     env = env_of(objects)
     assert env["GENAI_BASE_URL"] == OVERLAY_GATEWAY
@@ -289,7 +304,6 @@ def test_overlay_sets_gateway_image_replicas_and_namespace():
 
     base = render(KUBERNETES)
     assert container(base)["image"] == "genai-proxy:latest"
-    assert only(base, "Deployment")["spec"]["replicas"] != OVERLAY_REPLICAS
     assert env_of(base)["GENAI_BASE_URL"] != OVERLAY_GATEWAY
     assert only(base, "ConfigMap")["data"]["models.yaml"] == (REPO / "models.yaml").read_text()
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from support import ProxyProcess, run_proxy
+from support import BASE_ENV, ProxyProcess, free_port, run_mock_upstream, run_proxy
 
 from genaiproxy import __version__
 from genaiproxy.observe.metrics import ProxyMetrics
-from genaiproxy.server.status import NO_CLIENT, Row, quantile, summarize
+from genaiproxy.server.status import NO_CLIENT, Row, UpstreamRow, UpstreamState, quantile, summarize
 
 TOKEN = "status-token-4711"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -81,10 +81,12 @@ def test_summary_of_a_real_registry():
     started = metrics.registry.get_sample_value("genai_proxy_start_time_seconds")
     assert started is not None
 
-    summary = summarize(metrics.registry, "https://gateway.example/openai", now=started + 125)
+    gateway = UpstreamState("default", "https://gateway.example/openai", "", "native", "bridged")
+    summary = summarize(metrics.registry, [gateway], now=started + 125)
 
     assert (summary.version, summary.upstream, summary.started, summary.uptime) == (
         "9.9.9", "https://gateway.example/openai", started, 125)
+    assert summary.upstreams == (UpstreamRow(gateway, 6, 2, 1),)
     assert (summary.requests, summary.errors, summary.client_left) == (6, 2, 1)
     assert (summary.retries, summary.upstream_failures, summary.in_flight, summary.streams) == (
         3, 1, 2, 1)
@@ -106,7 +108,7 @@ def test_requests_without_a_client_token_are_one_named_row():
     table names that row instead of leaving it blank."""
     metrics = ProxyMetrics("1", lambda: 0)
     metrics.requests.labels("chat", "gpt-4.1", "200", "", "default").inc()
-    summary = summarize(metrics.registry, "http://127.0.0.1:1")
+    summary = summarize(metrics.registry, [])
     assert [(row.name, row.requests) for row in summary.clients] == [(NO_CLIENT, 1)]
 
 
@@ -250,6 +252,61 @@ def test_status_page_shows_the_counts_behind_the_token(guarded):
     assert int(head.headers["content-length"]) > 0
 
 
+EU_KEY = "sk-eu-status-page-5d02b7"
+SEVERAL_UPSTREAMS = """\
+upstreams:
+  eu:                     # a gateway without the Responses API
+    base_url: {eu}
+    subscription_name: Api-Key
+    api_key_env: GENAI_API_KEY_EU
+  closed:                 # nothing listens there
+    base_url: http://127.0.0.1:{closed}
+    max_retries: 0
+    messages_api: native
+models:
+  - id: gpt-4.1
+  - id: eu-model
+    upstream: eu
+  - id: refused
+    upstream: closed
+    fallbacks: [gpt-4.1]
+"""
+
+
+def test_status_page_shows_every_upstream_and_no_secret(mock_url):
+    """With several upstreams in models.yaml, the page has a row for each in
+    service, the default first: its URL without credentials, how the
+    Responses and Messages APIs reach it as the proxy found out (an
+    upstream that refused /responses is bridged from then on), and the
+    requests it answered, its errors and its failures (a refused
+    connection, answered by the fallback).  No key, token or password is
+    on the page."""
+    with run_mock_upstream("--chat-only") as (eu_url, _):
+        eu_with_password = eu_url.replace("http://", "http://eu-user:eu-password@")
+        models = SEVERAL_UPSTREAMS.format(eu=eu_with_password, closed=free_port())
+        with run_proxy(mock_url, models=models, AUTH_TOKEN=TOKEN,
+                       GENAI_API_KEY_EU=EU_KEY) as proxy:
+            for path, body in (("/v1/chat/completions", chat("gpt-4.1", "one")),
+                               ("/v1/responses", {"model": "eu-model", "input": "two"}),
+                               ("/v1/chat/completions", chat("refused", "three"))):
+                answer = httpx.post(proxy.url + path, json=body, headers=AUTH, timeout=30,
+                                    trust_env=False)
+                assert answer.status_code == 200, answer.text
+            page = httpx.get(proxy.url + "/status", headers=AUTH, trust_env=False).text
+
+    head, *rows = StatusPageText(page).tables["upstreams"]
+    assert head == ["Upstream", "URL", "Via", "Responses API", "Messages API", "Requests",
+                    "Errors", "Failures"]
+    closed_url = models.split("base_url: ")[2].split()[0]
+    assert rows == [
+        ["default", mock_url, "direct", "auto: native", "bridged", "2", "0", "0"],
+        ["eu", eu_url, "direct", "auto: bridged", "bridged", "1", "0", "0"],
+        ["closed", closed_url, "direct", "auto: native", "native", "0", "0", "1"],
+    ]
+    for secret in (BASE_ENV["GENAI_API_KEY"], EU_KEY, TOKEN, "eu-password"):
+        assert secret not in page
+
+
 # The page in a real browser.
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
@@ -273,15 +330,18 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_chromium_renders_the_page(mock_url, tmp_path, capsys):
-    """A real browser renders the page (open, since no token is set) with the
-    model rows, the client-given name as text, the chart, and no network
-    beyond the proxy; a screenshot of it is kept for people to look at."""
+    """A real browser, which sends no token, renders the page of a proxy
+    that needs one once STATUS_PUBLIC is set (while /metrics still needs
+    it), with the model rows, the client-given name as text, the chart, and
+    no network beyond the proxy; a screenshot of it is kept for people to
+    look at."""
     bold = "<b>bold</b>"
-    with run_proxy(mock_url) as proxy:
+    with run_proxy(mock_url, AUTH_TOKEN=TOKEN, STATUS_PUBLIC="true") as proxy:
         expected: dict[str, list[int]] = {}
-        send(proxy, "/v1/chat/completions", chat("gpt-4.1", "one two"), {}, expected)
-        send(proxy, "/v1/chat/completions", chat("gpt-4.1", "three four five"), {}, expected)
-        send(proxy, "/v1/chat/completions", chat(bold, "six"), {}, expected)
+        send(proxy, "/v1/chat/completions", chat("gpt-4.1", "one two"), AUTH, expected)
+        send(proxy, "/v1/chat/completions", chat("gpt-4.1", "three four five"), AUTH, expected)
+        send(proxy, "/v1/chat/completions", chat(bold, "six"), AUTH, expected)
+        assert httpx.get(proxy.url + "/metrics", trust_env=False).status_code == 401
         url = proxy.url + "/status"
         dom = chromium("--dump-dom", url, profile=tmp_path / "profile-dom").stdout
         shot = tmp_path / "status.png"
@@ -290,7 +350,7 @@ def test_chromium_renders_the_page(mock_url, tmp_path, capsys):
 
     shown = StatusPageText(dom)
     assert shown.rows("models") == expected
-    assert list(shown.rows("clients")) == [NO_CLIENT]
+    assert list(shown.rows("clients")) == ["default"]
     assert shown.cards["Requests"] == "3" and shown.svgs == 1
     assert "<b>" not in dom and escape(bold) in dom
 

@@ -185,6 +185,8 @@ def run_proxy(
     env = _clean_environment()
     env.update(BASE_ENV)
     env["GENAI_BASE_URL"] = upstream
+    # What the daemon keeps (the limits' state file) stays in its workdir.
+    env["XDG_STATE_HOME"] = str(workdir / "state")
     env.update(settings)
     for name in without:
         env.pop(name, None)

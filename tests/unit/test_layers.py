@@ -25,9 +25,9 @@ ROOT = "genaiproxy"
 PACKAGE_DIR = Path(genaiproxy.__file__).parent
 
 # The layers, bottom first: a module may import its own layer and those
-# below it.  limits/ is to come (issue 17); testing.py (an in-memory proxy
-# for tests) may use everything but the command line.
-LAYERS = ("observe", "api", "config", "upstream", "forwarding", "limits", "server", "daemon",
+# below it.  testing.py (an in-memory proxy for tests) may use everything
+# but the command line.
+LAYERS = ("observe", "api", "config", "upstream", "limits", "forwarding", "server", "daemon",
           "testing", "cli")
 # Outside the layers: the mock upstream imports only itself; the old entry
 # point of the mock (a shim for python -m) imports only the mock; the
@@ -196,7 +196,7 @@ def _upward(found: Import) -> str | None:
 
 def test_imports_run_down_the_layers() -> None:
     """A module imports only from its own layer and those below it, in the
-    order observe < api < config < upstream < forwarding < limits < server <
+    order observe < api < config < upstream < limits < forwarding < server <
     daemon < testing < cli (genaiproxy.testing may use all but the command
     line); the package's version in genaiproxy/__init__.py is for all, and
     that __init__ imports nothing of the package; genaiproxy.mock_upstream,

@@ -20,7 +20,8 @@ class RecordingForwarder:
     """Stands in for the forwarder: notes each path and route, answers 204."""
 
     def __init__(self) -> None:
-        self.config = SimpleNamespace(upstream_display="http://upstream.invalid")
+        self.config = SimpleNamespace(upstream_display="http://upstream.invalid",
+                                      status_public=False)
         self.metrics = SimpleNamespace(registry=None)
         self.draining = False
         self.upstreams = SimpleNamespace(items=lambda: [("default", None)])

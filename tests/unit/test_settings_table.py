@@ -73,8 +73,8 @@ def test_help_shows_each_setting_with_its_default():
     for line, item in zip(shown[1:], SETTINGS, strict=True):
         assert line.split()[0] == item.name
         assert f"[{item.default_text() or 'empty'}]" in line and line.endswith(item.help)
-    assert "  REQUEST_TIMEOUT          [60]       seconds to connect" in environment_help()
-    assert "  LOG_FORMAT               [text on a terminal, else json] " in environment_help()
+    assert "  REQUEST_TIMEOUT             [60]       seconds to connect" in environment_help()
+    assert "  LOG_FORMAT                  [text on a terminal, else json] " in environment_help()
 
 
 @pytest.mark.parametrize("env, message", [
@@ -119,10 +119,12 @@ def test_lower_case_proxy_variables_are_honoured_when_the_upper_case_ones_are_em
 
 
 def test_the_start_up_event_has_the_fields_it_always_had():
-    """startup_config: the same fields as before the table (and RESPONSES_API,
-    since issue 19), secrets masked, URLs without their credentials."""
+    """startup_config: the same fields as before the table (and RESPONSES_API
+    since issue 19, MESSAGES_API since 20, the limits' since 21, STATUS_PUBLIC
+    since 23), secrets masked, URLs without their credentials."""
     config = load_config({**REQUIRED, "AUTH_TOKEN": "tok-secret", "ALLOWED_ORIGINS": "http://a/",
-                          "HTTPS_PROXY": "http://user:pw-secret@proxy.example:3128"})
+                          "HTTPS_PROXY": "http://user:pw-secret@proxy.example:3128",
+                          "LIMITS_REDIS_URL": "redis://:redis-secret@127.0.0.1:6379/2"})
     summary = config.summary()
     assert set(summary) == {
         "SUBSCRIPTION_NAME", "SUBSCRIPTION_KEY", "GENAI_BASE_URL", "REQUEST_TIMEOUT",
@@ -132,11 +134,14 @@ def test_the_start_up_event_has_the_fields_it_always_had():
         "SHUTDOWN_DELAY_SEC", "MAX_REQUEST_BODY_MB", "LOG_LEVEL", "MAX_HEADER_LINE_BYTES",
         "MAX_HEADER_BYTES", "MAX_HEADER_COUNT", "HEADER_TIMEOUT", "KEEPALIVE_TIMEOUT",
         "MAX_CLIENT_CONNECTIONS", "GENAI_API_KEY_FILE", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE",
-        "AUTH_ENABLED", "RESPONSES_API", "MESSAGES_API"}
+        "AUTH_ENABLED", "RESPONSES_API", "MESSAGES_API", "LIMITS_STATE_FILE", "LIMITS_REDIS_URL",
+        "LIMITS_REDIS_PASSWORD_FILE", "LIMITS_REDIS_FAILURE", "STATUS_PUBLIC"}
     assert summary["SUBSCRIPTION_KEY"] == "k-se****"
+    assert summary["LIMITS_REDIS_URL"] == "redis://127.0.0.1:6379/2"
     assert summary["HTTPS_PROXY"] == "http://proxy.example:3128"
     assert summary["ALLOWED_ORIGINS"] == ["http://a"] and summary["AUTH_ENABLED"] is True
     assert "tok-secret" not in repr(summary) + repr(config)
+    assert "redis-secret" not in repr(summary) + repr(config.changed()) + repr(config)
 
 
 def test_the_doctors_view_names_changed_settings_and_hides_secrets():
@@ -170,7 +175,7 @@ def test_models_yaml_keys_are_the_ones_it_always_accepted():
     """The key table gives the same sets the routing code used to spell out."""
     assert ROUTING_KEYS == {"upstream", "upstream_model", "hidden", "fallbacks",
                             "max_output_tokens"}
-    assert UNLISTED_KEYS == ROUTING_KEYS | {"context_window"}
+    assert UNLISTED_KEYS == ROUTING_KEYS | {"context_window", "price"}
     assert UPSTREAM_KEY_NAMES == {
         "base_url", "subscription_name", "api_key_env", "api_key_file", "api_version",
         "ca_bundle", "request_timeout", "max_retries", "retry_backoff_sec", "responses_api",

@@ -4,14 +4,16 @@ flattener and can never become markup."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from html import escape
 from html.parser import HTMLParser
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.web.template import Tag, flattenString, tags
 
-from genaiproxy.server.status import Row, Summary
-from genaiproxy.server.status_page import _STYLE, CHART_MODELS, render_html
+from genaiproxy.server.status import Row, Summary, UpstreamRow, UpstreamState
+from genaiproxy.server.status_page import _STYLE, CHART_MODELS, SECTIONS, document, render_html
 
 # Names drawn from HTML's metacharacters as often as from all of Unicode,
 # lone surrogates aside: the metrics make every label valid UTF-8 text first
@@ -22,9 +24,11 @@ HOSTILE = """<script>alert("1" + '2')</script> & <b title="x" onclick='y'>&amp;"
 
 def summary(model: str = "gpt-4.1", client: str = "alice", upstream: str = "http://127.0.0.1:1",
             version: str = "1.0", models: tuple[Row, ...] | None = None) -> Summary:
-    """A summary with one model row and one client row of those names."""
+    """A summary with one model row, one client row and one upstream of those names."""
     model_rows = (Row(model, 3, 1, 120, 45, 0.25, 1.5),) if models is None else models
-    return Summary(version=version, upstream=upstream, started=1_700_000_000.0, uptime=3725,
+    upstreams = (UpstreamRow(UpstreamState("default", upstream, "", "auto: native", "bridged"),
+                             3, 1, 0),)
+    return Summary(version=version, upstreams=upstreams, started=1_700_000_000.0, uptime=3725,
                    requests=3, errors=1, client_left=1, retries=2, upstream_failures=0,
                    in_flight=0, streams=0, models=model_rows,
                    clients=(Row(client, 3, 1, 120, 45, 0.25, 1.5),))
@@ -80,11 +84,37 @@ def test_client_names_are_escaped_text_never_markup():
     shown = Parsed(page)
     cells = shown.text_of("td")
     assert HOSTILE in cells and HOSTILE + "!" in cells
-    assert shown.text_of("code") == [f"http://h/?a=1&b={HOSTILE}"]
+    assert shown.text_of("code") == [f"http://h/?a=1&b={HOSTILE}"] * 2  # header, upstreams
     assert shown.text_of("h1") == [f"genai-proxy {HOSTILE}"]
     assert shown.text_of("title")[1] == f"{HOSTILE}: 120 input, 45 output tokens"
     assert shown.text_of("text")[2] == HOSTILE[:27] + "\u2026"
     assert shown.elements == Parsed(plain).elements
+
+
+class TableRows(HTMLParser):
+    """The rows of a table, each as the text of its cells (nested elements' included)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
 
 
 @given(NAMES)
@@ -132,3 +162,45 @@ def test_the_chart_draws_the_models_with_the_most_tokens():
     empty = Parsed(render_html(summary(models=(Row("idle", 1, 0, 0, 0, None, None),))))
     assert "svg" not in [tag for tag, _ in empty.elements]
     assert "No tokens counted yet." in empty.text_of("p")
+
+
+def test_every_upstream_has_a_row():
+    """The upstreams table has one row per upstream, in the order given:
+    its name, URL, forward proxy (or direct), how the Responses and Messages
+    APIs reach it, and its requests, errors and failures, those above zero
+    drawn in red."""
+    rows = (
+        UpstreamRow(UpstreamState("default", "https://gw.example/genai", "", "auto: bridged",
+                                  "bridged"), 1200, 3, 0),
+        UpstreamRow(UpstreamState("eu", "https://eu.example/openai", "http://proxy.corp:3128",
+                                  "native", "native"), 7, 0, 2),
+    )
+    page = render_html(replace(summary(), upstreams=rows))
+    table = page[page.index('<table id="upstreams">'):]
+    table = table[:table.index("</table>")]
+    head, *body = TableRows(table).rows
+    assert head == ["Upstream", "URL", "Via", "Responses API", "Messages API", "Requests",
+                    "Errors", "Failures"]
+    assert body == [
+        ["default", "https://gw.example/genai", "direct", "auto: bridged", "bridged",
+         "1\u202f200", "3", "0"],
+        ["eu", "https://eu.example/openai", "http://proxy.corp:3128", "native", "native",
+         "7", "0", "2"]]
+    assert '<td class="bad">3</td>' in table and '<td class="bad">2</td>' in table
+    assert '<td class="bad">0</td>' not in table
+
+
+def test_the_page_is_its_sections_in_order():
+    """Below the header the page is the sections of SECTIONS, one function
+    each, in that order; a function added to them is drawn in its place."""
+    def extra(_: Summary) -> Tag:
+        return tags.section(tags.h2("Extra"), id="extra-section")
+
+    ids = [dict(attrs).get("id") for tag, attrs in Parsed(render_html(summary())).elements
+           if tag in ("section", "dl")]
+    assert ids == ["summary", "upstreams-section", "tokens-section", "models-section",
+                   "clients-section"]
+    flattened: list[bytes] = []
+    flattenString(None, document(summary(), sections=(*SECTIONS, extra))).addCallback(
+        flattened.append)
+    assert Parsed(flattened[0].decode()).text_of("h2")[-1] == "Extra"
