@@ -73,6 +73,25 @@ OPEN_STREAMS_WANTED = 10_000  # the issue's figure
 OPEN_STREAMS_RSS_CEILING_MB = 350.0
 OPEN_STREAMS_FIRST_EVENT_S = 1.0
 BRIDGE_ADDED_P50_CEILING_MS = 0.1  # bridged per-event p50 - passed-through per-event p50
+LIMITS_ADDED_P50_CEILING_MS = 0.05  # with limits in process: p50 - the default row's p50
+LIMITS_REDIS_ADDED_P50_CEILING_MS = 0.3  # with limits in Redis: p50 - the default row's p50
+# models.yaml of the rows with limits: every kind of window counted for the
+# one client (no token: "default"), none ever reached.
+LIMITS_MODELS = """\
+limits:
+  default:
+    requests_per_minute: 100000000
+    tokens_per_minute: 100000000000
+    concurrent_requests: 100000
+    tokens_per_day: 100000000000
+    budget_per_day: 100000000
+    budget_per_month: 1000000000
+    models: [gpt-4.1, gpt-5]
+models:
+  - id: gpt-4.1
+    price: {input: 2.0, output: 8.0, cached_input: 0.5}
+  - id: gpt-5
+"""
 
 
 class BenchError(Exception):

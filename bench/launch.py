@@ -27,6 +27,7 @@ from bench.common import (
     API_KEY,
     API_RESPONSES,
     HOST,
+    LIMITS_MODELS,
     SUBSCRIPTION_NAME,
     BenchError,
     StreamAPI,
@@ -42,7 +43,8 @@ PROXY_ENV_KEYS = {
     "MAX_RETRIES", "RETRY_BACKOFF_SEC", "LOG_BODIES", "ALLOWED_ORIGINS", "LOG_STREAM_MAX_BYTES",
     "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
     "AUTH_TOKEN", "MAX_REQUEST_BODY_MB", "SHUTDOWN_GRACE_SEC", "GENAI_API_VERSION",
-    "GENAI_CA_BUNDLE", "RESPONSES_API", "MESSAGES_API",
+    "GENAI_CA_BUNDLE", "RESPONSES_API", "MESSAGES_API", "LIMITS_STATE_FILE", "LIMITS_REDIS_URL",
+    "LIMITS_REDIS_PASSWORD_FILE", "LIMITS_REDIS_FAILURE", "STATE_DIRECTORY", "STATUS_PUBLIC",
 }
 # Per translated API: the setting that makes the proxy answer it through the
 # upstream's chat completions, the row's key and label, and the whole (not
@@ -106,6 +108,21 @@ class ProxySpec:
     # RESPONSES_API=chat (MESSAGES_API=chat), measured with streamed Responses
     # (Messages) requests; API_CHAT: chat requests, passed through
     api: StreamAPI = API_CHAT
+    # Its own models.yaml (the rows with limits), and more settings.
+    models: str | None = None
+    settings: dict[str, str] | None = None
+
+
+def limits_spec(args: argparse.Namespace, redis_url: str = "") -> ProxySpec:
+    """A row with every kind of limit counted (L{LIMITS_MODELS}), none
+    reached: in process, or shared through the Redis at C{redis_url}."""
+    bindir = venv_bindir(args.venv)
+    if redis_url:
+        return ProxySpec("limits_redis", f"{args.label} (limits in Redis, LOG_BODIES=true)",
+                         "proxy", bindir, None, models=LIMITS_MODELS,
+                         settings={"LIMITS_REDIS_URL": redis_url})
+    return ProxySpec("limits", f"{args.label} (limits in process, LOG_BODIES=true)", "proxy",
+                     bindir, None, models=LIMITS_MODELS)
 
 
 def venv_bindir(venv: str | None) -> Path:
@@ -174,8 +191,12 @@ def start_genai_proxy(session: Session, spec: ProxySpec, base_url: str,
         env["LOG_BODIES"] = "true" if spec.log_bodies else "false"
     if spec.api is not API_CHAT:
         env[BRIDGES[spec.api.name][0]] = "chat"
-    models = session.path("models.yaml")
-    if not models.exists():
+    env.update(spec.settings or {})
+    env.setdefault("LIMITS_STATE_FILE", str(session.path(f"{spec.key}-limits.json")))
+    models = session.path(f"{spec.key}-models.yaml" if spec.models else "models.yaml")
+    if spec.models:
+        models.write_text(spec.models)
+    elif not models.exists():
         models.write_text("models:\n  - id: gpt-4.1\n  - id: gpt-5\n")
     out, err = session.path(f"{spec.key}.log"), session.path(f"{spec.key}.err")
     argv = (wrapper or []) + [str(spec.bindir / "twistd"), "-n", "--pidfile=", "genaiproxy",

@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
 
 from bench import nginx as nginx_mod
 from bench.common import BenchError, log
-from bench.launch import proxy_specs, start_genai_proxy
+from bench.launch import limits_spec, proxy_specs, start_genai_proxy
 from bench.litellm_peer import DEFAULT_VENV, start_litellm
 from bench.phase import phase_main
 from bench.procs import (
@@ -59,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="venv for the LiteLLM peer, created and filled on first use" + d)
     g.add_argument("--no-litellm", dest="litellm", action="store_false",
                    help="skip the LiteLLM row")
+    g.add_argument("--limits", action=argparse.BooleanOptionalAction, default=False,
+                   help="also a row of the proxy under test with models.yaml's limits: "
+                        "every kind counted for its client, none reached" + d)
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -88,7 +91,10 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
         upstream = nginx_mod.start_static_upstream(session, nginx, args.upstream_workers)
         log(f"static upstream (nginx) on port {upstream.port}")
         base_url = f"http://127.0.0.1:{upstream.port}"
-        for spec in proxy_specs(args):
+        specs = proxy_specs(args)
+        if args.limits:
+            specs.append(limits_spec(args))
+        for spec in specs:
             start_genai_proxy(session, spec, base_url)
             _rss(session, spec.key, "at start", rss)
         result["proxy_nofile"] = {k: process_nofile(t.proc.pid)

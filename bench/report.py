@@ -17,6 +17,8 @@ from bench.common import (
     ADDED_P50_CEILING_MS,
     BRIDGE_ADDED_P50_CEILING_MS,
     CHAT_BODY,
+    LIMITS_ADDED_P50_CEILING_MS,
+    LIMITS_REDIS_ADDED_P50_CEILING_MS,
     LITELLM_FACTOR,
     OPEN_STREAMS_FIRST_EVENT_S,
     OPEN_STREAMS_RSS_CEILING_MB,
@@ -83,6 +85,14 @@ def promises(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
                             f"<= 1/{LITELLM_FACTOR:.0f} "
                             f"({lite_added / LITELLM_FACTOR / 1000:.3f} ms)",
                             added <= lite_added / LITELLM_FACTOR))
+        for key, ceiling in (("limits", LIMITS_ADDED_P50_CEILING_MS),
+                             ("limits_redis", LIMITS_REDIS_ADDED_P50_CEILING_MS)):
+            if key in rows and "proxy" in rows:
+                over = med(key, "latency", "p50_us") - med("proxy", "latency", "p50_us")
+                out.append((f"{rows[key]['label']}: p50 at 1 connection over the same "
+                            f"proxy without limits ({rows['proxy']['label']})",
+                            f"{over / 1000:+.3f} ms", f"<= {ceiling} ms",
+                            over / 1000 <= ceiling))
     st = results.get("streaming")
     if st:
         for over, passed, bridged in _bridge_pairs(st["paths"]):

@@ -17,6 +17,7 @@ from genaiproxy.api.normalize import (
     NO_BODY,
     RESPONSES_TOKEN_FIELD,
     PreparedBody,
+    UnwritableBody,
     prepare_body,
 )
 from genaiproxy.api.routes import ROUTE_LABELS, Route, with_api_version
@@ -31,6 +32,7 @@ __all__ = [
     "ROUTE_LABELS",
     "Route",
     "USAGE_ROUTES",
+    "UnwritableBody",
     "UsageChunkRemover",
     "UsageReader",
     "anthropic_error",

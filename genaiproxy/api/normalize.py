@@ -5,12 +5,15 @@ older clients still send.  A streamed chat reports its token usage only when
 asked (C{stream_options.include_usage}); with STREAM_USAGE the proxy asks on
 the client's behalf.  L{prepare_body} parses a JSON request once, applies
 these rules, and re-serialises only when something changed: other requests
-go upstream byte-for-byte as the client sent them.
+go upstream byte-for-byte as the client sent them.  A body that must be
+rewritten for its route (a models.yaml alias, a token cap) but cannot be
+written back as JSON raises L{UnwritableBody}, which the client gets as a 400.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +77,25 @@ def normalize_gpt5(payload: dict[str, Any], token_field: str) -> bool:
 NO_BODY = PreparedBody(b"", None, stream=False, gpt5=False)
 
 
+class UnwritableBody(ValueError):
+    """A request the proxy must rewrite to send it where its model is
+    routed (under its C{upstream_model} name, or with its tokens capped),
+    whose JSON it cannot write back: it holds a number beyond the range of
+    a double (C{1e999}; or C{NaN}, C{Infinity}), which Python reads as a
+    float that JSON cannot carry.  Sent as it came, it would reach the
+    upstream under the client's name, or asking for more than the cap: the
+    client gets a 400 C{invalid_request_error} instead.
+
+    @ivar message: what the client is told, in OpenAI's error C{message}.
+    @ivar param: where in the body the number is (C{messages[2].seed}).
+    """
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
 def ask_for_usage(payload: dict[str, Any]) -> bool:
     """Set C{stream_options.include_usage} unless the client set it (or sent
     C{stream_options} that is not an object); return whether it changed."""
@@ -108,7 +130,11 @@ def prepare_body(body: bytes, token_field: str | None,
     C{model}, when given, is the model name sent instead of the client's
     (an alias, or a fallback); the gpt-5 rules apply to it.  C{cap}, when
     given, is the most output tokens the model may be asked for (models.yaml's
-    C{max_output_tokens}): a request asking for more is sent with the cap."""
+    C{max_output_tokens}): a request asking for more is sent with the cap.
+
+    @raise UnwritableBody: the body must be renamed or capped and cannot be
+        written back as JSON.
+    """
     payload = parse_json(body)
     if not isinstance(payload, dict):
         return PreparedBody(body, payload, stream=False, gpt5=False)
@@ -119,31 +145,67 @@ def prepare_body(body: bytes, token_field: str | None,
     gpt5 = token_field is not None and is_gpt5(payload.get("model"))
     # (gpt5 implies a token_field; said again for the type checker.)
     changed = gpt5 and token_field is not None and normalize_gpt5(payload, token_field)
-    changed = cap_tokens(payload, cap) or changed or renamed
+    capped = cap_tokens(payload, cap)
+    changed = capped or changed or renamed
     options = payload.get("stream_options")
     added = stream and stream_usage and ask_for_usage(payload)
     if changed or added:
-        rewritten = _rewritten(payload, body)
-        if rewritten is body and added:  # could not be rewritten: as the client sent it
-            if options is None:
-                del payload["stream_options"]
-            else:
-                payload["stream_options"] = options
-            added = False
-        body = rewritten
+        rewritten = _rewritten(payload)
+        if rewritten is None:
+            if renamed or capped:  # the route's promise, which only a rewrite keeps
+                why = (f"it is sent upstream as model {model!r}" if renamed
+                       else f"its output tokens are capped at {cap}")
+                raise _unwritable(payload, why)
+            # Only the gpt-5 rules or the usage question: as the client sent it.
+            if added:
+                if options is None:
+                    del payload["stream_options"]
+                else:
+                    payload["stream_options"] = options
+                added = False
+        else:
+            body = rewritten
     return PreparedBody(body, payload, stream=stream, gpt5=gpt5, usage_added=added)
 
 
-def _rewritten(payload: dict[str, Any], original: bytes) -> bytes:
+def _rewritten(payload: dict[str, Any]) -> bytes | None:
     """C{payload} as compact JSON.  Text that UTF-8 cannot carry (a lone
     surrogate escape, half an emoji) stays escaped as it came; a number
     beyond a double (1e999, which Python reads as infinity and would write
-    as the non-JSON C{Infinity}) leaves the body as the client sent it."""
+    as the non-JSON C{Infinity}) cannot be written: None."""
     try:
         text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return original
+        return None
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _unwritable(payload: dict[str, Any], why: str) -> UnwritableBody:
+    """The refusal of C{payload}, which must be rewritten (C{why}), naming
+    where its first number beyond a double is."""
+    try:
+        where = _non_finite_at(payload, "")
+    except RecursionError:  # nested deeper than Python's stack: said without the place
+        where = ""
+    return UnwritableBody(
+        f"The number at '{where}' is beyond the range of a double. The proxy must rewrite "
+        f"this request ({why}) and cannot write that number back as JSON: send a number "
+        "within range.", where or None)
+
+
+def _non_finite_at(value: Any, path: str) -> str:
+    """The path (C{messages[2].seed}) of the first number in C{value} that
+    JSON cannot carry, or an empty string when there is none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items = (value.items() if isinstance(value, dict)
+             else enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        found = _non_finite_at(item, f"{path}[{key}]" if isinstance(key, int)
+                               else f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return ""

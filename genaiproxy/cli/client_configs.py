@@ -249,8 +249,15 @@ def open_webui(existing: str | None, setup: Setup, reveal: bool = True) -> Merge
         notes.append(f"the key is {UNUSED_KEY!r} unless you gave one: the proxy has no "
                      "AUTH_TOKEN, AUTH_TOKEN_FILE or AUTH_TOKENS_FILE here, so any value works")
     elif auth.token and reveal:
-        key, known = auth.token, True
+        key, known = env_value(auth.token), True
         notes.append("it holds the proxy's token: mode 0600 (only you can read it)")
+        if key != auth.token:
+            notes.append("the token holds characters a shell reads (such as $, a space or a "
+                         "quote): it is written in double quotes, which a shell (`set -a; . "
+                         "FILE`) and systemd's EnvironmentFile= take away, but docker and podman "
+                         "run --env-file keep as part of the token; for those, give Open WebUI a "
+                         f"token of letters, digits and {_PLAIN_PUNCTUATION} only (a token "
+                         "named 'open-webui' in AUTH_TOKENS_FILE)")
     else:
         known = False
         key = "<a token of AUTH_TOKENS_FILE>" if auth.source == "AUTH_TOKENS_FILE" else "<AUTH_TOKEN>"
@@ -268,7 +275,8 @@ def open_webui(existing: str | None, setup: Setup, reveal: bool = True) -> Merge
         ("RAG_EMBEDDING_ENGINE", "openai", True),
         ("RAG_OPENAI_API_BASE_URL", setup.base_url, True),
         ("RAG_OPENAI_API_KEY", key, known),
-        ("RAG_EMBEDDING_MODEL", embeddings[0] if embeddings else DEFAULT_EMBEDDING_MODEL, False),
+        ("RAG_EMBEDDING_MODEL",
+         env_value(embeddings[0]) if embeddings else DEFAULT_EMBEDDING_MODEL, False),
     ]
     header = ["# Open WebUI -> genai-proxy: its OpenAI connection and RAG embeddings.",
               "# Written by `genai-proxy configure open-webui`; use with docker run --env-file,",
@@ -290,6 +298,26 @@ def openai_env(existing: str | None, setup: Setup) -> Merged:
 
 
 _ASSIGNMENT = re.compile(r"^(\s*(?:export\s+)?)([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+# What an env file's readers all take as it is when unquoted: docker and
+# podman run --env-file (which take a value as written, quotes included),
+# systemd's EnvironmentFile= and a POSIX shell's `.` (a '#' inside a word is
+# no comment to either; '~' is left out: a shell expands it).
+_PLAIN_PUNCTUATION = "-_.:/+=@%,#"
+_PLAIN_VALUE = re.compile(f"[A-Za-z0-9{re.escape(_PLAIN_PUNCTUATION)}]*")
+# The characters a backslash must protect inside double quotes, for a POSIX
+# shell and for systemd's EnvironmentFile= alike.
+_DOUBLE_QUOTED_SPECIAL = re.compile(r'([\\"$`])')
+
+
+def env_value(value: str) -> str:
+    """C{value} as an env file's assignment writes it: as it is when every
+    reader takes it so; otherwise in double quotes with C{\\ " $ `}
+    escaped, which a POSIX shell and systemd's EnvironmentFile= both read
+    back as C{value} (systemd's rules: systemd.exec(5), "EnvironmentFile=")."""
+    if _PLAIN_VALUE.fullmatch(value):
+        return value
+    return '"' + _DOUBLE_QUOTED_SPECIAL.sub(r"\\\1", value) + '"'
 
 
 def _merge_env(existing: str | None, values: list[tuple[str, str, bool]],

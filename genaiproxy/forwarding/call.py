@@ -26,6 +26,7 @@ from genaiproxy.api import (
     NO_BODY,
     PreparedBody,
     Route,
+    UnwritableBody,
     error_document,
     prepare_body,
     with_api_version,
@@ -159,7 +160,11 @@ class ForwardCall:
             first = self._hops[0]
             if (first.upstream_model is not None and first.upstream_model != self.model) or (
                     first.max_output_tokens is not None):
-                prepared, body = self._prepare(first.upstream_model)
+                try:
+                    prepared, body = self._prepare(first.upstream_model)
+                except UnwritableBody as e:
+                    self._refuse(e)
+                    return
         if self.context.limits.active:
             self._limit(prepared, body)
         else:
@@ -285,10 +290,10 @@ class ForwardCall:
         self.tried = (*self.tried, f"{self.upstream_name} ({reason})")
         self._hop = following[0]
         hop = self._hops[self._hop]
-        prepared, body = self._prepare(hop.upstream_model or hop.id)
         try:
+            prepared, body = self._prepare(hop.upstream_model or hop.id)
             call, query, _ = self._go(prepared, body)
-        except BridgeRequestError as e:
+        except (BridgeRequestError, UnwritableBody) as e:
             self._refuse(e)
             return True
         log.warn("fallback", **self.tags, model=hop.id, reason=reason,
@@ -353,9 +358,12 @@ class ForwardCall:
         self._handle(call)
         return True
 
-    def _refuse(self, problem: BridgeRequestError) -> None:
-        """A Responses request the bridge cannot send: 400, no upstream call."""
-        log.warn("request_refused", **self.tags, status=400, reason=f"{self.route.bridge}_bridge",
+    def _refuse(self, problem: BridgeRequestError | UnwritableBody) -> None:
+        """A request the bridge cannot send, or whose body cannot be written
+        back for its route: 400, no upstream call."""
+        reason = ("unwritable_body" if isinstance(problem, UnwritableBody)
+                  else f"{self.route.bridge}_bridge")
+        log.warn("request_refused", **self.tags, status=400, reason=reason,
                  method=self.request.method.decode("latin-1"), message=problem.message,
                  param=problem.param)
         answer_error(self, 400, error_document(problem.message, "invalid_request_error",

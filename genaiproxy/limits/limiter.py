@@ -202,6 +202,15 @@ class Limiter:
                               f"(its models: {allowed})", "permission_error",
                               "model_not_allowed", param="model")
 
+    def clients(self) -> set[str]:
+        """The limited clients to show: those named in the rules (the
+        default's, when it limits) and those seen since the start."""
+        named = {name for name, limits in self.rules.clients.items() if limits.limited}
+        if self.rules.default.limited:
+            named |= {DEFAULT_CLIENT} | {name for name in self.memory.names()
+                                         if name not in self.rules.clients}
+        return named
+
     def use(self, client: str) -> tuple[ClientLimits, dict[str, float]]:
         """C{client}'s limits and what it uses of them, as this process
         counted (for the status page)."""

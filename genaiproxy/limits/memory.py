@@ -150,6 +150,10 @@ class MemoryWindows:
         if client is not None and client.in_flight > 0:
             client.in_flight -= 1
 
+    def names(self) -> list[str]:
+        """The clients seen (or restored from the state file)."""
+        return list(self._clients)
+
     def use(self, name: str, limits: ClientLimits, now: float) -> dict[str, float]:
         """What client C{name} uses now of each limit it has (for the
         status page and the metrics)."""

@@ -5,7 +5,8 @@ a GET of its root, as it always has.  When models.yaml names more, each one
 gets that GET at the same time; the answer is 200 when every upstream
 answered (with a status under 500), 502 otherwise, and its JSON body has one
 entry per upstream: name, URL (without credentials), status or error, and
-how long it took.
+how long it took.  A client that leaves before the answer takes the probes
+still under way with it: they are cancelled.
 """
 
 from __future__ import annotations
@@ -46,7 +47,15 @@ class UpstreamsHealth(Resource):
             return self._single.render(request)
         probes = [self._probe(name, client, request.request_id) for name, client in upstreams]
         gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def client_left(_: Failure) -> None:
+            # Nobody will read the answer: stop every probe still under way
+            # (its connection, and the retries and timeout to come).
+            gone.append(True)
+            for probe in probes:
+                probe.cancel()
+
+        request.notifyFinish().addErrback(client_left)
 
         # Open to probes, but where clients need a token, only one who gives
         # it learns the upstreams' addresses and errors (the site checked it).

@@ -20,6 +20,7 @@ OpenAI-style JSON errors.  A resource marked C{public} needs no bearer token.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from urllib.parse import unquote_to_bytes
 
 from twisted.web.resource import Resource
@@ -31,7 +32,7 @@ from genaiproxy.config import DEFAULT_CLIENT, ModelCatalog, ModelsFileError
 from genaiproxy.forwarding import Forwarder
 from genaiproxy.observe import CONTENT_TYPE_LATEST, ProxyMetrics
 from genaiproxy.server.site import ProxyRequest
-from genaiproxy.server.status import summarize, upstream_states
+from genaiproxy.server.status import limit_rows, summarize, upstream_states
 from genaiproxy.server.status_page import CONTENT_SECURITY_POLICY, HTML_CONTENT_TYPE, render_html
 
 NAME = "genai-proxy"
@@ -289,8 +290,9 @@ class StatusPage(JSONResource):
 
     def render_GET(self, request: Request) -> bytes:
         forwarder = self._forwarder
-        summary = summarize(forwarder.metrics.registry, upstream_states(forwarder.upstreams),
-                            time.time())
+        summary = replace(summarize(forwarder.metrics.registry,
+                                    upstream_states(forwarder.upstreams), time.time()),
+                          limits=limit_rows(forwarder.limits))
         body = render_html(summary).encode("utf-8")
         request.setHeader(b"content-type", HTML_CONTENT_TYPE)
         request.setHeader(b"cache-control", b"no-store")

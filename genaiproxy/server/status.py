@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from genaiproxy.limits import Limiter
 from genaiproxy.upstream import UpstreamSet
 
 __all__ = ["NO_CLIENT", "Row", "Summary", "UpstreamRow", "UpstreamState", "quantile",
@@ -114,6 +115,27 @@ def _how_reached(mode: str, bridged: bool) -> str:
     return f"auto: {way}" if mode == "auto" else way
 
 
+@dataclass(frozen=True)
+class LimitRow:
+    """One limit of one client: what it uses now of it, as this process
+    counted (the minute windows as they stand, the day's and month's)."""
+
+    client: str
+    limit: str  # the key of models.yaml's limits:
+    used: float
+    of: float
+
+
+def limit_rows(limiter: Limiter) -> tuple[LimitRow, ...]:
+    """Every limited client's use of each of its limits, by client name."""
+    rows = []
+    for client in sorted(limiter.clients()):
+        limits, used = limiter.use(client)
+        rows += [LimitRow(client, key, value, getattr(limits, key))
+                 for key, value in used.items()]
+    return tuple(rows)
+
+
 def upstream_states(upstreams: UpstreamSet) -> tuple[UpstreamState, ...]:
     """What C{upstreams} knows of each upstream in service, C{default} first."""
     return tuple(
@@ -142,6 +164,8 @@ class Summary:
     streams: int
     models: tuple[Row, ...]
     clients: tuple[Row, ...]
+    # Each limited client's use of its limits (L{limit_rows}).
+    limits: tuple[LimitRow, ...] = ()
 
     @property
     def upstream(self) -> str:

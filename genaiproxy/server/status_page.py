@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from twisted.python.failure import Failure
 from twisted.web.template import Flattenable, Tag, flattenString, tags
 
-from genaiproxy.server.status import Row, Summary, UpstreamRow
+from genaiproxy.server.status import LimitRow, Row, Summary, UpstreamRow
 
 __all__ = ["CONTENT_SECURITY_POLICY", "HTML_CONTENT_TYPE", "SECTIONS", "render_html"]
 
@@ -237,9 +237,34 @@ def clients_section(summary: Summary) -> Tag:
     return _section("clients", "Clients", _table("clients", "Client", summary.clients))
 
 
+def _amount(limit: str, value: float) -> str:
+    """A limit's value as people read it: money to the cent, counts whole."""
+    return f"{value:,.2f}" if limit.startswith("budget") else _count(int(value))
+
+
+def _limit_line(row: LimitRow) -> Tag:
+    share = row.used / row.of if row.of else 1.0
+    return tags.tr(tags.td(row.client), tags.td(row.limit, class_="text"),
+                   tags.td(_amount(row.limit, row.used)), tags.td(_amount(row.limit, row.of)),
+                   _bad(tags.td(f"{min(share, 9.99):.0%}"), share >= 1))
+
+
+def limits_section(summary: Summary) -> Tag:
+    """Each limited client's use of its limits (models.yaml's limits:), as
+    this process counted it; a used-up window in red."""
+    head = tags.tr(tags.th("Client"), tags.th("Limit", class_="text"),
+                   *(tags.th(name) for name in ("Used", "Of", "Share")))
+    body = [_limit_line(row) for row in summary.limits] or [
+        tags.tr(tags.td("No client is limited (models.yaml has no limits:).", class_="none",
+                        colspan="5"))]
+    return _section("limits", "Limits",
+                    tags.table(tags.thead(head), tags.tbody(*body), id="limits"))
+
+
 # The page below its header, in order: one function a section.
 SECTIONS: tuple[Callable[[Summary], Tag], ...] = (
-    totals_section, upstreams_section, tokens_section, models_section, clients_section)
+    totals_section, upstreams_section, tokens_section, models_section, clients_section,
+    limits_section)
 
 
 def document(summary: Summary, refresh: int = REFRESH_SEC,

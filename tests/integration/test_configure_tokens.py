@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 
 import pytest
 from support.configure import (
@@ -70,6 +71,38 @@ def test_token_from_files(tmp_path):
     written = (other / "home" / FILES["open-webui"]).read_text()
     assert env_values(written)["OPENAI_API_KEY"] == "<a token of AUTH_TOKENS_FILE>"
     assert f"a token of AUTH_TOKENS_FILE {tokens}" in result.stdout and SECRET not in written
+
+
+# Tokens a shell or systemd's EnvironmentFile= would read differently if
+# written as they are: expansion, word splitting, quotes, escapes, globbing,
+# tilde expansion, command substitution, a comment after a space.
+AWKWARD_TOKENS = ["a b", "pa$$word", "$HOME", "x #y", "it's", 'say "hi"', "back\\slash",
+                  "`id`", "$(id)", "~root", "a;b&c|d", "<in>out", "*?[ab]", "tab\there",
+                  "é-latin-1", "!bang", "ab#cd"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+def test_open_webui_file_gives_any_token_to_a_shell_as_it_is(tmp_path, shell):
+    """Whatever characters the token holds, `set -a; . FILE` in a POSIX
+    shell (bash, and Debian's sh: dash) sets OPENAI_API_KEY and
+    RAG_OPENAI_API_KEY to the token itself; one of letters, digits and
+    -_.:/+=@%,# is written as it is, which docker and podman --env-file
+    (that take a value as written, quotes included) read the same."""
+    for number, token in enumerate(AWKWARD_TOKENS):
+        home = tmp_path / str(number)
+        result = configure(home, "open-webui", AUTH_TOKEN=token)
+        assert result.returncode == 0, result.stderr
+        path = home / "home" / FILES["open-webui"]
+        sourced = subprocess.run(
+            [shell, "-c", 'set -a; . "$1"; set +a; printf "%s\\n%s" "$OPENAI_API_KEY" '
+             '"$RAG_OPENAI_API_KEY"', shell, str(path)],
+            capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin", "HOME": "/"})
+        assert sourced.returncode == 0 and sourced.stderr == "", (token, sourced.stderr)
+        assert sourced.stdout == f"{token}\n{token}", (token, path.read_text())
+        if token == "ab#cd":
+            assert env_values(path.read_text())["OPENAI_API_KEY"] == token
+        else:
+            assert "docker" in result.stdout and "--env-file" in result.stdout
 
 
 # --- bad input -----------------------------------------------------------------------

@@ -188,6 +188,24 @@ def test_every_upstream_of_models_yaml_is_checked(tmp_path, mock_url):
     assert "2 models, 2 upstreams" in steps[0]["detail"]
 
 
+def test_the_chat_goes_where_a_request_for_its_model_goes(tmp_path):
+    """--chat MODEL is routed as the daemon routes a request for MODEL: to
+    the upstream models.yaml names for it, under its upstream_model name
+    (an alias); the default upstream gets no chat."""
+    with run_mock_upstream() as (default_url, _), run_mock_upstream() as (eu_url, _):
+        (tmp_path / "models.yaml").write_text(
+            f"upstreams:\n  eu:\n    base_url: {eu_url}\n"
+            "models:\n  - id: team-model\n    upstream: eu\n    upstream_model: gpt-4.1-mini\n")
+        status, text, steps = doctor(tmp_path, default_url, "--chat", "team-model")
+        assert status == 0, text
+        assert steps["chat"]["status"] == "pass" and steps["chat"]["upstream"] == "eu"
+        assert "team-model (sent as gpt-4.1-mini)" in steps["chat"]["detail"]
+        chats = {url: [json.loads(r["body"])["model"] for r in httpx.get(url + "/_mock/requests").json()
+                       if r["path"].endswith("/chat/completions")]
+                 for url in (default_url, eu_url)}
+    assert chats == {default_url: [], eu_url: ["gpt-4.1-mini", "gpt-4.1-mini"]}
+
+
 def test_a_refused_key_names_the_header_and_never_the_key(tmp_path):
     """A gateway answering 401: the gateway step says the key or its header
     is wrong, names the header, and never shows the key."""

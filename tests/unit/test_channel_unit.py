@@ -6,7 +6,7 @@ import tempfile
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.web.resource import Resource
+from twisted.web.pages import notFound
 
 from genaiproxy.config.credentials import ClientTokens
 from genaiproxy.server.channel import LINGER_SEC, ClientLimits
@@ -31,7 +31,8 @@ class TLSLikeTransport(StringTransport):
 
 def make_site(**limits) -> tuple[ProxySite, Clock]:
     clock = Clock()
-    site = ProxySite(Resource(), AccessPolicy(ClientTokens(), ()), ClientLimits(**limits))
+    # Every path is a 404 (twisted.web.pages', not Resource's deprecated default).
+    site = ProxySite(notFound(), AccessPolicy(ClientTokens(), ()), ClientLimits(**limits))
     site.reactor = clock  # type: ignore[assignment]
     return site, clock
 

@@ -161,3 +161,14 @@ def test_without_a_limits_section_nothing_changes(tmp_path):
     assert {a.code for a in answers} == {200}
     assert answers[-1].header("x-ratelimit-limit-requests") == "10000"
     assert json.loads(answers[-1].body)["object"] == "chat.completion"
+
+
+def test_the_status_page_shows_each_clients_use(tmp_path):
+    """/status: a line per limited client and limit, with what it used."""
+    proxy, _, _ = limited_proxy(tmp_path, RPM_3 + "\n  clients:\n    ci-runner:\n"
+                                "      tokens_per_day: 1000")
+    proxy.request("POST", "/v1/chat/completions", json=CHAT, headers=bearer("tok-alice"))
+    page = proxy.request("GET", "/status", headers=bearer("tok-alice")).body.decode()
+    limits = page[page.index('id="limits-section"'):]
+    assert "<td>alice</td>" in limits and "requests_per_minute" in limits
+    assert "<td>ci-runner</td>" in limits and "tokens_per_day" in limits

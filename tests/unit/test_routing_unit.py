@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from twisted.web.resource import Resource
+from twisted.web.server import Request
 
-from genaiproxy.api.normalize import prepare_body
+from genaiproxy.api.normalize import UnwritableBody, prepare_body
 from genaiproxy.config.environment import load_config
 from genaiproxy.config.models import parse_models_file, served
 from genaiproxy.config.routing import NO_ROUTING, RoutingError, build_routing
+from genaiproxy.testing import MemoryProxy
 
 DEFAULT = load_config({"GENAI_SUBSCRIPTION_NAME": "Ocp-Apim-Subscription-Key",
                        "GENAI_API_KEY": "default-key-1", "GENAI_BASE_URL": "https://gw.example",
@@ -149,6 +152,24 @@ def test_an_alias_is_sent_under_its_upstream_name_with_the_gpt5_rules():
     assert same.body == b'{"model":"gpt-4.1"}'
 
 
+@pytest.mark.parametrize(("body", "kwargs", "param"), [
+    (b'{"model":"fast","seed":1e999,"messages":[]}', {"model": "llama3.2:1b"}, "seed"),
+    (b'{"model":"fast","messages":[{"role":"user","logit":[1,-1e999]}]}', {"model": "gpt-5-mini"},
+     "messages[0].logit[1]"),
+    (b'{"model":"gpt-4.1","max_tokens":900,"top_p":1e999}', {"cap": 100}, "top_p"),
+])
+def test_an_alias_whose_body_cannot_be_written_back_is_refused(body, kwargs, param):
+    """A body that must be rewritten for its route (an alias's upstream
+    name, a token cap) but holds a number JSON cannot carry once read
+    (beyond a double) is refused, naming where the number is: sent as it
+    came, it would go upstream under the alias, or above the cap."""
+    with pytest.raises(UnwritableBody) as refused:
+        prepare_body(body, "max_completion_tokens", stream_usage=True, **kwargs)
+    assert refused.value.param == param and f"'{param}'" in refused.value.message
+    # Nothing to rewrite for the route (no alias, a cap not reached): as it came.
+    assert prepare_body(body, "max_completion_tokens", cap=10_000).body == body
+
+
 def test_a_yaml_error_says_where_not_what():
     """A models.yaml that is not YAML is refused with the line and column,
     never the text of the line (which may hold a key)."""
@@ -157,3 +178,45 @@ def test_a_yaml_error_says_where_not_what():
     with pytest.raises(ModelsFileError) as caught:
         parse_models_file("models:\n  - id: a\n    api_key: sk-yaml-secret: x\n", 0)
     assert "line 3" in str(caught.value) and "sk-yaml-secret" not in str(caught.value)
+
+
+class Recording(Resource):
+    """An upstream that answers every request with an empty chat completion
+    and keeps the bodies it got."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[bytes] = []
+
+    def render_POST(self, request: Request) -> bytes:
+        self.bodies.append(request.content.read())
+        request.setHeader(b"content-type", b"application/json")
+        return b'{"object": "chat.completion", "choices": []}'
+
+
+@pytest.mark.parametrize("entry", [
+    "  - id: fast\n    upstream_model: gpt-4.1-mini\n",
+    "  - id: fast\n    max_output_tokens: 100\n",
+])
+def test_a_body_that_cannot_be_written_back_for_its_route_is_a_400(tmp_path, entry):
+    """A request for an alias (or a capped model) whose body holds a number
+    beyond a double never reaches the upstream under the alias name (or
+    above the cap): the client gets a 400 invalid_request_error naming where
+    the number is.  A request with nothing to rewrite goes as it came."""
+    models = tmp_path / "models.yaml"
+    models.write_text("models:\n" + entry)
+    upstream = Recording()
+    proxy = MemoryProxy(upstream, models_path=str(models))
+    body = b'{"model":"fast","max_tokens":500,"messages":[],"seed":1e999}'
+    answer = proxy.request("POST", "/v1/chat/completions", data=body,
+                           headers={"Content-Type": ["application/json"]})
+    assert answer.code == 400 and upstream.bodies == []
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "seed"
+    assert "'seed'" in error["message"] and "beyond the range of a double" in error["message"]
+    other = b'{"model":"gpt-4.1","max_tokens":500,"messages":[],"seed":1e999}'
+    answer = proxy.request("POST", "/v1/chat/completions", data=other,
+                           headers={"Content-Type": ["application/json"]})
+    assert answer.code == 200 and upstream.bodies == [other]

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.web.template import Tag, flattenString, tags
 
-from genaiproxy.server.status import Row, Summary, UpstreamRow, UpstreamState
+from genaiproxy.server.status import LimitRow, Row, Summary, UpstreamRow, UpstreamState
 from genaiproxy.server.status_page import _STYLE, CHART_MODELS, SECTIONS, document, render_html
 
 # Names drawn from HTML's metacharacters as often as from all of Unicode,
@@ -199,8 +199,26 @@ def test_the_page_is_its_sections_in_order():
     ids = [dict(attrs).get("id") for tag, attrs in Parsed(render_html(summary())).elements
            if tag in ("section", "dl")]
     assert ids == ["summary", "upstreams-section", "tokens-section", "models-section",
-                   "clients-section"]
+                   "clients-section", "limits-section"]
     flattened: list[bytes] = []
     flattenString(None, document(summary(), sections=(*SECTIONS, extra))).addCallback(
         flattened.append)
     assert Parsed(flattened[0].decode()).text_of("h2")[-1] == "Extra"
+
+
+def test_each_limited_clients_use_is_shown_a_used_up_window_in_red():
+    """The limits section: a line per client and limit, what is used of
+    what (money to the cent), its share; a window at its limit is marked
+    bad; without limits, a line that says so."""
+    limited = replace(summary(), limits=(
+        LimitRow("ci-runner", "requests_per_minute", 600, 600),
+        LimitRow("alice", "budget_per_day", 3.456, 20)))
+    parsed = Parsed(render_html(limited))
+    cells = parsed.text_of("td")
+    assert ["ci-runner", "requests_per_minute", "600", "600", "100%"] == cells[
+        cells.index("ci-runner"):cells.index("ci-runner") + 5]
+    assert ["alice", "budget_per_day", "3.46", "20.00", "17%"] == cells[
+        cells.index("budget_per_day") - 1:cells.index("budget_per_day") + 4]
+    bad = [dict(attrs).get("class") for tag, attrs in parsed.elements if tag == "td"]
+    assert bad.count("bad") >= 1
+    assert "No client is limited" in render_html(summary())

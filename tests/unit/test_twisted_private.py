@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.x509 import load_pem_x509_certificate
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
@@ -129,10 +131,10 @@ def handshake(client_trust_bundle: str, ca: trustme.CA) -> bool:
     C{client_trust_bundle}, completes a handshake with a server whose
     certificate C{ca} issued for upstream.test (in memory)."""
     issued = ca.issue_cert("upstream.test")
-    server_cert = PrivateCertificate.loadPEM(
-        issued.private_key_pem.bytes() + issued.cert_chain_pems[0].bytes())
-    server_options = CertificateOptions(privateKey=server_cert.privateKey.original,
-                                        certificate=server_cert.original)
+    # cryptography's objects: pyOpenSSL deprecates its own X509 and PKey here.
+    server_options = CertificateOptions(
+        privateKey=load_pem_private_key(issued.private_key_pem.bytes(), None),
+        certificate=load_pem_x509_certificate(issued.cert_chain_pems[0].bytes()))
     client_options = client_tls("upstream.test", trust_root(client_trust_bundle, ""))
     listener = Handshaker()
     server_factory = TLSMemoryBIOFactory(server_options, False, Factory.forProtocol(Protocol))

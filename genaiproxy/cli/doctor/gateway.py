@@ -18,7 +18,7 @@ from twisted.web.iweb import IResponse
 
 from genaiproxy.api import CHAT_TOKEN_FIELD, UsageReader, prepare_body, with_api_version
 from genaiproxy.cli.doctor.report import Report, Step
-from genaiproxy.config import DEFAULT_UPSTREAM, Config
+from genaiproxy.config import DEFAULT_UPSTREAM, Config, ModelRoute
 from genaiproxy.forwarding import collect_body
 from genaiproxy.upstream import UpstreamClient, classify
 
@@ -179,14 +179,20 @@ class _ChatStream(Protocol):
         self.done.callback(None)
 
 
-async def check_chat(reactor: Any, report: Report, config: Config, model: str) -> None:
-    """Step 7 (--chat MODEL): one tiny streamed chat completion."""
+async def check_chat(reactor: Any, report: Report, config: Config, route: ModelRoute) -> None:
+    """Step 7 (--chat MODEL): one tiny streamed chat completion, to the
+    upstream of C{route} (C{config}'s), as the daemon sends a request for
+    the model: under its C{upstream_model} name, with its token cap."""
     client = UpstreamClient(config, reactor)
     started = monotonic()
-    raw = json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
-                      "max_tokens": 64,
+    raw = json.dumps({"model": route.id, "stream": True,
+                      "stream_options": {"include_usage": True}, "max_tokens": 64,
                       "messages": [{"role": "user", "content": "Reply with the word OK."}]})
-    prepared = prepare_body(raw.encode(), CHAT_TOKEN_FIELD)
+    prepared = prepare_body(raw.encode(), CHAT_TOKEN_FIELD, model=route.upstream_model,
+                            cap=route.max_output_tokens)
+    model = route.id
+    if route.upstream_model is not None and route.upstream_model != route.id:
+        model += f" (sent as {route.upstream_model})"
     stream = _ChatStream(started)
 
     def read(response: IResponse) -> Any:

@@ -6,14 +6,16 @@ the configuration; the listen address; name resolution (and whether
 HTTPS_PROXY applies, by NO_PROXY); the TCP connection (to the origin or to
 the proxy); the CONNECT tunnel; TLS, with the chain as presented; the
 gateway's answer to the key; and, with C{--chat MODEL}, a tiny streamed
-chat.  Each step is one line (pass, fail or skipped, what was checked, how
-long it took); a failure says its most likely cause and the setting that
-fixes it.  The configuration step shows the settings as the settings table
-describes them: a refused one with its line of the table, and, when all
-are valid, those not at their defaults (secrets only as set).  The network
-steps use the daemon's own parts (its endpoint factory, tunnel, trust root
-and treq client), so that what doctor reports is what the daemon will do.
-Nothing secret is ever printed.
+chat, sent where the daemon would send a request for MODEL (its upstream
+and C{upstream_model} name in models.yaml).  Each step is one line (pass,
+fail or skipped, what was checked, how long it took); a failure says its
+most likely cause and the setting that fixes it.  The configuration step
+shows the settings as the settings table describes them: a refused one
+with its line of the table, and, when all are valid, those not at their
+defaults (secrets only as set).  The network steps use the daemon's own
+parts (its endpoint factory, tunnel, trust root and treq client), so that
+what doctor reports is what the daemon will do.  Nothing secret is ever
+printed.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from genaiproxy.config import (
     BY_NAME,
     DEFAULT_MODELS,
     DEFAULT_UPSTREAM,
+    NO_ROUTING,
     Config,
     ConfigError,
     ModelsFileError,
     RoutingError,
+    RoutingTable,
     build_routing,
     load_config,
     parse_models_file,
@@ -52,10 +56,12 @@ __all__ = ["Report", "Step", "run"]
 
 @dataclass
 class Setup:
-    """What the configuration step found: the upstreams to check."""
+    """What the configuration step found: the upstreams to check, and
+    where each model's requests go."""
 
     upstreams: list[tuple[str, Config]] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    routing: RoutingTable = NO_ROUTING
 
 
 def check_configuration(report: Report, environ: Mapping[str, str], models_path: str,
@@ -84,7 +90,7 @@ def check_configuration(report: Report, environ: Mapping[str, str], models_path:
         try:
             with open(path, encoding="utf-8") as f:
                 entries, upstreams = parse_models_file(f.read(), 0)
-            routing = build_routing(upstreams, entries, config, environ)
+            routing = setup.routing = build_routing(upstreams, entries, config, environ)
             for name, spec in routing.upstreams.items():
                 trust_root(spec.config.ca_bundle, spec.config.ssl_cert_file)
                 setup.upstreams.append((name, spec.config))
@@ -122,6 +128,9 @@ async def diagnose(reactor: Any, options: Mapping[str, Any], environ: Mapping[st
         report.add(Step("upstream", "skip", "not checked: the configuration is not valid",
                         monotonic()))
         return report
+    # The chat goes where a request for its model would: the first of the
+    # model's routes (doctor tries no fallback), under its upstream name.
+    chat = setup.routing.hops(options["chat"])[0] if options.get("chat") else None
     for name, config in setup.upstreams:
         # Doctor tries once: a retry would only hide what it came to see.
         config = replace(config, max_retries=0)
@@ -130,8 +139,8 @@ async def diagnose(reactor: Any, options: Mapping[str, Any], environ: Mapping[st
             continue
         if not await check_gateway(reactor, report, name, config):
             continue
-        if options.get("chat") and name == DEFAULT_UPSTREAM:
-            await check_chat(reactor, report, config, options["chat"])
+        if chat is not None and name == chat.upstream:
+            await check_chat(reactor, report, config, chat)
     return report
 
 
