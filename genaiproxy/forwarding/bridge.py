@@ -45,6 +45,19 @@ __all__ = ["BRIDGES", "CHAT_PATH", "BridgeEvents", "BridgeRequestError", "Messag
 CHAT_PATH = "/v1/chat/completions"
 
 
+def _chat_bytes(chat: dict[str, Any]) -> bytes:
+    """The chat request as JSON the upstream can read.
+
+    @raise BridgeRequestError: it holds a number JSON cannot carry (the
+        client's C{1e999}, read as infinity), which would go as C{Infinity}.
+    """
+    try:
+        return json.dumps(chat, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise BridgeRequestError("The request holds a number too large for JSON (such as "
+                                 "1e999); send a finite number.", None) from None
+
+
 def _logged(request: BridgedRequest | BridgedMessages) -> dict[str, Any]:
     """The request event's fields for a bridged request: that it was, and
     what of it was left out, dropped or ignored."""
@@ -119,7 +132,7 @@ class ResponsesBridge:
         if (model is not None and model != chat.get("model")) or cap is not None:
             chat = {**chat, "model": model or chat.get("model")}
             cap_tokens(chat, cap)
-        return json_bytes(chat)
+        return _chat_bytes(chat)
 
     def logged(self) -> dict[str, Any]:
         """What the request's log event says of the translation."""
@@ -177,7 +190,7 @@ class MessagesBridge:
     def chat_body(self, model: str | None = None, cap: int | None = None) -> bytes:
         """The chat completions body, naming C{model} upstream when given,
         its tokens capped at C{cap} when given."""
-        return json_bytes(self.request.chat_for(model or self.request.model, cap))
+        return _chat_bytes(self.request.chat_for(model or self.request.model, cap))
 
     def logged(self) -> dict[str, Any]:
         """What the request's log event says of the translation."""

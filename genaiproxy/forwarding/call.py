@@ -381,7 +381,8 @@ class ForwardCall:
         self.asks_usage = False
         content = self.request.content
         content.seek(0)
-        plain = prepare_body(content.read(), self.route.token_field, False, self._sent_model)
+        plain = prepare_body(content.read(), self.route.token_field, False, self._sent_model,
+                             self._cap)
         log.warn("stream_usage_refused", **self.tags, status=response.code)
         self._handle(self._send(plain.body))
         return True

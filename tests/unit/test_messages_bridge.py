@@ -174,3 +174,16 @@ def test_native_mode_passes_the_request_through():
     assert seen.path == b"/v1/messages" and sent == MESSAGES
     assert seen.getHeader("anthropic-version") == "2023-06-01"
     assert not seen.requestHeaders.hasHeader("x-api-key")
+
+
+def test_a_number_beyond_a_double_is_a_400_in_anthropics_shape():
+    """1e999 in a Messages request: Anthropic's invalid_request_error, and
+    nothing sent upstream as Infinity."""
+    upstream = Chat()
+    proxy = MemoryProxy(upstream, {"AUTH_TOKEN": TOKEN})
+    answer = proxy.request("POST", "/v1/messages", data=json.dumps(MESSAGES).replace(
+        '"max_tokens": 256', '"max_tokens": 256, "temperature": 1e999').encode(), headers={
+        **ANTHROPIC_HEADERS, "Content-Type": ["application/json"]})
+    assert answer.code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert upstream.seen == []

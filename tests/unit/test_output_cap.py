@@ -68,3 +68,32 @@ def test_a_request_asking_for_more_than_the_cap_is_sent_with_the_cap(
     proxy.request("POST", path, json=body)
     [received] = upstream.bodies
     assert received[field] == sent
+
+
+class RefusesStreamOptions(Recorder):
+    """An older API version: a 400 naming stream_options when asked for it."""
+
+    def render_POST(self, request: Request) -> bytes:
+        assert request.content is not None
+        body = json.loads(request.content.read())
+        self.bodies.append(body)
+        request.setHeader(b"content-type", b"application/json")
+        if "stream_options" in body:
+            request.setResponseCode(400)
+            return b'{"error": {"message": "Unrecognized request argument: stream_options"}}'
+        request.setHeader(b"content-type", b"text/event-stream")
+        return b"data: [DONE]\n\n"
+
+
+def test_the_cap_stays_when_the_request_is_sent_again_without_stream_options(tmp_path):
+    """An upstream that refuses stream_options gets the request again
+    without it, still capped."""
+    models = tmp_path / "models.yaml"
+    models.write_text(MODELS)
+    upstream = RefusesStreamOptions()
+    proxy = MemoryProxy(upstream, models_path=str(models))
+    answer = proxy.request("POST", "/v1/chat/completions", json={
+        "model": "small", "max_tokens": 32000, "stream": True, "messages": []})
+    assert answer.code == 200
+    assert [body.get("max_tokens") for body in upstream.bodies] == [1000, 1000]
+    assert "stream_options" not in upstream.bodies[1]

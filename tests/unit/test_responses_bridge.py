@@ -239,3 +239,15 @@ def test_a_bridged_streams_usage_is_counted_from_the_upstream(tmp_path):
     metrics = proxy.request("GET", "/metrics").body.decode()
     assert 'genai_proxy_tokens_total{client="",kind="input",model="gpt-4.1"} 7.0' in metrics
     assert 'route="responses"' in metrics
+
+
+def test_a_number_beyond_a_double_is_a_400_not_infinity_upstream():
+    """1e999 reads as infinity, which JSON cannot carry: a 400, and the
+    upstream never gets a body with Infinity in it."""
+    upstream = ChatOnly()
+    proxy = MemoryProxy(upstream, {"RESPONSES_API": "chat"})
+    answer = proxy.request("POST", "/v1/responses", data=b'{"model": "gpt-4.1", "input": "hi", '
+                           b'"temperature": 1e999}', headers={
+                               "Content-Type": ["application/json"]})
+    assert answer.code == 400 and "1e999" in answer.json()["error"]["message"]
+    assert upstream.seen == []
