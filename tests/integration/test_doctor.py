@@ -251,3 +251,24 @@ def test_the_responses_api_is_probed_without_tokens(tmp_path, mode, status, word
         assert all(json.loads(r["body"] or "{}") == {} for r in tried
                    if r["path"] == "/v1/responses")
         assert not any(r["path"].endswith("/chat/completions") for r in tried)
+
+
+def test_the_limits_are_described_and_a_bad_one_is_named(tmp_path, mock_url):
+    """models.yaml's limits: one line saying who is limited by what and
+    where the counts live; a bad limit fails the configuration step with
+    the key named."""
+    (tmp_path / "models.yaml").write_text(
+        "limits:\n  default:\n    requests_per_minute: 120\n  clients:\n    ci:\n"
+        "      models: [gpt-4.1]\nmodels:\n  - id: gpt-4.1\n    price: {input: 2, output: 8}\n")
+    status, text, steps = doctor(tmp_path, mock_url)
+    assert status == 0, text
+    detail = steps["limits"]["detail"]
+    assert "default: requests_per_minute 120" in detail
+    assert "ci: requests_per_minute 120, models [gpt-4.1]" in detail
+    assert "counted in process" in detail
+    (tmp_path / "models.yaml").write_text(
+        "limits:\n  default:\n    requests_per_minute: -5\nmodels:\n  - id: gpt-4.1\n")
+    status, text, steps = doctor(tmp_path, mock_url)
+    assert status == 1
+    assert steps["configuration"]["status"] == "fail"
+    assert "limits.default.requests_per_minute" in steps["configuration"]["detail"]

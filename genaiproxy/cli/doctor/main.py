@@ -32,6 +32,7 @@ from twisted.internet import defer, task
 
 from genaiproxy import __version__
 from genaiproxy.cli.doctor.gateway import check_chat, check_gateway
+from genaiproxy.cli.doctor.limits import check_limits
 from genaiproxy.cli.doctor.local import check_listen
 from genaiproxy.cli.doctor.network import check_network
 from genaiproxy.cli.doctor.report import Report, Step, render_text
@@ -39,15 +40,19 @@ from genaiproxy.config import (
     BY_NAME,
     DEFAULT_MODELS,
     DEFAULT_UPSTREAM,
+    NO_LIMITS,
     NO_ROUTING,
     Config,
     ConfigError,
+    LimitRules,
+    LimitsError,
     ModelsFileError,
     RoutingError,
     RoutingTable,
     build_routing,
     load_config,
-    parse_models_file,
+    parse_limits,
+    parse_models_document,
     trust_root,
 )
 
@@ -62,6 +67,7 @@ class Setup:
     upstreams: list[tuple[str, Config]] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     routing: RoutingTable = NO_ROUTING
+    limits: LimitRules = NO_LIMITS
 
 
 def check_configuration(report: Report, environ: Mapping[str, str], models_path: str,
@@ -89,12 +95,14 @@ def check_configuration(report: Report, environ: Mapping[str, str], models_path:
     else:
         try:
             with open(path, encoding="utf-8") as f:
-                entries, upstreams = parse_models_file(f.read(), 0)
+                entries, upstreams, limits = parse_models_document(f.read(), 0)
+            setup.limits = parse_limits(limits, entries)
             routing = setup.routing = build_routing(upstreams, entries, config, environ)
             for name, spec in routing.upstreams.items():
                 trust_root(spec.config.ca_bundle, spec.config.ssl_cert_file)
                 setup.upstreams.append((name, spec.config))
-        except (OSError, UnicodeDecodeError, ModelsFileError, RoutingError, ConfigError) as e:
+        except (OSError, UnicodeDecodeError, ModelsFileError, RoutingError, ConfigError,
+                LimitsError) as e:
             report.add(Step("configuration", "fail", f"{path}: {e}", started,
                             fix="correct models.yaml (the daemon would keep its last good "
                                 "version, or serve no models)"))
@@ -124,6 +132,8 @@ async def diagnose(reactor: Any, options: Mapping[str, Any], environ: Mapping[st
     models = options.get("models")
     setup = check_configuration(report, environ, models or DEFAULT_MODELS, models is not None)
     await check_listen(reactor, report, options["listen"])
+    if setup is not None:
+        check_limits(report, setup.limits, setup.upstreams[0][1])
     if setup is None:
         report.add(Step("upstream", "skip", "not checked: the configuration is not valid",
                         monotonic()))
