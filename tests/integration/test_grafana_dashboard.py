@@ -40,15 +40,33 @@ from support.grafana_dashboard import (
 
 TOKEN = "grafana-token-2718"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The client "default" (AUTH_TOKEN's) has a day's and a month's budget and a
+# list of models; gpt-4.1 has a price (per million tokens, the mock counting
+# words as tokens): "hi" and the mock's five-word reply cost 0.000042, a
+# prompt of 1,000 words over 0.002, past the day's 0.001.
+MODELS = """\
+limits:
+  default:
+    budget_per_day: 0.001
+    budget_per_month: 1
+    models: [gpt-4.1, text-embedding-3-small]
+models:
+  - id: gpt-4.1
+    price: {input: 2.0, output: 8.0}
+  - id: text-embedding-3-small
+  - id: gpt-5
+"""
 
 
 @pytest.fixture(scope="module")
 def daemon(mock_url: str) -> Iterator[ProxyProcess]:
     """A daemon of this module's own, after the traffic that makes each
     labelled series appear: a chat, a streamed chat, an embeddings request,
-    and a request the mock fails (retried, then failed for good)."""
+    a request the mock fails (retried, then failed for good), a model
+    outside the client's list (403), and a long chat that spends the day's
+    budget, so that the next chat is refused (429)."""
     chat = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
-    with run_proxy(mock_url, models="- id: gpt-4.1\n", AUTH_TOKEN=TOKEN,
+    with run_proxy(mock_url, models=MODELS, AUTH_TOKEN=TOKEN,
                    RETRY_BACKOFF_SEC="0.01") as proxy:
         with httpx.Client(base_url=proxy.url, headers=AUTH, timeout=30, trust_env=False) as client:
             assert client.post("/v1/chat/completions", json=chat).status_code == 200
@@ -60,6 +78,13 @@ def daemon(mock_url: str) -> Iterator[ProxyProcess]:
                                  headers={"X-Mock-Drop-After": "0",
                                           "X-Request-ID": str(uuid.uuid4())})
             assert failed.status_code == 502
+            assert client.post("/v1/chat/completions",
+                               json={**chat, "model": "gpt-5"}).status_code == 403
+            long_chat = {**chat, "messages": [{"role": "user", "content": "word " * 1000}]}
+            assert client.post("/v1/chat/completions", json=long_chat).status_code == 200
+            refused = client.post("/v1/chat/completions", json=chat)
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "insufficient_quota"
         yield proxy
 
 
@@ -164,7 +189,9 @@ def test_every_query_returns_data_from_a_real_prometheus(daemon, prometheus):
     """A real Prometheus that scrapes the daemon answers every panel query
     with at least one series, and every variable with the values the
     traffic made (the instance scraped, the model, the client), once it has
-    scraped a few times: the queries fit the data, not only the names."""
+    scraped a few times: the queries fit the data, not only the names.  The
+    limits' series carry the refusals (403 models, 429 budget_per_day) and
+    the budget windows (day, month) the traffic made."""
     dashboard = load_dashboard()
 
     def unanswered() -> list[str]:
@@ -191,6 +218,10 @@ def test_every_query_returns_data_from_a_real_prometheus(daemon, prometheus):
         answer = prometheus.get(f"/api/v1/label/{query.group(2)}/values",
                                 params={"match[]": grafana_interpolated(query.group(1))})
         values[variable["name"]] = set(answer.json()["data"])
-    assert values["model"] == {"gpt-4.1", "text-embedding-3-small"}
+    assert values["model"] == {"gpt-4.1", "text-embedding-3-small", "gpt-5"}  # gpt-5: the 403
     assert values["client"] == {"default"}
     assert values["instance"] == {daemon.url.removeprefix("http://")}
+    for label, series, made in (("limit", "genai_proxy_limited_total", {"models", "budget_per_day"}),
+                                ("window", "genai_proxy_budget_remaining", {"day", "month"})):
+        answer = prometheus.get(f"/api/v1/label/{label}/values", params={"match[]": series})
+        assert set(answer.json()["data"]) == made, label

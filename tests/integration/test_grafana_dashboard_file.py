@@ -1,8 +1,9 @@
 """deploy/grafana/genai-proxy.json, the file alone: checked as Grafana's
 "Import dashboard" takes it (the shape of the JSON, the Prometheus data
-source asked for on import), for a panel of every series the proxy defines,
-and with promtool, Prometheus' own parser (every query is PromQL), which
-`run-tests` installs with Debian's prometheus package.  Its queries against
+source asked for on import), for a panel of every series the proxy defines
+(those of the clients' limits in a row of their own), and with promtool,
+Prometheus' own parser (every query is PromQL), which `run-tests` installs
+with Debian's prometheus package.  Its queries against
 a real daemon and a real Prometheus are test_grafana_dashboard.py's.
 """
 
@@ -30,14 +31,21 @@ from support.grafana_dashboard import (
 
 from genaiproxy.observe.metrics import ProxyMetrics
 
+# The series of the clients' limits (genaiproxy.limits), in a row of their own.
+LIMITS_FAMILIES = frozenset({"genai_proxy_limited", "genai_proxy_cost",
+                             "genai_proxy_budget_remaining",
+                             "genai_proxy_limits_store_unavailable"})
+
 
 def test_the_file_is_an_importable_grafana_dashboard():
     """The file is a Grafana dashboard as "Import dashboard" takes it: a
     title, a uid, an int schemaVersion; a Prometheus data source input
     (DS_PROMETHEUS) that every panel, query and variable refers to; panels
     with unique ids, a type, a unit, a place in the 24-column grid that no
-    other panel takes, and queries with an expression; and every $variable
-    a query uses is defined (by a variable before it, for variables)."""
+    other panel takes, and queries with an expression; rows (open, the
+    grid's width, one unit high, with a title and no query) that head the
+    panels below them; and every $variable a query uses is defined (by a
+    variable before it, for variables)."""
     dashboard = load_dashboard()
     assert dashboard["title"] == "genai-proxy"
     assert isinstance(dashboard["uid"], str) and re.fullmatch(r"[a-zA-Z0-9_-]{1,40}",
@@ -67,10 +75,8 @@ def test_the_file_is_an_importable_grafana_dashboard():
     taken: dict[tuple[int, int], int] = {}
     for panel in panels:
         name = f"panel {panel['id']} {panel.get('title')!r}"
-        assert panel["type"] in {"timeseries", "stat"}, name
+        assert panel["type"] in {"timeseries", "stat", "row"}, name
         assert panel["title"], name
-        assert panel["datasource"] == DATASOURCE, name
-        assert panel["fieldConfig"]["defaults"]["unit"], f"{name}: no unit"
         position = panel["gridPos"]
         assert all(type(position[key]) is int for key in "xywh"), name
         assert position["x"] >= 0 and position["y"] >= 0, name
@@ -80,6 +86,14 @@ def test_the_file_is_an_importable_grafana_dashboard():
             for row in range(position["y"], position["y"] + position["h"]):
                 assert (column, row) not in taken, f"{name} overlaps panel {taken[column, row]}"
                 taken[column, row] = panel["id"]
+        if panel["type"] == "row":
+            # Open (its panels follow it in the list, not inside it).
+            assert (position["x"], position["w"], position["h"]) == (0, GRID_COLUMNS, 1), name
+            assert panel["collapsed"] is False and panel["panels"] == [], name
+            assert "targets" not in panel, name
+            continue
+        assert panel["datasource"] == DATASOURCE, name
+        assert panel["fieldConfig"]["defaults"]["unit"], f"{name}: no unit"
         targets = panel["targets"]
         assert targets, f"{name}: no query"
         ref_ids = [target["refId"] for target in targets]
@@ -101,6 +115,27 @@ def test_every_series_of_the_proxy_has_a_panel():
     missing = {family for family in families
                if not any(name == family or name.startswith(family + "_") for name in used)}
     assert not missing, f"no panel shows {sorted(missing)}"
+
+
+def test_the_limits_row_holds_the_limits_panels():
+    """The row "Limits and budgets" holds (as Grafana places panels: below
+    a row, up to the next one) exactly the panels that show the clients'
+    limits (the series genaiproxy.limits reports), and they show each of
+    those series."""
+    row = ""
+    shown: set[str] = set()
+    for panel in sorted(load_dashboard()["panels"],
+                        key=lambda panel: (panel["gridPos"]["y"], panel["gridPos"]["x"])):
+        if panel["type"] == "row":
+            row = panel["title"]
+            continue
+        queried = " ".join(target["expr"] for target in panel["targets"])
+        used = set(_IDENTIFIER.findall(_STRING.sub('""', queried)))
+        limits = {family for family in LIMITS_FAMILIES
+                  if any(name == family or name.startswith(family + "_") for name in used)}
+        assert bool(limits) == (row == "Limits and budgets"), f"{panel['title']!r} in {row!r}"
+        shown |= limits
+    assert shown == LIMITS_FAMILIES
 
 
 def promtool_errors(queries: list[tuple[str, str]], tmp_path: Path) -> str:
