@@ -84,8 +84,14 @@ _STATIC = """
         listen {host}:{port} backlog=4096;
         root {prefix}/www;
 
+        # A large request body (the 64 KB workloads) stays in memory.
+        client_body_buffer_size 256k;
+
         location = /v1/chat/completions {{
             rewrite ^ $canned last;
+        }}
+        location = /v1/responses {{
+            rewrite ^ /canned/response.json last;
         }}
         location /canned/ {{
             internal;
@@ -108,6 +114,9 @@ _PROXY = """
     server {{
         listen {host}:{port} backlog=4096;
 
+        # A large request body (the 64 KB workloads) stays in memory.
+        client_body_buffer_size 256k;
+
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -127,6 +136,18 @@ def canned_json() -> bytes:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY},
                      "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6},
+    }).encode()
+
+
+def canned_response() -> bytes:
+    """The static upstream's answer to a Responses request."""
+    return json.dumps({
+        "id": "resp_static_1", "object": "response", "created_at": 1767225600,
+        "status": "completed", "model": "gpt-4.1",
+        "output": [{"type": "message", "id": "msg_static_1", "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": REPLY, "annotations": []}]}],
+        "usage": {"input_tokens": 1, "output_tokens": 5, "total_tokens": 6},
     }).encode()
 
 
@@ -183,6 +204,7 @@ def start_static_upstream(session: Session, nginx: str, workers: str = "1",
     www.mkdir(parents=True, exist_ok=True)
     (www / "chat.json").write_bytes(canned_json())
     (www / "chat.sse").write_bytes(canned_sse())
+    (www / "response.json").write_bytes(canned_response())
     port = free_port()
     (prefix / "nginx.conf").write_text(_COMMON.format(
         workers=workers, prefix=prefix, body=_STATIC.format(

@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import nginx as nginx_mod
+from bench.bodies import WORKLOADS
 from bench.common import BenchError, log
 from bench.launch import limits_spec, proxy_specs, start_genai_proxy
 from bench.litellm_peer import DEFAULT_VENV, start_litellm
@@ -59,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="venv for the LiteLLM peer, created and filled on first use" + d)
     g.add_argument("--no-litellm", dest="litellm", action="store_false",
                    help="skip the LiteLLM row")
+    g.add_argument("--body", choices=sorted(WORKLOADS), default="small",
+                   help="the request every row sends: the small chat request, or the 64 KB "
+                        "ones real clients send (bench/bodies.py)" + d)
     g.add_argument("--limits", action=argparse.BooleanOptionalAction, default=False,
                    help="also a row of the proxy under test with models.yaml's limits: "
                         "every kind counted for its client, none reached" + d)
@@ -82,11 +86,14 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     """Start the targets, measure, stop them; return the figures."""
     nginx = find_tool("nginx", args.nginx, "/usr/sbin/nginx")
     wrk = find_tool("wrk", args.wrk, "/usr/bin/wrk")
-    lua = write_lua(session)
+    workload = WORKLOADS[args.body]
+    lua = write_lua(session, workload.path, workload.body)
     rss: dict[str, dict[str, int]] = {}
     result: dict[str, Any] = {"phase": "requests", "rounds": args.rounds,
                               "duration": args.duration,
-                              "upstream_workers": args.upstream_workers}
+                              "upstream_workers": args.upstream_workers,
+                              "body": workload.name, "body_about": workload.about,
+                              "body_bytes": len(workload.body)}
     try:
         upstream = nginx_mod.start_static_upstream(session, nginx, args.upstream_workers)
         log(f"static upstream (nginx) on port {upstream.port}")

@@ -163,7 +163,9 @@ def _requests_section(req: dict[str, Any]) -> list[str]:
            f"Settings: {req['rounds']} interleaved round{'s' if req['rounds'] > 1 else ''} "
            f"of {req['duration']} s per wrk run, "
            "median across rounds; 1 connection = `wrk -t1 -c1 --latency`, 32 connections = "
-           f"`wrk -t2 -c32`; request POST /v1/chat/completions `{CHAT_BODY.decode()}`. "
+           "`wrk -t2 -c32`; request "
+           + (f"{req['body_about']} ({req['body_bytes']:,} bytes)" if "body_about" in req
+              else f"POST /v1/chat/completions `{CHAT_BODY.decode()}`") + ". "
            "Upstream of every row: nginx serving a canned chat completion from a file "
            f"(`worker_processes {req['upstream_workers']}`, keep-alive). nginx as a proxy: "
            "`daemon off; master_process on;`, upstream `keepalive 64`, HTTP/1.1, "

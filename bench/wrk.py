@@ -16,12 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import CHAT_BODY, BenchError
+from bench.common import CHAT_BODY, PATH, BenchError
 from bench.procs import Session, Target, group_cpu_seconds
 
 LUA = r"""
 wrk.method = "POST"
-wrk.body = '%(body)s'
+wrk.path = "%(path)s"
+wrk.body = [==[%(body)s]==]
 wrk.headers["Content-Type"] = "application/json"
 
 done = function(summary, latency, requests)
@@ -38,11 +39,12 @@ end
 """
 
 
-def write_lua(session: Session) -> Path:
-    """The POST script, in the session's temporary directory."""
-    path = session.path("post.lua")
-    path.write_text(LUA % {"body": CHAT_BODY.decode()})
-    return path
+def write_lua(session: Session, path: str = PATH, body: bytes = CHAT_BODY) -> Path:
+    """The POST script of C{body} to C{path}, in the session's temporary
+    directory (the body in a Lua long string: no escaping)."""
+    script = session.path("post.lua")
+    script.write_text(LUA % {"path": path, "body": body.decode()})
+    return script
 
 
 def run_wrk(session: Session, wrk: str, lua: Path, target: Target, threads: int, conns: int,
