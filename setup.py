@@ -34,6 +34,12 @@ setup(
         # /metrics: the Prometheus client's own registry, metric types and
         # text exposition, rather than a hand-written format.
         "prometheus-client>=0.20",
+        # The clients' limits shared by replicas through Redis
+        # (genaiproxy/limits/redis_store.py): a Redis client that speaks
+        # Twisted's protocols (no thread, no second event loop), with a
+        # lazy pool that reconnects by itself, EVALSHA and TLS.  Below 2: the
+        # store extends its connection factory (RedisFactory).
+        "txredisapi>=1.6,<2",
     ],
     extras_require={
         "test": [

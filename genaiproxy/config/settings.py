@@ -224,6 +224,13 @@ class Config:
         details="While Redis cannot be reached: `open` serves, enforcing the limits in each "
                 "process meanwhile (and logs `limits_store_unavailable`); `closed` answers "
                 "503 with `Retry-After`. Either way the proxy reconnects by itself.")
+    limits_redis_lease_sec: float = setting(
+        "LIMITS_REDIS_LEASE_SEC", 60.0, "how long a replica that died keeps its concurrency slots",
+        Number(minimum=1), group=LIMITS,
+        details="With Redis, each request under way holds a concurrency slot as a lease that "
+                "its proxy renews every third of this time and gives back when the request "
+                "ends; the slots of a replica that died (killed, its node lost) are free again "
+                "this many seconds later.")
 
     max_request_body_mb: float = setting(
         "MAX_REQUEST_BODY_MB", 100.0, "largest request body accepted (0: no limit)", Number(),

@@ -47,6 +47,7 @@ from genaiproxy.config import (
 )
 from genaiproxy.forwarding import Forwarder
 from genaiproxy.limits import StateFile, state_path
+from genaiproxy.limits.redis_store import RedisWindows, redis_windows
 from genaiproxy.observe import LEVELS, LinesObserver, TextSink, log_stream
 from genaiproxy.server import AccessPolicy, ClientLimits, ProxySite, build_tree
 from genaiproxy.upstream import UpstreamClient
@@ -111,6 +112,8 @@ class ProxyService(MultiService):
         self._model_check.clock = reactor
         # The clients' day and month windows, kept across restarts.
         self.limits_state: StateFile | None = None
+        # The windows shared with the other replicas (LIMITS_REDIS_URL).
+        self.limits_store: RedisWindows | None = None
 
     def setServiceParent(self, parent: Any) -> None:
         if isinstance(parent, Componentized) and parent.getComponent(ILogObserver) is None:
@@ -139,6 +142,8 @@ class ProxyService(MultiService):
                  raised_from=None if before == resource.RLIM_INFINITY else before,
                  streams_max=None if unlimited else (soft - FDS_RESERVED) // 2)
         super().startService()
+        if self.limits_store is not None:
+            self.limits_store.connect()
         self.catalog.refresh()
         self._model_check.start(MODELS_CHECK_INTERVAL, now=False)
         # After twistd's own handlers are in place (they are installed as the
@@ -214,7 +219,11 @@ class ProxyService(MultiService):
                     cut=cut,
                     connections_closed=connections,
                 )
-                return self.forwarder.upstreams.close()
+                upstreams_closed = self.forwarder.upstreams.close()
+                store = self.limits_store
+                if store is not None:  # after the last requests' releases
+                    upstreams_closed.addCallback(lambda _: store.disconnect())
+                return upstreams_closed
 
             return closing.addCallback(closed)
 
@@ -346,6 +355,10 @@ def build_service(
     listening.setServiceParent(proxy)
     proxy.limits_state = StateFile(state_path(config, env), forwarder.limits.memory, reactor)
     proxy.limits_state.setServiceParent(proxy)
+    if config.limits_redis_url:
+        proxy.limits_store = redis_windows(config, metrics, reactor)
+        forwarder.limits.shared = proxy.limits_store
+        forwarder.limits.closed = config.limits_redis_failure == "closed"
     return proxy
 
 

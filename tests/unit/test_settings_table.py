@@ -135,7 +135,8 @@ def test_the_start_up_event_has_the_fields_it_always_had():
         "MAX_HEADER_BYTES", "MAX_HEADER_COUNT", "HEADER_TIMEOUT", "KEEPALIVE_TIMEOUT",
         "MAX_CLIENT_CONNECTIONS", "GENAI_API_KEY_FILE", "AUTH_TOKEN_FILE", "AUTH_TOKENS_FILE",
         "AUTH_ENABLED", "RESPONSES_API", "MESSAGES_API", "LIMITS_STATE_FILE", "LIMITS_REDIS_URL",
-        "LIMITS_REDIS_PASSWORD_FILE", "LIMITS_REDIS_FAILURE", "STATUS_PUBLIC"}
+        "LIMITS_REDIS_PASSWORD_FILE", "LIMITS_REDIS_FAILURE", "LIMITS_REDIS_LEASE_SEC",
+        "STATUS_PUBLIC"}
     assert summary["SUBSCRIPTION_KEY"] == "k-se****"
     assert summary["LIMITS_REDIS_URL"] == "redis://127.0.0.1:6379/2"
     assert summary["HTTPS_PROXY"] == "http://proxy.example:3128"

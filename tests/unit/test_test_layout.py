@@ -22,9 +22,9 @@ PROCESS_MODULES = frozenset({"subprocess", "multiprocessing"})
 # Functions of os that run or fork a process.
 OS_PROCESS_CALLS = ("system", "popen", "fork", "forkpty", "spawn", "exec", "posix_spawn")
 # The support helpers that start daemons (the proxy, the mock upstream,
-# tinyproxy) or hold a running one.
+# tinyproxy, redis-server) or hold a running one.
 DAEMON_HELPERS = frozenset({"ProxyProcess", "run_proxy", "run_proxy_expecting_failure",
-                            "run_mock_upstream", "run_tinyproxy"})
+                            "run_mock_upstream", "run_tinyproxy", "RedisServer", "run_redis"})
 
 
 def suite_files() -> list[Path]:

@@ -1,0 +1,358 @@
+"""The windows every replica shares, kept in Redis (C{LIMITS_REDIS_URL}).
+
+L{RedisWindows} is the L{genaiproxy.limits.SharedWindows} of the
+L{genaiproxy.limits.Limiter}: each request is one Lua script in Redis
+(L{genaiproxy.limits.redis_scripts}) that checks and takes all of its
+client's windows at once, with Redis's clock, so that N proxies enforce one
+limit; an answer's tokens are one more.  The scripts are loaded on each
+connection (C{SCRIPT LOAD}) and run by their digest (C{EVALSHA}), sent
+whole (C{EVAL}) when Redis does not know them (C{NOSCRIPT}: it restarted,
+or flushed its scripts).
+
+A concurrency slot is a lease with an end: this process pushes the end of
+its open requests' leases forward every third of their time, and removes
+a lease when its request ends, so that the slots of a replica that died
+are free again C{LIMITS_REDIS_LEASE_SEC} later.
+
+The client is txredisapi (Twisted's own protocol, maintained), one lazy
+connection that reconnects by itself.  While Redis cannot be reached
+(the connection is lost, a command fails or times out),
+L{RedisWindows.available} is false and the L{Limiter} counts in this
+process (or refuses, C{LIMITS_REDIS_FAILURE=closed}); C{limits_store_unavailable}
+is logged once per outage, the gauge C{genai_proxy_limits_store_unavailable}
+is 1, and a probe every second tells when Redis answers again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from txredisapi import (  # type: ignore[import-untyped]
+    ConnectionHandler,
+    RedisFactory,
+    ScriptDoesNotExist,
+)
+
+from genaiproxy.config import (
+    ClientLimits,
+    Config,
+    ConfigError,
+    SecretError,
+    SystemAndExtraTrust,
+    client_tls,
+    read_secret_text,
+    strip_userinfo,
+    trust_root,
+)
+from genaiproxy.limits import redis_scripts
+from genaiproxy.limits.windows import Admission, Window
+from genaiproxy.observe import ProxyMetrics
+
+__all__ = ["RedisWindows", "redis_windows"]
+
+log = Logger(namespace="genaiproxy.limits")
+
+# Seconds a request waits for Redis's verdict before its process's windows
+# (or a 503) stand in; a connection that leaves a command unanswered this
+# long is closed and made again.
+COMMAND_TIMEOUT = 1.0
+REPLY_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 5.0
+# While Redis is away: how often it is asked whether it is back.
+PROBE_INTERVAL = 1.0
+# Leases refreshed in one script at most (a few milliseconds of Redis each).
+REFRESH_BATCH = 500
+
+
+@dataclass(frozen=True)
+class _Script:
+    """A Lua script and its digest (what EVALSHA names it by)."""
+
+    text: str
+    sha: str
+
+    @classmethod
+    def of(cls, text: str) -> _Script:
+        return cls(text, hashlib.sha1(text.encode()).hexdigest())
+
+
+_ADMIT = _Script.of(redis_scripts.ADMIT)
+_SPEND = _Script.of(redis_scripts.SPEND)
+_REFRESH = _Script.of(redis_scripts.REFRESH)
+
+
+class _Pool(RedisFactory):
+    """txredisapi's (lazy, reconnecting) pool of one connection, which
+    loads the scripts on each new connection and says when one is ready
+    (C{on_ready}) and when the last one is lost (C{on_lost})."""
+
+    # Seconds between attempts to connect again, at most (txredisapi: 10).
+    maxDelay = 3
+
+    def __init__(self, url: str, dbid: int | None, password: str | None, username: str | None,
+                 on_ready: Callable[[], None], on_lost: Callable[[str], None]) -> None:
+        super().__init__(strip_userinfo(url), dbid, 1, isLazy=True, handler=ConnectionHandler,
+                         password=password, replyTimeout=REPLY_TIMEOUT, convertNumbers=False,
+                         username=username)
+        self._on_ready = on_ready
+        self._on_lost = on_lost
+        # Fires when the pool is full, or fails: a lazy pool's user has no
+        # use for it (its failures go to on_lost, below).
+        self.deferred.addErrback(lambda _: None)
+
+    def addConnection(self, conn: Any) -> None:
+        if conn.connected:  # the scripts first, before any request's EVALSHA
+            for script in (_ADMIT, _SPEND, _REFRESH):
+                conn.script_load(script.text).addErrback(lambda _: None)
+        super().addConnection(conn)
+        if conn in self.pool:
+            self._on_ready()
+
+    def connectionError(self, why: str) -> None:
+        """A connection was refused for good (a wrong password, a database
+        that does not exist): txredisapi stops trying."""
+        super().connectionError(why)
+        self._on_lost(why)
+
+    def delConnection(self, conn: Any) -> None:
+        super().delConnection(conn)
+        if not self.pool and not self.disconnectCalled:
+            self._on_lost("connection lost")
+
+
+def _number(limit: float | None) -> str:
+    """A limit as the scripts read it ('': none)."""
+    return "" if limit is None else repr(limit)
+
+
+def _window(limit: int | None, remaining: str, reset: str) -> Window | None:
+    if limit is None:
+        return None
+    return Window(limit, int(float(remaining)), float(reset))
+
+
+class RedisWindows:
+    """Every client's windows, in the Redis at C{url}, shared by every
+    replica pointed at it.
+
+    @ivar url: where, without credentials (for the logs).
+    """
+
+    def __init__(self, url: str, metrics: ProxyMetrics, reactor: Any,
+                 password: str | None = None, trust: SystemAndExtraTrust | None = None,
+                 lease_sec: float = 60.0,
+                 now: Callable[[], float] | None = None) -> None:
+        """
+        @param password: Redis's password (else the URL's, if any).
+        @param trust: the CAs a C{rediss://} server's certificate is checked
+            against (L{genaiproxy.config.trust_root}; the system's by
+            default).
+        @param lease_sec: how long a concurrency slot outlives a replica that
+            stopped refreshing it.
+        @param now: for tests: the time the scripts count with, in place of
+            Redis's own.
+        """
+        parts = urlsplit(url)
+        self.url = strip_userinfo(url)
+        self._metrics = metrics
+        self._reactor = reactor
+        self._lease_sec = lease_sec
+        self._now = now
+        self._up = True
+        self._probing = False
+        self._stopping = False
+        host, port = parts.hostname or "localhost", parts.port or 6379
+        endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
+        if parts.scheme == "rediss":
+            trusted = trust if trust is not None else trust_root("", "")
+            endpoint = wrapClientTLS(client_tls(host, trusted), endpoint)
+        self._endpoint = endpoint
+        database = parts.path.strip("/")
+        if password is None and parts.password is not None:
+            password = unquote(parts.password)
+        username = unquote(parts.username) if parts.username else None
+        self._pool = _Pool(url, int(database) if database else None, password, username,
+                           on_ready=self._probe, on_lost=self._down)
+        self._redis = self._pool.handler
+        # This process's open leases: lease id -> its client's leases key.
+        self._leases: dict[str, str] = {}
+        self._lease_ids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count())
+        self._refresh_loop = LoopingCall(self._refresh_open)
+        self._refresh_loop.clock = reactor
+        self._probe_loop = LoopingCall(self._probe)
+        self._probe_loop.clock = reactor
+
+    @property
+    def available(self) -> bool:
+        """Whether Redis answers (else this process's windows stand in)."""
+        return self._up
+
+    def connect(self) -> None:
+        """Connect (and keep connecting); refresh the open leases from now on."""
+        self._pool.startConnecting(self._endpoint)
+        self._refresh_loop.start(self._lease_sec / 3, now=False)
+        self._probe()
+
+    def disconnect(self) -> Deferred[None]:
+        """Stop refreshing, let the commands sent (the last requests'
+        releases) be answered, then close the connection."""
+        self._stopping = True
+        for loop in (self._refresh_loop, self._probe_loop):
+            if loop.running:
+                loop.stop()
+        answered: Deferred[Any] = self._redis.ping() if self._up else succeed(None)
+        answered.addTimeout(COMMAND_TIMEOUT, self._reactor)
+        answered.addErrback(lambda _: None)
+        return answered.addCallback(lambda _: self._pool.disconnect())
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return f"genai-proxy:limits:{{{name}}}"
+
+    def _time(self) -> str:
+        return "" if self._now is None else repr(self._now())
+
+    def _run(self, script: _Script, keys: Sequence[str], args: Sequence[str]) -> Deferred[Any]:
+        """Run C{script} by its digest, or whole when Redis lacks it; a
+        failure or a silence of COMMAND_TIMEOUT marks Redis unavailable."""
+        ran: Deferred[Any] = self._redis.evalsha(script.sha, list(keys), list(args))
+        ran.addErrback(self._run_whole, script, keys, args)
+        ran.addTimeout(COMMAND_TIMEOUT, self._reactor)
+        return ran.addErrback(self._failed)
+
+    def _run_whole(self, failure: Failure, script: _Script, keys: Sequence[str],
+                   args: Sequence[str]) -> Deferred[Any]:
+        failure.trap(ScriptDoesNotExist)
+        return self._redis.eval(script.text, list(keys), list(args))
+
+    def _failed(self, failure: Failure) -> Failure:
+        self._down(failure.getErrorMessage() or repr(failure.value))
+        return failure
+
+    def admit(self, name: str, limits: ClientLimits) -> Deferred[Admission]:
+        """L{MemoryWindows.admit}, for every replica at once: one script
+        that checks and takes all of the client's windows."""
+        rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
+        concurrent = limits.concurrent_requests
+        if rpm is None and tpm is None and concurrent is None and (
+                limits.tokens_per_day is None and limits.budget_per_day is None
+                and limits.budget_per_month is None):
+            return succeed(Admission(shared=True))
+        lease = next(self._lease_ids)
+        key = self._key(name)
+        args = [self._time(), _number(rpm), _number(tpm), _number(concurrent),
+                _number(limits.tokens_per_day), _number(limits.budget_per_day),
+                _number(limits.budget_per_month), lease, repr(self._lease_sec)]
+
+        def verdict(answer: str) -> Admission:
+            refused_by, window, wait, used, rq_left, rq_reset, tk_left, tk_reset = answer.split()
+            requests, tokens = _window(rpm, rq_left, rq_reset), _window(tpm, tk_left, tk_reset)
+            if refused_by != "-":
+                return Admission(refused_by, window, float(wait), float(used), requests, tokens,
+                                 shared=True)
+            if concurrent is None:
+                return Admission(requests=requests, tokens=tokens, shared=True)
+            self._leases[lease] = key + ":leases"
+            return Admission(requests=requests, tokens=tokens, lease=lease, shared=True)
+
+        return self._run(_ADMIT, [key], args).addCallback(verdict)
+
+    def spend(self, name: str, limits: ClientLimits, tokens: int, cost: float) -> None:
+        """Count an answer's C{tokens} and C{cost} in its client's windows
+        (L{MemoryWindows.spend}, for every replica)."""
+        args = [self._time(), _number(limits.tokens_per_minute), str(tokens), repr(cost)]
+        self._run(_SPEND, [self._key(name)], args).addErrback(lambda _: None)
+
+    def release(self, name: str, lease: str) -> None:
+        """Give the concurrency slot C{lease} back."""
+        key = self._leases.pop(lease, None)
+        if key is None:
+            return
+        released: Deferred[Any] = self._redis.zrem(key, lease)
+        released.addTimeout(COMMAND_TIMEOUT, self._reactor)
+        released.addErrback(self._failed).addErrback(lambda _: None)
+
+    def _refresh(self) -> Deferred[Any]:
+        """Push the end of this process's open leases forward (and put back
+        any Redis lost); with none open, this asks Redis whether it answers."""
+        open_leases = list(self._leases.items())
+        batches = [open_leases[start:start + REFRESH_BATCH]
+                   for start in range(0, len(open_leases), REFRESH_BATCH)] or [[]]
+        time, seconds = self._time(), repr(self._lease_sec)
+        return gatherResults([self._run(_REFRESH, [key for _, key in batch],
+                                        [time, seconds, *(lease for lease, _ in batch)])
+                              for batch in batches], consumeErrors=True)
+
+    def _refresh_open(self) -> None:
+        if self._up and self._leases:
+            self._refresh().addErrback(lambda _: None)
+
+    def _probe(self) -> None:
+        """Ask Redis whether it answers (at the start, on each new
+        connection, and every second while it is away)."""
+        if self._probing:
+            return
+        self._probing = True
+
+        def answered(_: object) -> None:
+            self._probing = False
+            self._back()
+
+        def silent(_: Failure) -> None:
+            self._probing = False
+
+        self._refresh().addCallbacks(answered, silent)
+
+    def _down(self, reason: str) -> None:
+        """Redis cannot be reached: said once per outage."""
+        if not self._up or self._stopping:
+            return
+        self._up = False
+        log.error("limits_store_unavailable", url=self.url, reason=reason)
+        self._metrics.limits_store_down.set(1)
+        if not self._probe_loop.running:
+            self._probe_loop.start(PROBE_INTERVAL, now=False)
+
+    def _back(self) -> None:
+        if self._up:
+            return
+        self._up = True
+        log.info("limits_store_available", url=self.url)
+        self._metrics.limits_store_down.set(0)
+        if self._probe_loop.running:
+            self._probe_loop.stop()
+
+
+def redis_windows(config: Config, metrics: ProxyMetrics, reactor: Any) -> RedisWindows:
+    """The shared windows C{config} names (C{LIMITS_REDIS_URL}), with the
+    password of C{LIMITS_REDIS_PASSWORD_FILE}, the leases of
+    C{LIMITS_REDIS_LEASE_SEC} and, for C{rediss://}, the CAs the proxy
+    trusts for its upstreams (the system's, C{GENAI_CA_BUNDLE}'s).
+
+    @raise ConfigError: the password file cannot be read, or is empty.
+    """
+    password = None
+    if config.limits_redis_password_file:
+        path = config.limits_redis_password_file
+        try:
+            password = read_secret_text(path).strip()
+        except SecretError as e:
+            raise ConfigError(f"LIMITS_REDIS_PASSWORD_FILE: {e}") from None
+        if not password:
+            raise ConfigError(f"LIMITS_REDIS_PASSWORD_FILE: {path} is empty")
+    trust = None
+    if config.limits_redis_url.startswith("rediss:"):
+        trust = trust_root(config.ca_bundle, config.ssl_cert_file)
+    return RedisWindows(config.limits_redis_url, metrics, reactor, password, trust,
+                        config.limits_redis_lease_sec)
