@@ -7,95 +7,50 @@ Kubernetes release with kubernetes-validate in strict mode (an unknown or
 misspelt field is an error), and the points the deployment relies on are
 checked on the rendered objects.  Finally the rendered container command
 and environment start the real daemon, on loopback, with the rendered
-ConfigMap and stand-in secret files in place of the mounts.
+ConfigMap and stand-in secret files in place of the mounts; the Redis
+component's command line starts Debian's redis-server (run-tests installs
+it), which that daemon then keeps its clients' limits in.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import kubernetes_validate
 import pytest
 import yaml
 from support import TWISTD, ProxyProcess, _clean_environment, free_port, upstream_saw
+from support.kubernetes import (
+    APP,
+    KUBERNETES,
+    KUBERNETES_RELEASE,
+    MODELS,
+    OVERLAY,
+    OVERLAY_GATEWAY,
+    OVERLAY_IMAGE,
+    OVERLAY_MAX_PODS,
+    OVERLAY_MIN_PODS,
+    OVERLAY_NAMESPACES,
+    REDIS,
+    REPO,
+    container,
+    env_of,
+    mount_of,
+    only,
+    option,
+    redis_cli,
+    render,
+    run_rendered_redis,
+)
 
 from genaiproxy.config.models import parse_models
 from genaiproxy.server.site import ProxySite
-
-REPO = Path(__file__).resolve().parents[2]
-KUBERNETES = REPO / "deploy" / "kubernetes"
-OVERLAY = KUBERNETES / "overlays" / "example"
-# The release the objects are validated against: the kubectl that run-tests
-# installs is 1.32.
-KUBERNETES_RELEASE = "1.32.0"
-# What the example overlay sets (overlays/example/kustomization.yaml).
-OVERLAY_NAMESPACES = ["open-webui", "ci-agents", "monitoring"]
-OVERLAY_IMAGE = "registry.example.com/platform/genai-proxy:0.1.0"
-OVERLAY_MIN_PODS, OVERLAY_MAX_PODS = 3, 6
-OVERLAY_GATEWAY = "https://genai-gateway.example.com/genai"
-# Label shared by the pods and every selector.
-APP = {"app.kubernetes.io/name": "genai-proxy"}
-
-
-@functools.cache
-def render(folder: Path) -> tuple[dict[str, Any], ...]:
-    """The objects ``kubectl kustomize folder`` renders."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("kubectl is not installed (run-tests installs it): the manifests cannot be rendered")
-    result = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
-
-
-def only(objects: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
-    """The one object of C{kind}."""
-    found = [o for o in objects if o["kind"] == kind]
-    assert len(found) == 1, f"{len(found)} objects of kind {kind}"
-    return found[0]
-
-
-def container(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
-    """The Deployment's one container."""
-    containers = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    return containers[0]
-
-
-def env_of(objects: tuple[dict[str, Any], ...]) -> dict[str, str]:
-    """The container's environment: plain values only (any other kind fails)."""
-    env = {}
-    for variable in container(objects)["env"]:
-        assert set(variable) == {"name", "value"}, f"not a plain value: {variable}"
-        env[variable["name"]] = variable["value"]
-    return env
-
-
-def option(args: list[str], name: str) -> str:
-    """The value that follows C{name} in the container's arguments."""
-    assert args.count(name) == 1, args
-    return args[args.index(name) + 1]
-
-
-def mount_of(objects: tuple[dict[str, Any], ...], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The volume mount that holds file C{path}, and its volume."""
-    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
-    mounts = [m for m in container(objects)["volumeMounts"]
-              if path.startswith(m["mountPath"].rstrip("/") + "/")]
-    assert len(mounts) == 1, f"{path} is under {len(mounts)} mounts"
-    volume = [v for v in pod["volumes"] if v["name"] == mounts[0]["name"]]
-    assert len(volume) == 1
-    return mounts[0], volume[0]
-
 
 BOTH = pytest.mark.parametrize("folder", [KUBERNETES, OVERLAY], ids=["base", "overlay"])
 
@@ -109,10 +64,13 @@ def test_every_object_is_valid_for_the_named_release(folder):
     kinds = sorted(o["kind"] for o in objects)
     expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
                 "PodDisruptionBudget", "Service"]
-    # The ServiceMonitor (a component only the overlay includes) is a CRD of
+    # The overlay includes two components: Redis's Deployment, Service and
+    # NetworkPolicy, validated with the rest; and the ServiceMonitor, a CRD of
     # the Prometheus Operator, which kubernetes-validate has no schema for:
     # it is checked on its own in test_servicemonitor_scrapes_metrics_with_a_token.
-    assert kinds == sorted(expected + (["ServiceMonitor"] if folder == OVERLAY else []))
+    if folder == OVERLAY:
+        expected += ["Deployment", "Service", "NetworkPolicy", "ServiceMonitor"]
+    assert kinds == sorted(expected)
     for obj in objects:
         if obj["kind"] == "ServiceMonitor":
             continue
@@ -212,7 +170,7 @@ def test_models_come_from_a_configmap_mounted_as_a_directory(folder):
     mount, volume = mount_of(objects, models)
     assert "subPath" not in mount and "subPathExpr" not in mount
     assert models == mount["mountPath"] + "/models.yaml"
-    configmap = only(objects, "ConfigMap")
+    configmap = only(objects, "ConfigMap", MODELS)
     assert volume["configMap"] == {"name": configmap["metadata"]["name"]} == {"name": "genai-proxy-models"}
     entries = parse_models(configmap["data"]["models.yaml"], now=0)
     assert len(entries) >= 1 and all(e["id"] for e in entries)
@@ -300,12 +258,12 @@ def test_overlay_sets_gateway_image_and_namespace():
     assert env["GENAI_BASE_URL"] == OVERLAY_GATEWAY
     assert env["GENAI_SUBSCRIPTION_NAME"] == "Ocp-Apim-Subscription-Key"
     assert {o["metadata"].get("namespace") for o in objects} == {"genai"}
-    assert only(objects, "ConfigMap")["data"]["models.yaml"] == (OVERLAY / "models.yaml").read_text()
+    assert only(objects, "ConfigMap", MODELS)["data"]["models.yaml"] == (OVERLAY / "models.yaml").read_text()
 
     base = render(KUBERNETES)
     assert container(base)["image"] == "genai-proxy:latest"
     assert env_of(base)["GENAI_BASE_URL"] != OVERLAY_GATEWAY
-    assert only(base, "ConfigMap")["data"]["models.yaml"] == (REPO / "models.yaml").read_text()
+    assert only(base, "ConfigMap", MODELS)["data"]["models.yaml"] == (REPO / "models.yaml").read_text()
 
 
 def test_servicemonitor_scrapes_metrics_with_a_token():
@@ -330,13 +288,16 @@ def test_servicemonitor_scrapes_metrics_with_a_token():
     assert all(o["kind"] != "ServiceMonitor" for o in render(KUBERNETES))
 
 
+
 def test_rendered_command_and_environment_run_the_proxy(mock_url, tmp_path):
     """The overlay's container command and environment, run as they are
     but on a loopback port and with the mount folders under a temporary
     one (the rendered ConfigMap's models.yaml, stand-in secret files, the
-    mock as the gateway): the proxy starts, is ready, lists the
+    mock as the gateway, and the Redis component's redis-server on loopback
+    in place of its Service): the proxy starts, is ready, lists the
     ConfigMap's models to a client token of the tokens file, forwards with
-    the key of the key file, and refuses a request without a token."""
+    the key of the key file, keeps its client's limits in that Redis with
+    the password of the password file, and refuses a request without a token."""
     objects = render(OVERLAY)
     c = container(objects)
     mounts = {m["mountPath"]: tmp_path / m["name"] for m in c["volumeMounts"]}
@@ -349,35 +310,52 @@ def test_rendered_command_and_environment_run_the_proxy(mock_url, tmp_path):
                 return str(folder / path[len(mount_path) + 1:])
         return path
 
-    (mounts["/etc/genai-proxy/models"] / "models.yaml").write_text(
-        only(objects, "ConfigMap")["data"]["models.yaml"])
+    models_yaml = only(objects, "ConfigMap", MODELS)["data"]["models.yaml"]
+    (mounts["/etc/genai-proxy/models"] / "models.yaml").write_text(models_yaml)
     env = {name: local(value) for name, value in env_of(objects).items()}
     Path(env["GENAI_API_KEY_FILE"]).write_text("sk-from-the-secret-file\n")
     Path(env["AUTH_TOKENS_FILE"]).write_text("open-webui: token-of-open-webui\n")
+    redis_password = "stand-in-redis-password"
+    Path(env["LIMITS_REDIS_PASSWORD_FILE"]).write_text(redis_password)
     env.update(GENAI_BASE_URL=mock_url, SHUTDOWN_DELAY_SEC="0")  # no need to wait when it stops here
     port = free_port()
     args = [local(a) for a in c["args"]]
     args[args.index("--listen") + 1] = f"tcp:{port}:interface=127.0.0.1"
     assert args[0] == "twistd"
-    process = subprocess.Popen([TWISTD, *args[1:]], cwd=tempfile.mkdtemp(prefix="genai-k8s-"),
-                               env={**_clean_environment(), **env, "TMPDIR": str(mounts["/tmp"])},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    proxy = ProxyProcess(process, tmp_path)
-    try:
-        proxy.wait_for_event("models_loaded", timeout=20)
-        url = f"http://127.0.0.1:{port}"
-        with httpx.Client(trust_env=False, timeout=10) as client:
-            assert client.get(url + "/readyz").json() == {"status": "ready"}
-            assert client.get(url + "/livez").status_code == 200
-            assert client.get(url + "/v1/models").status_code == 401
-            token = {"Authorization": "Bearer token-of-open-webui"}
-            listed = client.get(url + "/v1/models", headers=token).json()
-            assert [m["id"] for m in listed["data"]] == ["gpt-4.1", "gpt-4.1-mini", "gpt-5", "gpt-5-mini"]
-            answer = client.post(url + "/v1/chat/completions", headers={**token, "X-Request-ID": "k8s-1"},
-                                 json={"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]})
-            assert answer.status_code == 200
-            seen = upstream_saw(mock_url, "k8s-1")
-            assert seen[0]["headers"]["ocp-apim-subscription-key"] == ["sk-from-the-secret-file"]
-        assert proxy.events("startup_config")  # JSON lines on stdout (LOG_FORMAT=json)
-    finally:
-        assert proxy.stop() == 0
+    (tmp_path / "redis-data").mkdir()
+    with run_rendered_redis(objects, redis_password, tmp_path / "redis-data") as redis_port:
+        # The Service's name stands for that redis-server's loopback port.
+        service = urlsplit(env["LIMITS_REDIS_URL"])
+        assert service.hostname == REDIS
+        env["LIMITS_REDIS_URL"] = service._replace(netloc=f"127.0.0.1:{redis_port}").geturl()
+        process = subprocess.Popen([TWISTD, *args[1:]], cwd=tempfile.mkdtemp(prefix="genai-k8s-"),
+                                   env={**_clean_environment(), **env, "TMPDIR": str(mounts["/tmp"])},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proxy = ProxyProcess(process, tmp_path)
+        try:
+            proxy.wait_for_event("models_loaded", timeout=20)
+            url = f"http://127.0.0.1:{port}"
+            with httpx.Client(trust_env=False, timeout=10) as client:
+                assert client.get(url + "/readyz").json() == {"status": "ready"}
+                assert client.get(url + "/livez").status_code == 200
+                assert client.get(url + "/v1/models").status_code == 401
+                token = {"Authorization": "Bearer token-of-open-webui"}
+                listed = client.get(url + "/v1/models", headers=token).json()
+                assert [m["id"] for m in listed["data"]] == [
+                    "gpt-4.1", "gpt-4.1-mini", "gpt-5", "gpt-5-mini"]
+                answer = client.post(url + "/v1/chat/completions",
+                                     headers={**token, "X-Request-ID": "k8s-1"},
+                                     json={"model": "gpt-5",
+                                           "messages": [{"role": "user", "content": "hi"}]})
+                assert answer.status_code == 200
+                seen = upstream_saw(mock_url, "k8s-1")
+                assert seen[0]["headers"]["ocp-apim-subscription-key"] == ["sk-from-the-secret-file"]
+            # The ConfigMap's limits hold the client, counted in Redis (db 0 of the URL).
+            limits = yaml.safe_load(models_yaml)["limits"]["default"]
+            assert answer.headers["x-ratelimit-limit-requests"] == str(limits["requests_per_minute"])
+            keys = redis_cli(redis_port, "-n", "0", "dbsize", env={"REDISCLI_AUTH": redis_password})
+            assert int(keys.stdout) > 0
+            assert not proxy.events("limits_store_unavailable")
+            assert proxy.events("startup_config")  # JSON lines on stdout (LOG_FORMAT=json)
+        finally:
+            assert proxy.stop() == 0
