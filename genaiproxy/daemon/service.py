@@ -353,9 +353,11 @@ def build_service(
     proxy = ProxyService(config, site, forwarder, catalog, reactor, log_to, log_format,
                          secret_files)
     listening.setServiceParent(proxy)
-    proxy.limits_state = StateFile(state_path(config, env), forwarder.limits.memory, reactor)
-    proxy.limits_state.setServiceParent(proxy)
-    if config.limits_redis_url:
+    if not config.limits_redis_url:  # (with Redis, Redis keeps the windows)
+        proxy.limits_state = StateFile(state_path(config, env), forwarder.limits.memory,
+                                       reactor)
+        proxy.limits_state.setServiceParent(proxy)
+    else:
         proxy.limits_store = redis_windows(config, metrics, reactor)
         forwarder.limits.shared = proxy.limits_store
         forwarder.limits.closed = config.limits_redis_failure == "closed"

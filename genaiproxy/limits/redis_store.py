@@ -216,6 +216,12 @@ class RedisWindows:
         answered.addErrback(lambda _: None)
         return answered.addCallback(lambda _: self._pool.disconnect())
 
+    def ping(self, timeout: float = CONNECT_TIMEOUT + COMMAND_TIMEOUT) -> Deferred[Any]:
+        """Ask Redis to answer (a PING, once connected and logged in), for
+        the doctor: fails with why it did not within C{timeout} seconds."""
+        answered: Deferred[Any] = self._redis.ping()
+        return answered.addTimeout(timeout, self._reactor)
+
     @staticmethod
     def _key(name: str) -> str:
         return f"genai-proxy:limits:{{{name}}}"

@@ -12,6 +12,7 @@ import pytest
 import trustme
 from support import BASE_ENV, BIN, _clean_environment, free_port, run_mock_upstream, run_proxy
 from support import run_tinyproxy as tinyproxy
+from support.redis_server import run_redis
 
 KEY = BASE_ENV["GENAI_API_KEY"]
 PROXY_PASSWORD = "tiny-secret-pw-4711"
@@ -272,3 +273,25 @@ def test_the_limits_are_described_and_a_bad_one_is_named(tmp_path, mock_url):
     assert status == 1
     assert steps["configuration"]["status"] == "fail"
     assert "limits.default.requests_per_minute" in steps["configuration"]["detail"]
+
+
+def test_redis_is_checked_with_its_password(tmp_path, mock_url):
+    """LIMITS_REDIS_URL: a redis step that passes when Redis answers with
+    the password of LIMITS_REDIS_PASSWORD_FILE, and fails (never printing
+    the password) when the password is wrong or Redis is gone."""
+    password = tmp_path / "redis-password"
+    password.write_text("doctor-redis-secret-42\n")
+    with run_redis(password="doctor-redis-secret-42") as redis:
+        status, text, steps = doctor(tmp_path, mock_url, LIMITS_REDIS_URL=redis.url,
+                                     LIMITS_REDIS_PASSWORD_FILE=str(password))
+        assert status == 0, text
+        assert steps["redis"]["status"] == "pass" and redis.url in steps["redis"]["detail"]
+        password.write_text("not-the-password")
+        status, text, steps = doctor(tmp_path, mock_url, LIMITS_REDIS_URL=redis.url,
+                                     LIMITS_REDIS_PASSWORD_FILE=str(password))
+        assert status == 1 and steps["redis"]["status"] == "fail"
+        url = redis.url
+    status, text, steps = doctor(tmp_path, mock_url, LIMITS_REDIS_URL=url,
+                                 LIMITS_REDIS_PASSWORD_FILE=str(password))
+    assert status == 1 and steps["redis"]["status"] == "fail"
+    assert "doctor-redis-secret-42" not in text and "not-the-password" not in text

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import fields
 from time import monotonic
+from typing import Any
 
 from genaiproxy.cli.doctor.report import Report, Step
-from genaiproxy.config import ClientLimits, Config, LimitRules, strip_userinfo
+from genaiproxy.config import ClientLimits, Config, ConfigError, LimitRules, strip_userinfo
+from genaiproxy.limits.redis_store import redis_windows
+from genaiproxy.observe import ProxyMetrics
 
-__all__ = ["check_limits", "describe_limits"]
+__all__ = ["check_limits", "check_redis", "describe_limits"]
 
 
 def _described(limits: ClientLimits) -> str:
@@ -41,3 +44,33 @@ def check_limits(report: Report, rules: LimitRules, config: Config) -> None:
     unpriced = "" if rules.prices else "; no model has a price (budgets count nothing)"
     report.add(Step("limits", "pass", f"{describe_limits(rules)}; counted {where}{unpriced}",
                     started))
+
+
+async def check_redis(reactor: Any, report: Report, config: Config) -> None:
+    """With C{LIMITS_REDIS_URL}: Redis answers a PING, logged in with the
+    password of C{LIMITS_REDIS_PASSWORD_FILE}, as the daemon would."""
+    if not config.limits_redis_url:
+        return
+    started = monotonic()
+    shown = strip_userinfo(config.limits_redis_url)
+    try:
+        store = redis_windows(config, ProxyMetrics("doctor", lambda: 0.0), reactor)
+    except ConfigError as e:
+        report.add(Step("redis", "fail", str(e), started,
+                        fix="correct LIMITS_REDIS_PASSWORD_FILE"))
+        return
+    store.connect()
+    try:
+        await store.ping(3.0)
+    except Exception as e:  # noqa: BLE001 (any failure is the answer: said, not raised)
+        reason = str(e) or type(e).__name__
+        report.add(Step("redis", "fail", f"{shown} did not answer: {reason[:200]}", started,
+                        cause="Redis is down or unreachable from here, or refused the "
+                              "password (LIMITS_REDIS_PASSWORD_FILE)",
+                        fix="check LIMITS_REDIS_URL and the password; the daemon would "
+                            f"meanwhile do as LIMITS_REDIS_FAILURE={config.limits_redis_failure}"
+                            " says"))
+    else:
+        report.add(Step("redis", "pass", f"{shown} answered, logged in", started))
+    finally:
+        await store.disconnect()

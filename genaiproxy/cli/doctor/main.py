@@ -32,7 +32,7 @@ from twisted.internet import defer, task
 
 from genaiproxy import __version__
 from genaiproxy.cli.doctor.gateway import check_chat, check_gateway
-from genaiproxy.cli.doctor.limits import check_limits
+from genaiproxy.cli.doctor.limits import check_limits, check_redis
 from genaiproxy.cli.doctor.local import check_listen
 from genaiproxy.cli.doctor.network import check_network
 from genaiproxy.cli.doctor.report import Report, Step, render_text
@@ -134,6 +134,7 @@ async def diagnose(reactor: Any, options: Mapping[str, Any], environ: Mapping[st
     await check_listen(reactor, report, options["listen"])
     if setup is not None:
         check_limits(report, setup.limits, setup.upstreams[0][1])
+        await check_redis(reactor, report, setup.upstreams[0][1])
     if setup is None:
         report.add(Step("upstream", "skip", "not checked: the configuration is not valid",
                         monotonic()))
