@@ -91,6 +91,7 @@ class Limiter:
         self.memory = MemoryWindows()
         self.shared: SharedWindows | None = None
         self.closed = False
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     @property
     def active(self) -> bool:
@@ -120,30 +121,33 @@ class Limiter:
             return shared.admit(client, limits).addErrback(self._store_failed, client, limits)
         if shared is not None and self.closed:
             return Admission("limits_store", "", 5.0)
-        return self._admitted(client, limits,
-                              self.memory.admit(client, limits, self._clock.seconds()))
+        return self.memory.admit(client, limits, self._clock.seconds())
 
     def _store_failed(self, failure: Failure, client: str, limits: ClientLimits) -> Admission:
         """Redis failed during the request: refuse (closed) or count it here."""
         if self.closed:
             return Admission("limits_store", "", 5.0)
-        return self._admitted(client, limits,
-                              self.memory.admit(client, limits, self._clock.seconds()))
+        return self.memory.admit(client, limits, self._clock.seconds())
 
-    def _admitted(self, client: str, limits: ClientLimits, admission: Admission) -> Admission:
-        if admission.refused_by is None:
-            self._show_budget(client, limits)
-        return admission
-
-    def _show_budget(self, client: str, limits: ClientLimits) -> None:
+    def _show_budget(self, client: str, limits: ClientLimits, now: float) -> None:
+        """What is left of C{client}'s budgets, on /metrics (once it spent)."""
         if limits.budget_per_day is None and limits.budget_per_month is None:
             return
-        used = self.memory.use(client, limits, self._clock.seconds())
-        for window, key in (("day", "budget_per_day"), ("month", "budget_per_month")):
-            limit = getattr(limits, key)
+        day, month = self.memory.money(client, now)
+        for window, limit, used in (("day", limits.budget_per_day, day),
+                                    ("month", limits.budget_per_month, month)):
             if limit is not None:
-                self._metrics.budget_remaining.labels(client, window).set(
-                    max(limit - used[key], 0.0))
+                self._child(self._metrics.budget_remaining, client, window).set(
+                    max(limit - used, 0.0))
+
+    def _child(self, family: Any, *labels: str) -> Any:
+        """A metric's child for C{labels}, kept: prometheus_client's own
+        lookup checks and joins the labels on every call."""
+        key = (family, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     def spend(self, client: str, model: str | None, usage: Mapping[str, int]) -> None:
         """Count an answer's tokens (and their cost, by its model's price)."""
@@ -152,13 +156,14 @@ class Limiter:
         price = self.rules.prices.get(model or "")
         cost = price.cost(usage) if price is not None else 0.0
         if cost:
-            self._metrics.cost.labels(client, self._metrics.model_label(model)).inc(cost)
+            self._child(self._metrics.cost, client, self._metrics.model_label(model)).inc(cost)
         if not limits.limited:
             return
-        self.memory.spend(client, limits, tokens, cost, self._clock.seconds())
+        now = self._clock.seconds()
+        self.memory.spend(client, limits, tokens, cost, now)
         if self.shared is not None and self.shared.available:
             self.shared.spend(client, limits, tokens, cost)
-        self._show_budget(client, limits)
+        self._show_budget(client, limits, now)
 
     def release(self, client: str, admission: Admission) -> None:
         """A request let through has ended: its concurrency slot is free."""

@@ -31,8 +31,8 @@ __all__ = ["MemoryWindows", "requests_window", "tokens_window"]
 class _Client:
     """One client's windows."""
 
-    __slots__ = ("day", "day_cost", "day_tokens", "in_flight", "month", "month_cost",
-                 "requests_at", "tokens_at")
+    __slots__ = ("day", "day_cost", "day_ends", "day_tokens", "in_flight", "month",
+                 "month_cost", "requests_at", "tokens_at")
 
     def __init__(self) -> None:
         self.requests_at = 0.0  # GCRA: L{genaiproxy.limits.windows}
@@ -40,9 +40,14 @@ class _Client:
         self.in_flight = 0
         self.day, self.day_tokens, self.day_cost = "", 0, 0.0
         self.month, self.month_cost = "", 0.0
+        self.day_ends = 0.0  # when the day's window (and maybe the month's) ends
 
     def roll(self, now: float) -> None:
-        """Start the day's and the month's windows again when they changed."""
+        """Start the day's and the month's windows again when they changed
+        (the calendar is read only once a day: this runs on every request)."""
+        if now < self.day_ends:
+            return
+        self.day_ends = now + seconds_to_next_day(now)
         day = day_of(now)
         if day != self.day:
             self.day, self.day_tokens, self.day_cost = day, 0, 0.0
@@ -149,6 +154,11 @@ class MemoryWindows:
         client = self._clients.get(name)
         if client is not None and client.in_flight > 0:
             client.in_flight -= 1
+
+    def money(self, name: str, now: float) -> tuple[float, float]:
+        """What client C{name} spent today and this month."""
+        client = self._client(name, now)
+        return client.day_cost, client.month_cost
 
     def names(self) -> list[str]:
         """The clients seen (or restored from the state file)."""
