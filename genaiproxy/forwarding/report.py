@@ -93,7 +93,7 @@ def count_tokens(call: ReportingCall, usage: dict[str, int]) -> None:
     client = call.tags.get("client", "")
     call.context.metrics.count_tokens(call.model, client, usage)
     limiter = call.context.limits
-    if limiter.active or limiter.rules.prices:
+    if limiter.active or limiter.priced:
         limiter.spend(limiter.client_of(client), call.model, usage)
 
 

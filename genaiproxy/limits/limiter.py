@@ -78,6 +78,8 @@ class Limiter:
     """Enforces models.yaml's C{limits:} for every client.
 
     @ivar rules: the rules in service.
+    @ivar active: whether they limit any client.
+    @ivar priced: whether they price any model.
     @ivar memory: this process's windows.
     @ivar shared: the windows shared through Redis, when configured.
     @ivar closed: with a shared store: refuse (503) rather than serve while
@@ -88,19 +90,20 @@ class Limiter:
         self._clock = clock
         self._metrics = metrics
         self.rules: LimitRules = NO_LIMITS
+        # Whether any client is limited (else requests pass uncounted), and
+        # whether any model has a price: read on every request, so kept.
+        self.active = False
+        self.priced = False
         self.memory = MemoryWindows()
         self.shared: SharedWindows | None = None
         self.closed = False
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
-    @property
-    def active(self) -> bool:
-        """Whether any client is limited (else requests pass uncounted)."""
-        return self.rules.active
-
     def set_rules(self, rules: LimitRules) -> None:
         """Take new rules into service; the windows keep their counts."""
         self.rules = rules
+        self.active = rules.active
+        self.priced = bool(rules.prices)
 
     @staticmethod
     def client_of(name: str) -> str:
