@@ -72,6 +72,9 @@ LITELLM_FACTOR = 10.0  # genai-proxy >= 10x LiteLLM's req/s, added p50 <= 1/10 o
 OPEN_STREAMS_WANTED = 10_000  # the figure
 OPEN_STREAMS_RSS_CEILING_MB = 350.0
 OPEN_STREAMS_FIRST_EVENT_S = 1.0
+# While they open at --ramp-rate, this share of them is open at one moment
+# (the proxy keeps up with the ramp).
+OPEN_STREAMS_AT_ONCE_FLOOR = 0.90
 BRIDGE_ADDED_P50_CEILING_MS = 0.1  # bridged per-event p50 - passed-through per-event p50
 LIMITS_ADDED_P50_CEILING_MS = 0.05  # with limits in process: p50 - the default row's p50
 LIMITS_REDIS_ADDED_P50_CEILING_MS = 0.3  # with limits in Redis: p50 - the default row's p50

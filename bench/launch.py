@@ -16,6 +16,8 @@ import argparse
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -111,6 +113,28 @@ class ProxySpec:
     # Its own models.yaml (the rows with limits), and more settings.
     models: str | None = None
     settings: dict[str, str] | None = None
+
+
+def start_redis(session: Session) -> str:
+    """Debian's redis-server on a free loopback port, nothing persisted:
+    the store of the row with limits in Redis.  Returns its URL."""
+    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.access(redis, os.X_OK):
+        raise BenchError("no redis-server (apt-get install redis-server)")
+    port = free_port()
+    argv = [redis, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    session.start("redis", argv, None, session.path("redis.log"), session.path("redis.err"),
+                  cwd=session.tmp)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return f"redis://{HOST}:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"redis-server did not answer on port {port}")
 
 
 def limits_spec(args: argparse.Namespace, redis_url: str = "") -> ProxySpec:

@@ -18,7 +18,9 @@ epoll) opens the connections at ``--ramp-rate`` per second (0: all at once)
 and holds them; each stream's wait for its first event is measured from the
 moment its request was sent.  Unless ``--hold-events`` says otherwise, each
 stream lasts the opening ramp plus 10 s, so that all N are open together for
-about 10 s.  The proxy's RSS is sampled every 0.25 s.
+about 10 s.  The most streams open at one moment (each counted from its
+first event to its end) says whether the proxy kept up with the ramp.  The
+proxy's RSS is sampled every 0.25 s.
 
 The defaults (500 new streams/s, one event every 5 s) keep this phase about
 holding many streams, not about event throughput (``phase_streaming`` measures
@@ -202,14 +204,18 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
     rss_all_open: int | None = None
     fds_all_open: int | None = None
     open_count = sent_count = first_count = 0
+    # Streams that had their first event and have not ended, and the most at once.
+    live = most_live = 0
 
     def close(conn: _Conn, error: str = "") -> None:
-        nonlocal open_count
+        nonlocal open_count, live
         if conn.open:
             sel.unregister(conn.sock)
             conn.sock.close()
             conn.open, conn.error = False, error
             open_count -= 1
+            if conn.first is not None:
+                live -= 1
 
     try:
         next_sample = start
@@ -267,6 +273,8 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
                     if conn.first is None and conn.parsed.content:  # bridged: a text delta
                         conn.first = arrived
                         first_count += 1
+                        live += 1
+                        most_live = max(most_live, live)
                     if conn.parsed.complete or conn.parsed.body_ended:
                         conn.done = arrived
                         close(conn)
@@ -328,6 +336,7 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
         "n": n, "events": events, "delay": delay,
         "ramp_rate": ramp_rate, "with_events": with_events, "complete": complete,
         "errors": errors,
+        "most_open": most_live,
         "opening_s": None if all_sent_at is None else all_sent_at - start,
         "all_first_s": None if all_first_at is None else all_first_at - start,
         "first_wait_p50_s": median(waits) if waits else None,

@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
 from bench import nginx as nginx_mod
 from bench.bodies import WORKLOADS
 from bench.common import BenchError, log
-from bench.launch import limits_spec, proxy_specs, start_genai_proxy
+from bench.launch import limits_spec, proxy_specs, start_genai_proxy, start_redis
 from bench.litellm_peer import DEFAULT_VENV, start_litellm
 from bench.phase import phase_main
 from bench.procs import (
@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limits", action=argparse.BooleanOptionalAction, default=False,
                    help="also a row of the proxy under test with models.yaml's limits: "
                         "every kind counted for its client, none reached" + d)
+    g.add_argument("--limits-redis", action=argparse.BooleanOptionalAction, default=False,
+                   help="also that row with the limits kept in a local redis-server "
+                        "(LIMITS_REDIS_URL)" + d)
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -101,6 +104,8 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
         specs = proxy_specs(args)
         if args.limits:
             specs.append(limits_spec(args))
+        if args.limits_redis:
+            specs.append(limits_spec(args, start_redis(session)))
         for spec in specs:
             start_genai_proxy(session, spec, base_url)
             _rss(session, spec.key, "at start", rss)

@@ -20,6 +20,7 @@ from bench.common import (
     LIMITS_ADDED_P50_CEILING_MS,
     LIMITS_REDIS_ADDED_P50_CEILING_MS,
     LITELLM_FACTOR,
+    OPEN_STREAMS_AT_ONCE_FLOOR,
     OPEN_STREAMS_FIRST_EVENT_S,
     OPEN_STREAMS_RSS_CEILING_MB,
     RPS_FLOOR,
@@ -111,6 +112,12 @@ def promises(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             end = h.get("end") or ("response.completed" if h.get("bridged") else "[DONE]")
             out.append((f"{label}: {n:,} open streams{scaled} completed with {end}",
                         f"{h['complete']:,} of {n:,}", "all", h["complete"] == n))
+            most = h.get("most_open")
+            if most is not None and h["ramp_rate"]:
+                out.append((f"{label}: {n:,} streams opened at {h['ramp_rate']:,.0f}/s: the "
+                            "most open at once", f"{most:,} of {n:,} ({most / n * 100:.1f} %)",
+                            f">= {OPEN_STREAMS_AT_ONCE_FLOOR:.0%}",
+                            most >= OPEN_STREAMS_AT_ONCE_FLOOR * n))
             worst = h["first_wait_max_s"]
             out.append((f"{label}: {n:,} open streams: longest wait for a first event",
                         "never" if worst is None else f"{worst:.2f} s "
@@ -327,6 +334,9 @@ def _open_streams_section(hs: dict[str, Any]) -> list[str]:
                   f"{h['mock_streams']['streams_completed']:,}")
     row("time to open them all (last request sent)", lambda h: sec(h["opening_s"]))
     row("time until every stream had its first event", lambda h: sec(h["all_first_s"]))
+    row("the most open at once (from first event to end) / N",
+        lambda h: "n/a" if h.get("most_open") is None else
+        f"{h['most_open']:,} / {h['n']:,} ({h['most_open'] / h['n'] * 100:.1f} %)")
     row("wait for the first event: p50 / p99 / max",
         lambda h: "n/a" if h["first_wait_max_s"] is None else
         f"{h['first_wait_p50_s']:.3f} / {h['first_wait_p99_s']:.3f} / "

@@ -11,8 +11,13 @@ past that only its head and its last L{TAIL_MAX} bytes are kept, which is
 where a long C{response.completed} event carries its usage.
 
 L{UsageChunkRemover} takes back what the proxy added when it asked for
-usage on the client's behalf (C{STREAM_USAGE}): the usage-only chunk, and
-the C{"usage": null} member the upstream then writes into every other chunk.
+usage on the client's behalf (C{STREAM_USAGE}): the usage chunk, and the
+C{"usage": null} member the upstream then writes into every other chunk.
+The usage chunk is known by what it carries (L{is_usage_chunk}), not by the
+shape of its C{choices}, which gateways write differently.  The remover
+parses that chunk (it must, to know it) and hands its usage to the stream's
+L{UsageReader}, which then reads what the client got: the chunk is parsed
+once.
 """
 
 from __future__ import annotations
@@ -51,12 +56,48 @@ def _json_of_line(line: bytes) -> Any:
         return None
 
 
+def _carries_nothing(value: Any) -> bool:
+    """Whether a chunk's member says nothing a client reads: null, an empty
+    string, or a list or object of such (C{"delta": {}}, C{"content":
+    null}, C{"tool_calls": []})."""
+    if isinstance(value, dict):
+        return all(_carries_nothing(member) for member in value.values())
+    if isinstance(value, list):
+        return all(_carries_nothing(member) for member in value)
+    return value is None or value == ""
+
+
+def is_usage_chunk(document: Any) -> bool:
+    """Whether a chat (or legacy completions) chunk is the usage chunk: it
+    carries a usage object, and its choices carry nothing (no content,
+    role, tool call or finish reason), whatever their shape.
+
+    OpenAI, Azure OpenAI, vLLM and Ollama send C{"choices": []}; the LiteLLM
+    proxy C{[{"index": 0, "delta": {}}]}; others spell the same empty choice
+    with null members.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("usage"), dict):
+        return False
+    choices = document.get("choices")
+    if choices is None:
+        return True
+    if not isinstance(choices, list):
+        return False
+    return all(isinstance(choice, dict)
+               and all(_carries_nothing(member) for name, member in choice.items()
+                       if name != "index")
+               for choice in choices)
+
+
 class UsageReader:
     """Finds the usage a stream reports; C{usage} holds the last found.
 
     @ivar usage: the counts, as L{genaiproxy.api.usage.usage_of} gives them, or
         None while the stream has reported none.
     """
+
+    # One lives as long as its stream (ten thousand at once).
+    __slots__ = ("_head", "_line", "_long", "_responses_api", "usage")
 
     def __init__(self, responses_api: bool) -> None:
         self._responses_api = responses_api
@@ -96,6 +137,13 @@ class UsageReader:
             start = last + 1
         if start < len(data):
             self._keep(data, start, len(data))
+
+    def take(self, document: dict[str, Any]) -> None:
+        """Take the usage of a chat chunk parsed elsewhere (the usage chunk
+        the L{UsageChunkRemover} took out of the stream)."""
+        usage = usage_of(document)
+        if usage is not None:
+            self.usage = usage
 
     def _keep(self, data: bytes, start: int, end: int) -> None:
         """Add C{data[start:end]} to the unfinished line, within bounds."""
@@ -187,10 +235,14 @@ class UsageChunkRemover:
 
     Whole events go through at once; only the unfinished last event of a
     chunk waits for its end (a client cannot act on half an event anyway),
-    and not beyond L{HOLD_MAX} bytes.
+    and not beyond L{HOLD_MAX} bytes.  The usage of the chunk taken out goes
+    to C{reader}, when given.
     """
 
-    def __init__(self) -> None:
+    __slots__ = ("_held", "_passed_tail", "_passing", "_reader")
+
+    def __init__(self, reader: UsageReader | None = None) -> None:
+        self._reader = reader
         self._held = b""
         self._passing = False  # inside a long event sent as it comes
         self._passed_tail = b""  # its last bytes: a blank line may straddle chunks
@@ -242,17 +294,21 @@ class UsageChunkRemover:
                 continue
             if _USAGE_KEY not in event:
                 kept.append(event)
-            elif not self._usage_only(event):
+                continue
+            chunk = _usage_chunk_of(event)
+            if chunk is None:
                 kept.append(_NULL_USAGE.sub(b"", event))
+            elif self._reader is not None:
+                self._reader.take(chunk)
         return b"".join(kept)
 
-    @staticmethod
-    def _usage_only(event: bytes) -> bool:
-        """True for the chunk that carries usage and no choices."""
-        if _USAGE_OBJECT.search(event) is None:
-            return False
-        for line in event.splitlines():
-            document = _json_of_line(line)
-            if isinstance(document, dict):
-                return document.get("choices") == [] and isinstance(document.get("usage"), dict)
-        return False
+
+def _usage_chunk_of(event: bytes) -> dict[str, Any] | None:
+    """The usage chunk C{event} holds (parsed), or None for another event."""
+    if _USAGE_OBJECT.search(event) is None:
+        return None
+    for line in event.splitlines():
+        document = _json_of_line(line)
+        if isinstance(document, dict):
+            return document if is_usage_chunk(document) else None
+    return None

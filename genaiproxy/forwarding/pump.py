@@ -38,8 +38,14 @@ class Rewriter(Interface):
         """What is still held, at the clean end of the stream."""
 
 
+def _closed() -> None:
+    """The C{on_idle} of a closed L{IdleTimer}."""
+
+
 class IdleTimer:
     """Calls C{on_idle} once C{timeout} seconds pass without a L{reset}."""
+
+    __slots__ = ("_call", "_clock", "_on_idle", "_timeout")
 
     def __init__(self, clock: IReactorTime, timeout: float, on_idle: Callable[[], None]) -> None:
         self._clock = clock
@@ -49,16 +55,26 @@ class IdleTimer:
 
     def reset(self) -> None:
         """(Re)start the countdown."""
+        if self._on_idle is _closed:
+            return
         if self._call is not None and self._call.active():
             self._call.reset(self._timeout)
         else:
             self._call = self._clock.callLater(self._timeout, self._fire)
 
     def stop(self) -> None:
-        """Stop counting (while paused, or once the body is done)."""
+        """Stop counting (while paused)."""
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
+
+    def close(self) -> None:
+        """Stop counting for good (the body is done), and let go of
+        C{on_idle}: a method of the timer's owner, which holds the timer, a
+        cycle that would keep the owner and all it holds (a stream's
+        request) until a full pass of the garbage collector."""
+        self.stop()
+        self._on_idle = _closed
 
     @property
     def stopped(self) -> bool:
@@ -107,7 +123,7 @@ class BodyCollector(Protocol):
             self._timer.reset()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._timer.stop()
+        self._timer.close()
         if self.done.called:
             return
         if self._failed_with is not None:
@@ -152,12 +168,19 @@ class StreamPump(Protocol):
     the client can tell (see L{genaiproxy.forwarding.streamed}).  Neither is called when the client
     went away first (L{client_gone}).
 
-    A C{usage} reader, when given, reads each chunk as it came from the
-    upstream, after the client got it.  A C{rewriter}, when given, changes
-    what the client gets: the usage-chunk remover takes out what the proxy's
-    own request for usage added to the stream; the Responses bridge turns a
-    chat stream into Responses events.
+    A C{rewriter}, when given, changes what the client gets: the
+    usage-chunk remover takes out what the proxy's own request for usage
+    added to the stream (and hands the usage chunk's usage to the reader);
+    the Responses bridge turns a chat stream into Responses events.  A
+    C{usage} reader, when given, reads each chunk as the client got it,
+    after it was sent.
     """
+
+    # One lives as long as its stream (ten thousand at once): its state,
+    # and the protocol's own two attributes, in slots, with no instance dict.
+    __slots__ = ("_broken", "_gone", "_on_chunk", "_on_end", "_on_first_byte", "_paused",
+                 "_received", "_request", "_rewriter", "_tail", "_timer", "bytes_sent",
+                 "connected", "events_sent", "transport", "usage")
 
     def __init__(
         self,
@@ -170,7 +193,11 @@ class StreamPump(Protocol):
         usage: UsageReader | None = None,
         rewriter: Rewriter | None = None,
     ) -> None:
-        self._request = request
+        self.transport = None  # (set by makeConnection)
+        self.connected = 0
+        # (None once the client went away: the request holds this pump as
+        # its producer, a cycle that would keep both.)
+        self._request: IConsumer | None = request
         self._on_chunk = on_chunk
         self._on_first_byte = on_first_byte
         self.usage = usage
@@ -194,7 +221,8 @@ class StreamPump(Protocol):
     # Protocol: the upstream side.
 
     def connectionMade(self) -> None:
-        self._request.registerProducer(self, True)
+        if self._request is not None:
+            self._request.registerProducer(self, True)
         self._timer.reset()
 
     def dataReceived(self, data: bytes) -> None:
@@ -212,24 +240,26 @@ class StreamPump(Protocol):
             shown = self._rewriter.feed(data)
             if shown:
                 self._send(shown)
-        if self.usage is not None:
-            self.usage.feed(data)
 
     def _send(self, data: bytes) -> None:
-        """Write C{data} to the client, and count it."""
+        """Write C{data} to the client, count it, and read its usage."""
         self.bytes_sent += len(data)
         # Server-sent events end with a blank line; one may straddle chunks.
         self.events_sent += data.count(b"\n\n") + (self._tail[-1:] == b"\n" == data[:1])
         self._tail = (self._tail + data[-2:])[-2:]  # never copies a whole chunk
-        self._request.write(data)
+        if self._request is not None:
+            self._request.write(data)
         if self._on_chunk is not None:
             self._on_chunk(data)
+        if self.usage is not None:
+            self.usage.feed(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._timer.stop()
+        self._timer.close()
         if self._gone:
             return
-        self._request.unregisterProducer()
+        if self._request is not None:
+            self._request.unregisterProducer()
         if self._broken is None and not _finished_cleanly(reason):
             self._broken = UpstreamError(
                 "connection_lost",
@@ -274,7 +304,8 @@ class StreamPump(Protocol):
         if self._gone:
             return
         self._gone = True
-        self._timer.stop()
+        self._request = None
+        self._timer.close()
         upstream = _upstream(self)
         if upstream is not None:
             upstream.stopProducing()

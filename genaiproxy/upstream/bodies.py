@@ -26,15 +26,20 @@ class BytesProducer:
     """An L{IBodyProducer} for a body already in memory.
 
     Twisted's L{FileBodyProducer} would hand a short body to the cooperator
-    and write it a reactor turn later; this writes it at once.
+    and write it a reactor turn later; this writes it at once, and then lets
+    go of it: Twisted keeps the producer with its request until the whole
+    answer is read (a stream's whole life), and starts a producer only once.
     """
+
+    __slots__ = ("_body", "length")
 
     def __init__(self, body: bytes) -> None:
         self._body = body
         self.length = len(body)
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self._body)
+        body, self._body = self._body, b""
+        consumer.write(body)
         return succeed(None)
 
     def pauseProducing(self) -> None:

@@ -22,7 +22,7 @@ from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
-from twisted.web.http import Request
+from twisted.web.http import HTTPChannel, Request
 from zope.interface import implementer
 
 from genaiproxy.config.tls import client_tls, trust_root
@@ -86,6 +86,20 @@ def test_every_malformed_request_goes_to_bad_request(head: bytes) -> None:
     assert channel.bad >= 1
     assert transport.value() == b""
     assert Dispatched.dispatched == []
+
+
+def test_the_attributes_a_stream_sets_start_at_their_defaults() -> None:
+    """The two attributes HookedChannel sets ahead of a stream (so that
+    they are shared keys of every channel's dict) are Twisted's, with the
+    class defaults it sets them to, and a stream's producer sets them."""
+    assert HTTPChannel._requestProducer is None  # type: ignore[attr-defined]
+    assert HTTPChannel._requestProducerStreaming is None  # type: ignore[attr-defined]
+    channel, _ = feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert vars(channel)["_requestProducer"] is None
+    producer = Protocol()
+    channel.registerProducer(producer, True)
+    assert (channel._requestProducer, channel._requestProducerStreaming) == (  # type: ignore[attr-defined]
+        producer, True)
 
 
 def test_bad_request_by_default_is_twisteds_answer() -> None:
