@@ -84,14 +84,25 @@ class RoutingTable:
 
     upstreams: Mapping[str, UpstreamSpec] = field(default_factory=dict)
     routes: Mapping[str, ModelRoute] = field(default_factory=dict)
+    # The hops of each model of the file, worked out on its first request
+    # (the table never changes: a reload makes a new one).
+    _hops: dict[str, list[ModelRoute]] = field(default_factory=dict, compare=False,
+                                               repr=False)
 
     def hops(self, model: str | None) -> list[ModelRoute]:
         """The routes a request for C{model} tries, in order: its own, then
         its fallbacks (each followed by its own, depth first).  A model not
-        in the file goes to the default upstream as it is."""
+        in the file goes to the default upstream as it is.  (The list is
+        shared: not to be changed.)"""
         route = self.routes.get(model) if model is not None else None
         if route is None:
             return [ModelRoute(model or "")]
+        known = self._hops.get(route.id)
+        if known is None:
+            known = self._hops[route.id] = self._walk(route)
+        return known
+
+    def _walk(self, route: ModelRoute) -> list[ModelRoute]:
         order: list[ModelRoute] = []
         seen: set[str] = set()
 

@@ -64,6 +64,9 @@ log = Logger(namespace="genaiproxy.forward")
 
 __all__ = ["ForwardCall"]
 
+# What a call holds as sent once it can send nothing more.
+_NOTHING_SENT: tuple[bytes, Headers] = (b"", Headers())
+
 # Anthropic's headers, which a chat upstream does not know.
 _ANTHROPIC_HEADERS = (b"anthropic-version", b"anthropic-beta")
 
@@ -107,7 +110,7 @@ class ForwardCall:
         # behalf (STREAM_USAGE), and under which model name it was sent.
         self.asks_usage = False
         self._sent_model: str | None = None
-        self._sent: tuple[bytes, Headers] = (b"", Headers())
+        self._sent: tuple[bytes, Headers] = _NOTHING_SENT
         # The routes this request may try (its model's, then its fallbacks),
         # the one in use, and what became of those tried before it (tuples:
         # most requests have one route and try no other).
@@ -332,6 +335,9 @@ class ForwardCall:
             monotonic() - self.started)
         return_head(self.request, response, tried_names(self))
         if body is None:
+            # Nothing is sent again once a stream began: its request's URL
+            # and headers need not live as long as the stream.
+            self._sent = _NOTHING_SENT
             self._stream = StreamedAnswer(self)
             self.context.metrics.streams.inc()
             self._stream.start(response)
