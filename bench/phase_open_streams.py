@@ -80,7 +80,14 @@ from bench.common import (
     percentile,
     stream_request,
 )
-from bench.launch import bridged_spec, proxy_specs, start_genai_proxy, start_mock, venv_bindir
+from bench.launch import (
+    bridged_spec,
+    limits_spec,
+    proxy_specs,
+    start_genai_proxy,
+    start_mock,
+    venv_bindir,
+)
 from bench.phase import phase_main
 from bench.procs import (
     Session,
@@ -125,6 +132,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also hold them as bridged Anthropic Messages streams: POST "
                    "/v1/messages through the proxy under test with MESSAGES_API=chat, after "
                    "the passed-through chat streams (and the Responses ones) (default: no)")
+    g.add_argument("--streams-limits", action=argparse.BooleanOptionalAction, default=False,
+                   help="also hold them through the proxy under test with models.yaml's "
+                   "limits (every kind counted, none reached: bench/common.py's "
+                   "LIMITS_MODELS), in process (default: no)")
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -379,6 +390,8 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
         specs.append(bridged_spec(args))
     if args.streams_messages:
         specs.append(bridged_spec(args, API_MESSAGES))
+    if args.streams_limits:
+        specs.append(limits_spec(args))
     try:
         mock = start_mock(session, venv_bindir(args.venv) / "python", gc_off=args.mock_gc_off,
                           chat_only=args.streams_bridged or args.streams_messages)
