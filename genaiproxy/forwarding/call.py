@@ -168,7 +168,7 @@ class ForwardCall:
                 except UnwritableBody as e:
                     self._refuse(e)
                     return
-        if self.context.limits.active:
+        if self.context.limits.active and not self.route.bare:  # (health probes: free)
             self._limit(prepared, body)
         else:
             self._go_first(prepared, body)

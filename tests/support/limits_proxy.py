@@ -48,6 +48,11 @@ class Upstream(Resource):
         self.hold = False
         self.held: list[Request] = []
 
+    def render_GET(self, request: Request) -> bytes:
+        """Its root, as a health probe reads it."""
+        request.setHeader(b"content-type", b"application/json")
+        return b'{"status": "ok"}'
+
     def render_POST(self, request: Request) -> bytes | int:
         assert request.content is not None
         body = json.loads(request.content.read() or b"{}")

@@ -172,3 +172,13 @@ def test_the_status_page_shows_each_clients_use(tmp_path):
     limits = page[page.index('id="limits-section"'):]
     assert "<td>alice</td>" in limits and "requests_per_minute" in limits
     assert "<td>ci-runner</td>" in limits and "tokens_per_day" in limits
+
+
+def test_only_requests_that_go_upstream_count(tmp_path):
+    """/v1/models, /health, /status and /metrics take nothing of a client's
+    requests_per_minute: after many of them, its one request goes."""
+    proxy, _, _ = limited_proxy(tmp_path, "  default:\n    requests_per_minute: 1")
+    for path in ("/v1/models", "/v1/models/gpt-5", "/status", "/metrics", "/health") * 3:
+        assert proxy.request("GET", path, headers=bearer("tok-alice")).code != 429
+    answer = proxy.request("POST", "/v1/chat/completions", json=CHAT, headers=bearer("tok-alice"))
+    assert answer.code == 200 and answer.header("x-ratelimit-remaining-requests") == "0"
