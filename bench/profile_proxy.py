@@ -9,12 +9,16 @@ writes its file when twistd returns), and prints the top ``--top`` functions
 by cumulative time and by own time (pstats).  The profile covers the proxy's
 whole life: start-up, warm-up and the measured run; the per-request part
 dominates after a few seconds of load.  cProfile slows the proxy down
-severalfold, so the req/s printed here are not the benchmark's.
+severalfold, so the req/s printed here are not the benchmark's.  With
+``--limits process`` the proxy counts models.yaml's limits (every kind, as
+the benchmark's rows with limits), with ``--limits redis`` in a local
+redis-server (``LIMITS_REDIS_URL``).
 
 Examples::
 
     python bench/profile_proxy.py --duration 10
     python bench/profile_proxy.py --venv /tmp/venv-after --log-bodies false --out /tmp/after.prof
+    python bench/profile_proxy.py --limits redis --connections 1
     python -m pstats /tmp/after.prof        # browse it afterwards
 """
 
@@ -30,8 +34,8 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import nginx as nginx_mod
-from bench.common import BenchError, log
-from bench.launch import ProxySpec, start_genai_proxy, venv_bindir
+from bench.common import LIMITS_MODELS, BenchError, log
+from bench.launch import ProxySpec, start_genai_proxy, start_redis, venv_bindir
 from bench.procs import Session, find_tool, run_main
 from bench.wrk import run_wrk, write_lua
 
@@ -46,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=int, default=10, help="seconds of wrk load" + d)
     p.add_argument("--connections", type=int, default=32, help="wrk connections" + d)
     p.add_argument("--threads", type=int, default=2, help="wrk threads" + d)
+    p.add_argument("--limits", choices=("none", "process", "redis"), default="none",
+                   help="models.yaml's limits (every kind, none reached), counted in the "
+                        "process or in a local redis-server" + d)
     p.add_argument("--top", type=int, default=30, help="functions listed per ordering" + d)
     p.add_argument("--out", type=Path, help="keep the profile in this file (default: a "
                    "temporary file, removed unless --keep-tmp)")
@@ -75,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         out = (args.out or session.path("proxy.prof")).resolve()
         out.unlink(missing_ok=True)
         upstream = nginx_mod.start_static_upstream(session, nginx, args.upstream_workers)
-        spec = ProxySpec("proxy", f"genai-proxy (LOG_BODIES={args.log_bodies}) under cProfile",
-                         "proxy", bindir, args.log_bodies == "true")
+        limits = "" if args.limits == "none" else f", limits in {args.limits}"
+        spec = ProxySpec("proxy", f"genai-proxy (LOG_BODIES={args.log_bodies}{limits}) under "
+                         "cProfile", "proxy", bindir, args.log_bodies == "true",
+                         models=None if args.limits == "none" else LIMITS_MODELS,
+                         settings={"LIMITS_REDIS_URL": start_redis(session)}
+                         if args.limits == "redis" else None)
         proxy = start_genai_proxy(session, spec, f"http://127.0.0.1:{upstream.port}",
                                   timeout=60,
                                   wrapper=[str(bindir / "python"), "-m", "cProfile", "-o",

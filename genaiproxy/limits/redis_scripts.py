@@ -1,18 +1,25 @@
 """The Lua scripts that keep the shared windows in Redis
-(L{genaiproxy.limits.redis_store}).
+(L{genaiproxy.limits.redis_store}), and the arguments they take.
 
 Each runs atomically in Redis: L{ADMIT} checks and takes all of a client's
-windows for one request, L{SPEND} counts an answer's tokens and cost,
-L{REFRESH} keeps the concurrency leases of requests still open alive.  They
-do the sums of L{genaiproxy.limits.windows} and
+windows for one request, L{SETTLE} counts the ends of its requests (their
+answers' tokens and cost, their concurrency leases given back), and
+L{REFRESH} keeps the leases of requests still open alive.  The ends a
+replica has not told Redis yet ride along with the client's next
+admission, applied first, each at its own time, so that the admission sees
+them as if each had been sent on its own (and a request costs one script,
+not three); L{SETTLE} tells those of a client that sends nothing more.
+They do the sums of L{genaiproxy.limits.windows} and
 L{genaiproxy.limits.memory.MemoryWindows} in the same order, so that a
 client gets the same verdict, C{Retry-After} and remaining counts from
 either store (tests/integration/test_limits_redis.py runs both side by side).
 
 Time is Redis's own (C{TIME}), so that replicas with skewed clocks agree; a
-number in C{ARGV[1]} stands in for it (the tests' clock).  Numbers go in and
-out as strings of 17 significant digits, which hold a double exactly (Redis
-would otherwise round a Lua number to 14).
+number in C{ARGV[1]} stands in for it (the tests' clock).  An end's time is
+told as its age (seconds before the script's time, by the replica's clock:
+a duration, which no skew changes).  Numbers go in and out as strings of 17
+significant digits, which hold a double exactly (Redis would otherwise
+round a Lua number to 14).
 
 A client's keys share the prefix C{genai-proxy:limits:{name}} (the braces
 keep them in one Redis Cluster slot), passed as C{KEYS[1]}; each carries its
@@ -29,7 +36,62 @@ window and expires by itself:
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "REFRESH", "SPEND"]
+import hashlib
+from dataclasses import dataclass
+
+from genaiproxy.config import ClientLimits
+
+__all__ = ["ADMIT", "REFRESH", "SETTLE", "Ends", "Script", "limits_arg"]
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script and its digest (what EVALSHA names it by)."""
+
+    text: str
+    sha: str
+
+    @classmethod
+    def of(cls, text: str) -> Script:
+        return cls(text, hashlib.sha1(text.encode()).hexdigest())
+
+
+def _number(limit: float | None) -> str:
+    """A number as the scripts read it ('-': none)."""
+    return "-" if limit is None else repr(limit)
+
+
+def limits_arg(limits: ClientLimits) -> str:
+    """L{ADMIT}'s second argument: a client's limits."""
+    return (f"{_number(limits.requests_per_minute)} {_number(limits.tokens_per_minute)} "
+            f"{_number(limits.concurrent_requests)} {_number(limits.tokens_per_day)} "
+            f"{_number(limits.budget_per_day)} {_number(limits.budget_per_month)}")
+
+
+class Ends:
+    """The ends of one client's requests that Redis has not been told yet,
+    in the order they came: each answer's spend (when, by this process's
+    clock, then the tokens_per_minute it counts against, its tokens and
+    cost) and each lease given back."""
+
+    __slots__ = ("leases", "spends")
+
+    def __init__(self) -> None:
+        self.spends: list[tuple[float, str]] = []
+        self.leases: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.spends) + len(self.leases)
+
+    def spend(self, at: float, limits: ClientLimits, tokens: int, cost: float) -> None:
+        self.spends.append((at, f"{_number(limits.tokens_per_minute)} {tokens} {cost!r}"))
+
+    def args(self, now: float) -> list[str]:
+        """The scripts' last two arguments (what L{settle} reads), each
+        spend's time told as its age at C{now}."""
+        return [" ".join([f"{max(now - at, 0.0)!r} {counts}" for at, counts in self.spends]),
+                " ".join(self.leases)]
+
 
 # What every script starts with: the time, number formatting, calendar days
 # and months in UTC (Howard Hinnant's days_from_civil and civil_from_days,
@@ -74,28 +136,91 @@ local function days_from_civil(year, month, day)
   return era * 146097 + doe - 719468
 end
 
--- The day's and the month's keys, and the year and month (only the
--- requests of clients with such windows need them).
-local function calendar()
-  local year, month, day = civil(math.floor(math.floor(now) / DAY))
+-- The day's and the month's keys at the time at, and the year and month
+-- (only the requests of clients with such windows need them).
+local function calendar(at)
+  local year, month, day = civil(math.floor(math.floor(at) / DAY))
   return prefix .. ':day:' .. string.format('%04d-%02d-%02d', year, month, day),
          prefix .. ':month:' .. string.format('%04d-%02d', year, month), year, month
 end
+
+-- The ends of the client's requests not told yet (Ends.args): spends, the
+-- answers' spends in the order they came, four fields each (its age in
+-- seconds, the tokens_per_minute it counted against or '-', its tokens, its
+-- cost), and leases, the leases given back, all separated by spaces.  The
+-- spends are summed one after another as MemoryWindows.spend does, each at
+-- its own time, and each key is written once (and given its expiry when
+-- new).  Returns the tokens window's new time, if a spend moved it.
+local function settle(spends, leases)
+  local tokens_at, days, months
+  for age, tpm, tokens, cost in string.gmatch(spends, '(%S+) (%S+) (%S+) (%S+)') do
+    local at = now - tonumber(age)
+    tpm, tokens, cost = tonumber(tpm), tonumber(tokens), tonumber(cost)
+    if tpm and tpm ~= 0 then
+      if not tokens_at then tokens_at = number(redis.call('GET', prefix .. ':tpm')) end
+      tokens_at = math.max(tokens_at, at) + tokens * MINUTE / tpm
+    end
+    if tokens ~= 0 or cost ~= 0 then
+      local day_key, month_key = calendar(at)
+      days, months = days or {}, months or {}
+      local day = days[day_key]
+      if not day then
+        local used = redis.call('HMGET', day_key, 'tokens', 'cost')
+        day = {number(used[1]), number(used[2]), not used[1]}
+        days[day_key] = day
+      end
+      day[1], day[2] = day[1] + tokens, day[2] + cost
+      local month = months[month_key]
+      if not month then
+        local used = redis.call('GET', month_key)
+        month = {number(used), not used}
+        months[month_key] = month
+      end
+      month[1] = month[1] + cost
+    end
+  end
+  if tokens_at then
+    redis.call('SET', prefix .. ':tpm', show(tokens_at), 'PX',
+               expire_ms(math.max(tokens_at - now, 0) + 2 * MINUTE))
+  end
+  for key, day in pairs(days or {}) do
+    redis.call('HSET', key, 'tokens', show(day[1]), 'cost', show(day[2]))
+    if day[3] then redis.call('EXPIRE', key, 2 * DAY) end
+  end
+  for key, month in pairs(months or {}) do
+    if month[2] then
+      redis.call('SET', key, show(month[1]), 'EX', 62 * DAY)
+    else
+      redis.call('SET', key, show(month[1]), 'KEEPTTL')
+    end
+  end
+  if leases ~= '' then
+    local key = prefix .. ':leases'
+    for lease in string.gmatch(leases, '%S+') do redis.call('ZREM', key, lease) end
+  end
+  return tokens_at
+end
 """
 
-ADMIT = _COMMON + """
--- ARGV: now, requests_per_minute, tokens_per_minute, concurrent_requests,
--- tokens_per_day, budget_per_day, budget_per_month ('' for none), the lease
--- id, the lease's seconds.
+ADMIT = Script.of(_COMMON + """
+-- ARGV: now; the limits, six fields separated by spaces ('-' for none):
+-- requests_per_minute, tokens_per_minute, concurrent_requests,
+-- tokens_per_day, budget_per_day, budget_per_month; the lease's id and
+-- seconds ('' without concurrent_requests); then the ends to settle first
+-- (the spends, the leases given back).
 -- Returns one line (a status reply, which clients read at once, where
 -- a list of strings costs txredisapi a turn of the reactor each): the
 -- refusing limit ('-' when let through), its window, the wait, what the
 -- window holds, then the requests and the tokens windows' remaining and
 -- reset ('-' without that window), separated by spaces.
-local rpm, tpm, concurrent = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local tokens_per_day, budget_per_day = tonumber(ARGV[5]), tonumber(ARGV[6])
-local budget_per_month = tonumber(ARGV[7])
-local lease, lease_sec = ARGV[8], tonumber(ARGV[9])
+local rpm, tpm, concurrent, tokens_per_day, budget_per_day, budget_per_month =
+  string.match(ARGV[2], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
+rpm, tpm, concurrent = tonumber(rpm), tonumber(tpm), tonumber(concurrent)
+tokens_per_day, budget_per_day = tonumber(tokens_per_day), tonumber(budget_per_day)
+budget_per_month = tonumber(budget_per_month)
+local lease, lease_sec = string.match(ARGV[3], '(%S+) (%S+)')
+lease_sec = tonumber(lease_sec)
+local settled_tokens_at = settle(ARGV[4], ARGV[5])
 
 local function held(at, limit) return math.max(at - now, 0) * limit / MINUTE end
 
@@ -127,7 +252,7 @@ end
 
 local rpm_key, tpm_key, leases = prefix .. ':rpm', prefix .. ':tpm', prefix .. ':leases'
 local requests_at = rpm and number(redis.call('GET', rpm_key)) or 0
-local tokens_at = tpm and number(redis.call('GET', tpm_key)) or 0
+local tokens_at = tpm and (settled_tokens_at or number(redis.call('GET', tpm_key))) or 0
 local refusal
 local rq_left, rq_reset, tk_left, tk_reset = '', '', '', ''
 if tpm then tk_left, tk_reset = tokens_window(tokens_at, tpm) end
@@ -150,7 +275,7 @@ if not refusal and tpm and held(tokens_at, tpm) >= tpm then
 end
 local day_key, month_key, year, month
 if not refusal and (tokens_per_day or budget_per_day or budget_per_month) then
-  day_key, month_key, year, month = calendar()
+  day_key, month_key, year, month = calendar(now)
 end
 if not refusal and (tokens_per_day or budget_per_day) then
   local used = redis.call('HMGET', day_key, 'tokens', 'cost')
@@ -186,29 +311,15 @@ if concurrent then
   redis.call('PEXPIRE', leases, expire_ms(lease_sec))
 end
 return answer({'-', '-', '0', '0', shown(rq_left), shown(rq_reset), shown(tk_left), shown(tk_reset)})
-"""
+""")
 
-SPEND = _COMMON + """
--- ARGV: now, tokens_per_minute ('' for none), the answer's tokens, its cost.
-local tpm, tokens, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if tpm and tpm ~= 0 then
-  local tpm_key = prefix .. ':tpm'
-  local at = math.max(number(redis.call('GET', tpm_key)), now) + tokens * MINUTE / tpm
-  redis.call('SET', tpm_key, show(at), 'PX', expire_ms(at - now + 2 * MINUTE))
-end
-if tokens ~= 0 or cost ~= 0 then
-  local day_key, month_key = calendar()
-  local used = redis.call('HMGET', day_key, 'tokens', 'cost')
-  redis.call('HSET', day_key, 'tokens', show(number(used[1]) + tokens),
-             'cost', show(number(used[2]) + cost))
-  redis.call('EXPIRE', day_key, 2 * DAY)
-  redis.call('SET', month_key, show(number(redis.call('GET', month_key)) + cost),
-             'EX', 62 * DAY)
-end
+SETTLE = Script.of(_COMMON + """
+-- ARGV: now, then the ends to settle (the spends, the leases given back).
+settle(ARGV[2], ARGV[3])
 return 1
-"""
+""")
 
-REFRESH = """
+REFRESH = Script.of("""
 -- KEYS: leases sets; ARGV: now ('' for Redis's TIME), the leases' seconds,
 -- then one lease id per key.  Each lease expires that long from now again
 -- (and comes back if Redis lost it meanwhile).
@@ -223,4 +334,4 @@ for index, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, math.ceil(lease_sec * 1000))
 end
 return #KEYS
-"""
+""")

@@ -4,10 +4,18 @@ L{RedisWindows} is the L{genaiproxy.limits.SharedWindows} of the
 L{genaiproxy.limits.Limiter}: each request is one Lua script in Redis
 (L{genaiproxy.limits.redis_scripts}) that checks and takes all of its
 client's windows at once, with Redis's clock, so that N proxies enforce one
-limit; an answer's tokens are one more.  The scripts are loaded on each
-connection (C{SCRIPT LOAD}) and run by their digest (C{EVALSHA}), sent
-whole (C{EVAL}) when Redis does not know them (C{NOSCRIPT}: it restarted,
-or flushed its scripts).
+limit.  The end of a request (its answer's tokens and cost, its
+concurrency slot given back) is not a script of its own: it waits, with
+its time, for the client's next admission, which counts it first, so that
+this replica's next verdict for the client is the one it would have been
+(and a request costs one round trip to Redis, not three).  Ends that no
+admission takes within C{SETTLE_DELAY} (a client that sends nothing more)
+are told in a script of their own, and so are all of them at the stop;
+the other replicas see an end that much later (a slot given back on one
+replica is free on the others within C{SETTLE_DELAY}).  The scripts are
+loaded on each connection (C{SCRIPT LOAD}) and run by their digest
+(C{EVALSHA}), sent whole (C{EVAL}) when Redis does not know them
+(C{NOSCRIPT}: it restarted, or flushed its scripts).
 
 A concurrency slot is a lease with an end: this process pushes the end of
 its open requests' leases forward every third of their time, and removes
@@ -15,26 +23,27 @@ a lease when its request ends, so that the slots of a replica that died
 are free again C{LIMITS_REDIS_LEASE_SEC} later.
 
 The client is txredisapi (Twisted's own protocol, maintained), one lazy
-connection that reconnects by itself.  While Redis cannot be reached
-(the connection is lost, a command fails or times out),
-L{RedisWindows.available} is false and the L{Limiter} counts in this
-process (or refuses, C{LIMITS_REDIS_FAILURE=closed}); C{limits_store_unavailable}
-is logged once per outage, the gauge C{genai_proxy_limits_store_unavailable}
-is 1, and a probe every second tells when Redis answers again.
+connection that reconnects by itself; once it is up, the scripts go on it
+directly (not through the pool's handler, which looks the connection up
+anew for every command).  While Redis cannot be reached (the connection is
+lost, a command fails or times out), L{RedisWindows.available} is false
+and the L{Limiter} counts in this process (or refuses,
+C{LIMITS_REDIS_FAILURE=closed}); C{limits_store_unavailable} is logged
+once per outage, the gauge C{genai_proxy_limits_store_unavailable} is 1,
+and a probe every second tells when Redis answers again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -55,7 +64,7 @@ from genaiproxy.config import (
     strip_userinfo,
     trust_root,
 )
-from genaiproxy.limits import redis_scripts
+from genaiproxy.limits.redis_scripts import ADMIT, REFRESH, SETTLE, Ends, Script, limits_arg
 from genaiproxy.limits.windows import Admission, Window
 from genaiproxy.observe import ProxyMetrics
 
@@ -73,23 +82,11 @@ CONNECT_TIMEOUT = 5.0
 PROBE_INTERVAL = 1.0
 # Leases refreshed in one script at most (a few milliseconds of Redis each).
 REFRESH_BATCH = 500
-
-
-@dataclass(frozen=True)
-class _Script:
-    """A Lua script and its digest (what EVALSHA names it by)."""
-
-    text: str
-    sha: str
-
-    @classmethod
-    def of(cls, text: str) -> _Script:
-        return cls(text, hashlib.sha1(text.encode()).hexdigest())
-
-
-_ADMIT = _Script.of(redis_scripts.ADMIT)
-_SPEND = _Script.of(redis_scripts.SPEND)
-_REFRESH = _Script.of(redis_scripts.REFRESH)
+# Seconds the ends of a client's requests wait for its next admission to
+# carry them, at most; then a script of their own tells them.
+SETTLE_DELAY = 0.05
+# Ends of one client carried by one script at most (more are told at once).
+SETTLE_BATCH = 500
 
 
 class _Pool(RedisFactory):
@@ -112,8 +109,12 @@ class _Pool(RedisFactory):
         self.deferred.addErrback(lambda _: None)
 
     def addConnection(self, conn: Any) -> None:
-        if conn.connected:  # the scripts first, before any request's EVALSHA
-            for script in (_ADMIT, _SPEND, _REFRESH):
+        if conn.connected:
+            # A command goes out at once, not after the last one's answer
+            # (Nagle's algorithm), as every Redis client does.
+            conn.transport.setTcpNoDelay(True)
+            # The scripts first, before any request's EVALSHA.
+            for script in (ADMIT, SETTLE, REFRESH):
                 conn.script_load(script.text).addErrback(lambda _: None)
         super().addConnection(conn)
         if conn in self.pool:
@@ -131,11 +132,6 @@ class _Pool(RedisFactory):
             self._on_lost("connection lost")
 
 
-def _number(limit: float | None) -> str:
-    """A limit as the scripts read it ('': none)."""
-    return "" if limit is None else repr(limit)
-
-
 def _window(limit: int | None, remaining: str, reset: str) -> Window | None:
     if limit is None:
         return None
@@ -151,7 +147,7 @@ class RedisWindows:
 
     def __init__(self, url: str, metrics: ProxyMetrics, reactor: Any,
                  password: str | None = None, trust: SystemAndExtraTrust | None = None,
-                 lease_sec: float = 60.0,
+                 lease_sec: float = 60.0, settle_delay: float = SETTLE_DELAY,
                  now: Callable[[], float] | None = None) -> None:
         """
         @param password: Redis's password (else the URL's, if any).
@@ -160,6 +156,8 @@ class RedisWindows:
             default).
         @param lease_sec: how long a concurrency slot outlives a replica that
             stopped refreshing it.
+        @param settle_delay: how long the ends of a client's requests wait
+            for its next admission, at most.
         @param now: for tests: the time the scripts count with, in place of
             Redis's own.
         """
@@ -168,6 +166,7 @@ class RedisWindows:
         self._metrics = metrics
         self._reactor = reactor
         self._lease_sec = lease_sec
+        self._settle_delay = settle_delay
         self._now = now
         self._up = True
         self._probing = False
@@ -187,6 +186,9 @@ class RedisWindows:
         self._redis = self._pool.handler
         # This process's open leases: lease id -> its client's leases key.
         self._leases: dict[str, str] = {}
+        # The ends not told yet, by client; when they will be at the latest.
+        self._ends: dict[str, Ends] = {}
+        self._settling: IDelayedCall | None = None
         self._lease_ids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count())
         self._refresh_loop = LoopingCall(self._refresh_open)
         self._refresh_loop.clock = reactor
@@ -205,8 +207,9 @@ class RedisWindows:
         self._probe()
 
     def disconnect(self) -> Deferred[None]:
-        """Stop refreshing, let the commands sent (the last requests'
-        releases) be answered, then close the connection."""
+        """Stop refreshing, tell the ends not told yet, let the commands
+        sent be answered, then close the connection."""
+        self._settle_all()
         self._stopping = True
         for loop in (self._refresh_loop, self._probe_loop):
             if loop.running:
@@ -226,21 +229,33 @@ class RedisWindows:
     def _key(name: str) -> str:
         return f"genai-proxy:limits:{{{name}}}"
 
-    def _time(self) -> str:
-        return "" if self._now is None else repr(self._now())
+    def _time(self) -> tuple[str, float]:
+        """The time for the scripts ('': Redis's own) and this process's."""
+        if self._now is None:
+            return "", self._reactor.seconds()
+        now = self._now()
+        return repr(now), now
 
-    def _run(self, script: _Script, keys: Sequence[str], args: Sequence[str]) -> Deferred[Any]:
+    def _connection(self) -> Any:
+        """The connection, once up (else the pool's handler, which waits
+        for one)."""
+        pool = self._pool.pool
+        if pool and pool[0].connected:
+            return pool[0]
+        return self._redis
+
+    def _run(self, script: Script, keys: list[str], args: list[str]) -> Deferred[Any]:
         """Run C{script} by its digest, or whole when Redis lacks it; a
         failure or a silence of COMMAND_TIMEOUT marks Redis unavailable."""
-        ran: Deferred[Any] = self._redis.evalsha(script.sha, list(keys), list(args))
+        ran: Deferred[Any] = self._connection().evalsha(script.sha, keys, args)
         ran.addErrback(self._run_whole, script, keys, args)
         ran.addTimeout(COMMAND_TIMEOUT, self._reactor)
         return ran.addErrback(self._failed)
 
-    def _run_whole(self, failure: Failure, script: _Script, keys: Sequence[str],
-                   args: Sequence[str]) -> Deferred[Any]:
+    def _run_whole(self, failure: Failure, script: Script, keys: list[str],
+                   args: list[str]) -> Deferred[Any]:
         failure.trap(ScriptDoesNotExist)
-        return self._redis.eval(script.text, list(keys), list(args))
+        return self._connection().eval(script.text, keys, args)
 
     def _failed(self, failure: Failure) -> Failure:
         self._down(failure.getErrorMessage() or repr(failure.value))
@@ -248,18 +263,20 @@ class RedisWindows:
 
     def admit(self, name: str, limits: ClientLimits) -> Deferred[Admission]:
         """L{MemoryWindows.admit}, for every replica at once: one script
-        that checks and takes all of the client's windows."""
+        that counts the ends of the client's requests not told yet, then
+        checks and takes all of its windows."""
         rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
         concurrent = limits.concurrent_requests
         if rpm is None and tpm is None and concurrent is None and (
                 limits.tokens_per_day is None and limits.budget_per_day is None
                 and limits.budget_per_month is None):
             return succeed(Admission(shared=True))
-        lease = next(self._lease_ids)
+        lease = "" if concurrent is None else next(self._lease_ids)
         key = self._key(name)
-        args = [self._time(), _number(rpm), _number(tpm), _number(concurrent),
-                _number(limits.tokens_per_day), _number(limits.budget_per_day),
-                _number(limits.budget_per_month), lease, repr(self._lease_sec)]
+        time, now = self._time()
+        ends = self._ends.pop(name, None)
+        args = [time, limits_arg(limits), f"{lease} {self._lease_sec!r}" if lease else "",
+                *(ends.args(now) if ends is not None else ("", ""))]
 
         def verdict(answer: str) -> Admission:
             refused_by, window, wait, used, rq_left, rq_reset, tk_left, tk_reset = answer.split()
@@ -272,22 +289,57 @@ class RedisWindows:
             self._leases[lease] = key + ":leases"
             return Admission(requests=requests, tokens=tokens, lease=lease, shared=True)
 
-        return self._run(_ADMIT, [key], args).addCallback(verdict)
+        return self._run(ADMIT, [key], args).addCallback(verdict)
 
     def spend(self, name: str, limits: ClientLimits, tokens: int, cost: float) -> None:
         """Count an answer's C{tokens} and C{cost} in its client's windows
-        (L{MemoryWindows.spend}, for every replica)."""
-        args = [self._time(), _number(limits.tokens_per_minute), str(tokens), repr(cost)]
-        self._run(_SPEND, [self._key(name)], args).addErrback(lambda _: None)
+        (L{MemoryWindows.spend}, for every replica), with the client's next
+        admission (an answer of nothing changes nothing)."""
+        if tokens or cost:
+            ends = self._ends_of(name)
+            ends.spend(self._time()[1], limits, tokens, cost)
+            self._settle_if_full(name, ends)
 
     def release(self, name: str, lease: str) -> None:
-        """Give the concurrency slot C{lease} back."""
-        key = self._leases.pop(lease, None)
-        if key is None:
-            return
-        released: Deferred[Any] = self._redis.zrem(key, lease)
-        released.addTimeout(COMMAND_TIMEOUT, self._reactor)
-        released.addErrback(self._failed).addErrback(lambda _: None)
+        """Give the concurrency slot C{lease} back, with the client's next
+        admission."""
+        if self._leases.pop(lease, None) is not None:
+            ends = self._ends_of(name)
+            ends.leases.append(lease)
+            self._settle_if_full(name, ends)
+
+    def _ends_of(self, name: str) -> Ends:
+        """The ends of C{name}'s requests not told yet (told within the
+        settle delay at the latest)."""
+        ends = self._ends.get(name)
+        if ends is None:
+            ends = self._ends[name] = Ends()
+            if self._settling is None and not self._stopping:
+                self._settling = self._reactor.callLater(self._settle_delay, self._settle_all)
+        return ends
+
+    def _settle_if_full(self, name: str, ends: Ends) -> None:
+        if len(ends) >= SETTLE_BATCH:
+            del self._ends[name]
+            self._settle(name, ends)
+
+    def _settle_all(self) -> None:
+        """Tell Redis the ends that no admission took (dropped while Redis
+        is away: the leases end by themselves, the tokens were counted in
+        this process)."""
+        if self._settling is not None:
+            if self._settling.active():
+                self._settling.cancel()
+            self._settling = None
+        waiting, self._ends = self._ends, {}
+        for name, ends in waiting.items():
+            self._settle(name, ends)
+
+    def _settle(self, name: str, ends: Ends) -> None:
+        if self._up:
+            time, now = self._time()
+            self._run(SETTLE, [self._key(name)], [time, *ends.args(now)]).addErrback(
+                lambda _: None)
 
     def _refresh(self) -> Deferred[Any]:
         """Push the end of this process's open leases forward (and put back
@@ -295,8 +347,8 @@ class RedisWindows:
         open_leases = list(self._leases.items())
         batches = [open_leases[start:start + REFRESH_BATCH]
                    for start in range(0, len(open_leases), REFRESH_BATCH)] or [[]]
-        time, seconds = self._time(), repr(self._lease_sec)
-        return gatherResults([self._run(_REFRESH, [key for _, key in batch],
+        time, seconds = self._time()[0], repr(self._lease_sec)
+        return gatherResults([self._run(REFRESH, [key for _, key in batch],
                                         [time, seconds, *(lease for lease, _ in batch)])
                               for batch in batches], consumeErrors=True)
 
