@@ -36,6 +36,8 @@ from typing import Any
 import tomlkit
 from tomlkit.items import InlineTable, Table
 
+from genaiproxy.cli.env_files import PLAIN_PUNCTUATION, env_value, merge_env
+
 TOKEN_VARIABLE = "GENAI_PROXY_TOKEN"
 PROVIDER = "genai"
 PROVIDER_NAME = "genai-proxy"
@@ -256,7 +258,7 @@ def open_webui(existing: str | None, setup: Setup, reveal: bool = True) -> Merge
                          "quote): it is written in double quotes, which a shell (`set -a; . "
                          "FILE`) and systemd's EnvironmentFile= take away, but docker and podman "
                          "run --env-file keep as part of the token; for those, give Open WebUI a "
-                         f"token of letters, digits and {_PLAIN_PUNCTUATION} only (a token "
+                         f"token of letters, digits and {PLAIN_PUNCTUATION} only (a token "
                          "named 'open-webui' in AUTH_TOKENS_FILE)")
     else:
         known = False
@@ -282,7 +284,7 @@ def open_webui(existing: str | None, setup: Setup, reveal: bool = True) -> Merge
               "# Written by `genai-proxy configure open-webui`; use with docker run --env-file,",
               "# systemd's EnvironmentFile=, or `set -a; . FILE; set +a` before open-webui serve.",
               "# ENABLE_OLLAMA_API=False: set True if you also run Ollama beside it."]
-    return Merged(_merge_env(existing, values, header, export=False), notes)
+    return Merged(merge_env(existing, values, header, export=False), notes)
 
 
 def openai_env(existing: str | None, setup: Setup) -> Merged:
@@ -293,54 +295,8 @@ def openai_env(existing: str | None, setup: Setup) -> Merged:
               ("OPENAI_API_KEY", f'"${{{TOKEN_VARIABLE}{fallback}}}"', True)]
     header = ["# The openai SDKs (Python, Node) and other OpenAI tools -> genai-proxy.",
               "# Written by `genai-proxy configure openai-env`; load it into a shell with `. FILE`."]
-    return Merged(_merge_env(existing, values, header, export=True),
+    return Merged(merge_env(existing, values, header, export=True),
                   token_notes("the file sets OPENAI_API_KEY from", setup.auth))
-
-
-_ASSIGNMENT = re.compile(r"^(\s*(?:export\s+)?)([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-
-# What an env file's readers all take as it is when unquoted: docker and
-# podman run --env-file (which take a value as written, quotes included),
-# systemd's EnvironmentFile= and a POSIX shell's `.` (a '#' inside a word is
-# no comment to either; '~' is left out: a shell expands it).
-_PLAIN_PUNCTUATION = "-_.:/+=@%,#"
-_PLAIN_VALUE = re.compile(f"[A-Za-z0-9{re.escape(_PLAIN_PUNCTUATION)}]*")
-# The characters a backslash must protect inside double quotes, for a POSIX
-# shell and for systemd's EnvironmentFile= alike.
-_DOUBLE_QUOTED_SPECIAL = re.compile(r'([\\"$`])')
-
-
-def env_value(value: str) -> str:
-    """C{value} as an env file's assignment writes it: as it is when every
-    reader takes it so; otherwise in double quotes with C{\\ " $ `}
-    escaped, which a POSIX shell and systemd's EnvironmentFile= both read
-    back as C{value} (systemd's rules: systemd.exec(5), "EnvironmentFile=")."""
-    if _PLAIN_VALUE.fullmatch(value):
-        return value
-    return '"' + _DOUBLE_QUOTED_SPECIAL.sub(r"\\\1", value) + '"'
-
-
-def _merge_env(existing: str | None, values: list[tuple[str, str, bool]],
-               header: list[str], export: bool) -> str:
-    """C{existing} env-file text with each C{(name, value, force)} of
-    C{values} set: in place where the name is assigned (a value the user
-    gave is kept unless C{force}), appended otherwise; other lines kept."""
-    lines = existing.splitlines() if existing is not None else list(header)
-    wanted = {name: (value, force) for name, value, force in values}
-    seen: set[str] = set()
-    for i, line in enumerate(lines):
-        match = _ASSIGNMENT.match(line)
-        if match is None or match.group(2) not in wanted:
-            continue
-        name = match.group(2)
-        value, force = wanted[name]
-        seen.add(name)
-        if force or not match.group(3).strip():
-            lines[i] = f"{match.group(1)}{name}={value}"
-    prefix = "export " if export else ""
-    lines += [f"{prefix}{name}={value}" for name, value, _ in values if name not in seen]
-    text = "\n".join(lines) + "\n"
-    return existing if existing is not None and text.rstrip("\n") == existing.rstrip("\n") else text
 
 
 # --- shared --------------------------------------------------------------------------

@@ -17,19 +17,20 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
-from genaiproxy.api import USAGE_ROUTES, json_object, set_json, usage_of
+from genaiproxy.api import USAGE_ROUTES, error_document, json_object, set_json, usage_of
 from genaiproxy.forwarding.bridge import MessagesBridge, ResponsesBridge
 from genaiproxy.forwarding.pump import collect_body
 from genaiproxy.forwarding.report import ReportingCall, about, count_tokens, elapsed_ms, tried_names
 from genaiproxy.observe import LoggedHeaders, body_for_log
 from genaiproxy.upstream import HOP_BY_HOP_HEADERS
 
-__all__ = ["SSE_TYPE", "AnsweringCall", "answer_error", "answer_whole", "read_answer",
-           "return_head", "tell_tried"]
+__all__ = ["SSE_TYPE", "AnsweringCall", "answer_crash", "answer_error", "answer_whole",
+           "read_answer", "return_head", "tell_tried"]
 
 log = Logger(namespace="genaiproxy.forward")
 
@@ -58,6 +59,10 @@ class AnsweringCall(ReportingCall, Protocol):
     asks_usage: bool
     bridge: ResponsesBridge | MessagesBridge | None
     ended: bool
+
+    @property
+    def gone(self) -> bool:
+        """Whether the client went away before its answer was over."""
 
 
 def read_answer(call: AnsweringCall, response: IResponse, wants_stream: bool) -> Any:
@@ -167,3 +172,25 @@ def answer_error(call: AnsweringCall, status: int, document: dict[str, Any]) -> 
     call.ended = True
     request.write(body)
     request.finish()
+
+
+def answer_crash(call: AnsweringCall, failure: Failure) -> None:
+    """A bug of ours while answering: log it with its traceback, and answer
+    500 if nothing was written yet (else cut the connection, visibly,
+    rather than leave the client waiting)."""
+    request_id = call.tags["id"]
+    log.failure("unexpected error while forwarding", failure, id=request_id,
+                client=call.tags.get("client"))
+    if call.gone or call.ended:
+        return
+    if call.request.startedWriting:
+        call.ended = True
+        call.request.transport.abortConnection()
+        return
+    document = error_document("internal proxy error", "proxy_error", request_id=request_id)
+    try:
+        answer_error(call, 500, document)
+    except Exception:  # not even that: cut the connection rather than hang
+        log.failure("cannot answer 500", id=request_id)
+        call.ended = True
+        call.request.transport.abortConnection()

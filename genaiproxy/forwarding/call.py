@@ -12,11 +12,11 @@ L{CallContext}.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from io import BytesIO
 from time import monotonic
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -34,6 +34,7 @@ from genaiproxy.api import (
 from genaiproxy.config import DEFAULT_UPSTREAM, ModelRoute
 from genaiproxy.forwarding.answer import (
     SSE_TYPE,
+    answer_crash,
     answer_error,
     answer_whole,
     read_answer,
@@ -47,6 +48,7 @@ from genaiproxy.forwarding.bridge import (
     ResponsesBridge,
 )
 from genaiproxy.forwarding.context import CallContext
+from genaiproxy.forwarding.limiting import ask_limits, give_back
 from genaiproxy.forwarding.report import (
     count_request,
     elapsed_ms,
@@ -58,7 +60,7 @@ from genaiproxy.forwarding.report import (
 from genaiproxy.forwarding.request_event import log_request
 from genaiproxy.forwarding.streamed import StreamedAnswer
 from genaiproxy.limits import Admission
-from genaiproxy.upstream import RequestBody, UpstreamError, classify
+from genaiproxy.upstream import RequestBody, classify
 
 log = Logger(namespace="genaiproxy.forward")
 
@@ -82,8 +84,8 @@ class ForwardCall:
     # One lives as long as its request (ten thousand at once, for open
     # streams): a fixed set of slots, no instance dict.
     __slots__ = (
-        "_admission", "_call", "_gone", "_hop", "_hops", "_id", "_path", "_sent", "_sent_model",
-        "_stream", "_wants_stream", "asks_usage", "bridge", "context", "ended", "model",
+        "_call", "_gone", "_hop", "_hops", "_id", "_path", "_sent", "_sent_model", "_stream",
+        "_wants_stream", "admission", "asks_usage", "bridge", "context", "ended", "model",
         "request", "route", "started", "tags", "tried", "upstream", "upstream_name",
     )
 
@@ -123,7 +125,7 @@ class ForwardCall:
         # upstream's chat completions.
         self.bridge: ResponsesBridge | MessagesBridge | None = None
         # What the clients' limits said of it, once it was let through.
-        self._admission: Admission | None = None
+        self.admission: Admission | None = None
 
     # Outbound.
 
@@ -169,43 +171,9 @@ class ForwardCall:
                     self._refuse(e)
                     return
         if self.context.limits.active and not self.route.bare:  # (health probes: free)
-            self._limit(prepared, body)
+            ask_limits(self, lambda: self._go_first(prepared, body), self._crashed)
         else:
             self._go_first(prepared, body)
-
-    def _limit(self, prepared: PreparedBody, body: RequestBody) -> None:
-        """Ask the client's limits first (L{genaiproxy.limits}): its model
-        list, then its windows (at once, or once Redis answers)."""
-        limiter = self.context.limits
-        client = limiter.client_of(self.tags.get("client", ""))
-        models = limiter.models_of(client)
-        if models is not None and self.model is not None and self.model not in models:
-            answer_error(self, 403, limiter.refused_model(client, self.model))
-            return
-        admission = limiter.admit(client)
-        if isinstance(admission, Deferred):
-            admission.addCallback(self._admitted, client, prepared, body)
-            admission.addErrback(self._crashed)
-        else:
-            self._admitted(admission, client, prepared, body)
-
-    def _admitted(self, admission: Admission, client: str, prepared: PreparedBody,
-                  body: RequestBody) -> None:
-        limiter = self.context.limits
-        if self._gone:
-            if admission.refused_by is None:
-                limiter.release(client, admission)
-            return
-        headers = self.request.responseHeaders
-        for name, value in limiter.headers(admission):
-            headers.setRawHeaders(name, [value])
-        if admission.refused_by is not None:
-            status, document, wait = limiter.refusal(client, admission)
-            headers.setRawHeaders(b"retry-after", [b"%d" % wait])
-            answer_error(self, status, document)
-            return
-        self._admission = admission
-        self._go_first(prepared, body)
 
     def _go_first(self, prepared: PreparedBody, body: RequestBody) -> None:
         """Send the request to its first upstream, and log it."""
@@ -273,8 +241,8 @@ class ForwardCall:
     def _send(self, body: RequestBody) -> Any:
         url, headers = self._sent
         self._call = self.upstream.call(
-            self.request.method, url, headers, body, self._on_retry, read=self._read,
-            on_wait=self._on_wait,
+            self.request.method, url, headers, body, partial(report_retry, self), read=self._read,
+            on_wait=partial(report_wait, self),
         )
         return self._call
 
@@ -312,12 +280,6 @@ class ForwardCall:
     def _read(self, response: IResponse) -> Any:
         """The answer, read whole or left to be pumped (L{read_answer})."""
         return read_answer(self, response, self._wants_stream)
-
-    def _on_retry(self, retry: int, delay: float, problem: UpstreamError) -> None:
-        report_retry(self, retry, delay, problem)
-
-    def _on_wait(self, retry: int, wait: float, answer: tuple[IResponse, bytes | None]) -> None:
-        report_wait(self, retry, wait, answer)
 
     # Inbound.
 
@@ -407,38 +369,24 @@ class ForwardCall:
         answer_error(self, 502, document)
 
     def _crashed(self, failure: Failure) -> None:
-        """A bug of ours: log it with its traceback and answer 500 if still possible."""
-        log.failure("unexpected error while forwarding", failure, id=self._id,
-                    client=self.tags.get("client"))
-        if self._gone or self.ended:
-            return
-        if self.request.startedWriting:
-            # Part of the answer is out: cut it, visibly, rather than leave
-            # the client waiting.
-            self.ended = True
-            self.request.transport.abortConnection()
-            return
-        document = error_document("internal proxy error", "proxy_error", request_id=self._id)
-        try:
-            answer_error(self, 500, document)
-        except Exception:  # not even that: cut the connection rather than hang
-            log.failure("cannot answer 500", id=self._id)
-            self.ended = True
-            self.request.transport.abortConnection()
+        """A bug of ours: logged with its traceback, a 500 if still possible."""
+        answer_crash(self, failure)
 
     def _count(self, result: object) -> object:
         """The request's end, in the metrics (L{count_request}), and its
         concurrency slot given back."""
-        if self._admission is not None:
-            limiter = self.context.limits
-            limiter.release(limiter.client_of(self.tags.get("client", "")), self._admission)
-            self._admission = None
+        give_back(self)
         stream = self._stream
         count_request(self, 499 if self._gone else self.request.code,
                       None if stream is None else stream.bytes_sent)
         return result
 
     # The client.
+
+    @property
+    def gone(self) -> bool:
+        """Whether the client went away before its answer was over."""
+        return self._gone
 
     def _client_gone(self, reason: Failure) -> None:
         if self.ended:
