@@ -53,15 +53,12 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
-import json
-import math
 import os
 import resource
 import selectors
 import socket
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +69,6 @@ from bench.common import (
     API_MESSAGES,
     HOST,
     OPEN_STREAMS_WANTED,
-    SSEResponse,
-    StreamAPI,
     listen_overflows,
     log,
     median,
@@ -88,12 +83,12 @@ from bench.launch import (
     start_mock,
     venv_bindir,
 )
+from bench.open_streams import Conn, hold_events, mock_stats, plan_streams
 from bench.phase import phase_main
 from bench.procs import (
     Session,
     group_cpu_seconds,
     process_nofile,
-    raise_nofile,
     rss_kib,
 )
 
@@ -143,51 +138,6 @@ def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         p.error("--streams, --hold-events, --hold-delay and --ramp-rate must not be negative")
 
 
-def plan_streams(wanted: int, margin: int) -> dict[str, Any]:
-    """Raise the open-files limit for C{wanted} streams, or find how many fit."""
-    need = 2 * wanted + margin
-    soft, error = raise_nofile(need)
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    n = wanted if soft >= need else max(100, (soft - margin) // 2 // 100 * 100)
-    return {"requested": wanted, "n": min(n, wanted), "fds_needed": need, "soft": soft,
-            "hard": hard, "error": error}
-
-
-class _Conn:
-    __slots__ = ("sock", "parsed", "pending", "open", "error", "opened", "connected", "sent",
-                 "first", "done")
-
-    def __init__(self, sock: socket.socket, request: bytes, opened: float,
-                 api: StreamAPI) -> None:
-        self.sock = sock
-        self.parsed = SSEResponse(api)
-        self.pending = request
-        self.open = True
-        self.error = ""
-        self.opened = opened
-        self.connected: float | None = None
-        self.sent: float | None = None
-        self.first: float | None = None
-        self.done: float | None = None
-
-
-def _mock_stats(port: int) -> dict[str, int]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://{HOST}:{port}/_mock/stats", timeout=5) as r:
-            return json.loads(r.read())
-    except (OSError, ValueError):
-        return {}
-
-
-def hold_events(n: int, events: int, delay: float, ramp_rate: float) -> int:
-    """Events per stream: C{events}, or when 0 enough to outlast the ramp by 10 s."""
-    if events:
-        return events
-    ramp_s = n / ramp_rate if ramp_rate > 0 else 0.0
-    return max(5, math.ceil((ramp_s + 10) / max(delay, 0.001)))
-
-
 def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rate: float,
          mock_port: int, mock_pgid: int) -> dict[str, Any]:
     """Open C{n} streams through target C{key}, hold them, measure; return figures."""
@@ -200,9 +150,9 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
     end = target.api.end_name
     time.sleep(0.5)
     rss_before = rss_kib(pid)
-    mock_before = _mock_stats(mock_port)
+    mock_before = mock_stats(mock_port)
     sel = selectors.DefaultSelector()
-    conns: list[_Conn] = []
+    conns: list[Conn] = []
     overflows_before = listen_overflows()
     cpu_before = group_cpu_seconds(pid)
     mock_cpu_before = group_cpu_seconds(mock_pgid)
@@ -218,7 +168,7 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
     # Streams that had their first event and have not ended, and the most at once.
     live = most_live = 0
 
-    def close(conn: _Conn, error: str = "") -> None:
+    def close(conn: Conn, error: str = "") -> None:
         nonlocal open_count, live
         if conn.open:
             sel.unregister(conn.sock)
@@ -236,7 +186,7 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
             for _ in range(min(due - len(conns), 500)):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setblocking(False)
-                conn = _Conn(sock, request, time.monotonic(), target.api)
+                conn = Conn(sock, request, time.monotonic(), target.api)
                 code = sock.connect_ex((HOST, target.port))
                 if code not in (0, errno.EINPROGRESS):
                     conn.open, conn.error = False, os.strerror(code)
@@ -316,7 +266,7 @@ def hold(session: Session, key: str, n: int, events: int, delay: float, ramp_rat
     time.sleep(1.0)
     rss_after = rss_kib(pid)
     overflows_after = listen_overflows()
-    mock_after = _mock_stats(mock_port)
+    mock_after = mock_stats(mock_port)
 
     waits = [c.first - c.sent for c in conns if c.first is not None and c.sent is not None]
     by_second: dict[int, list[float]] = {}  # worst wait per second of sending (for --json)

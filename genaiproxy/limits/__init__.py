@@ -4,7 +4,8 @@ models.yaml's C{limits:} (read by L{genaiproxy.config.limits}).
 The windows' arithmetic (L{windows}), this process's windows (L{memory})
 and the state file that keeps their days and months across restarts
 (L{state}), the windows shared by replicas through Redis
-(L{redis_store}), and the L{Limiter} that the forwarding asks before a
+(L{redis_store}: its scripts in L{redis_scripts}, its connection in
+L{redis_connection}), and the L{Limiter} that the forwarding asks before a
 request goes upstream (L{limiter}).
 """
 

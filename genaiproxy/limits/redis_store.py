@@ -48,8 +48,6 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txredisapi import (  # type: ignore[import-untyped]
-    ConnectionHandler,
-    RedisFactory,
     ScriptDoesNotExist,
 )
 
@@ -64,6 +62,11 @@ from genaiproxy.config import (
     strip_userinfo,
     trust_root,
 )
+from genaiproxy.limits.redis_connection import (
+    COMMAND_TIMEOUT,
+    CONNECT_TIMEOUT,
+    RedisPool,
+)
 from genaiproxy.limits.redis_scripts import ADMIT, REFRESH, SETTLE, Ends, Script, limits_arg
 from genaiproxy.limits.windows import Admission, Window
 from genaiproxy.observe import ProxyMetrics
@@ -72,12 +75,6 @@ __all__ = ["RedisWindows", "redis_windows"]
 
 log = Logger(namespace="genaiproxy.limits")
 
-# Seconds a request waits for Redis's verdict before its process's windows
-# (or a 503) stand in; a connection that leaves a command unanswered this
-# long is closed and made again.
-COMMAND_TIMEOUT = 1.0
-REPLY_TIMEOUT = 5.0
-CONNECT_TIMEOUT = 5.0
 # While Redis is away: how often it is asked whether it is back.
 PROBE_INTERVAL = 1.0
 # Leases refreshed in one script at most (a few milliseconds of Redis each).
@@ -87,49 +84,6 @@ REFRESH_BATCH = 500
 SETTLE_DELAY = 0.05
 # Ends of one client carried by one script at most (more are told at once).
 SETTLE_BATCH = 500
-
-
-class _Pool(RedisFactory):
-    """txredisapi's (lazy, reconnecting) pool of one connection, which
-    loads the scripts on each new connection and says when one is ready
-    (C{on_ready}) and when the last one is lost (C{on_lost})."""
-
-    # Seconds between attempts to connect again, at most (txredisapi: 10).
-    maxDelay = 3
-
-    def __init__(self, url: str, dbid: int | None, password: str | None, username: str | None,
-                 on_ready: Callable[[], None], on_lost: Callable[[str], None]) -> None:
-        super().__init__(strip_userinfo(url), dbid, 1, isLazy=True, handler=ConnectionHandler,
-                         password=password, replyTimeout=REPLY_TIMEOUT, convertNumbers=False,
-                         username=username)
-        self._on_ready = on_ready
-        self._on_lost = on_lost
-        # Fires when the pool is full, or fails: a lazy pool's user has no
-        # use for it (its failures go to on_lost, below).
-        self.deferred.addErrback(lambda _: None)
-
-    def addConnection(self, conn: Any) -> None:
-        if conn.connected:
-            # A command goes out at once, not after the last one's answer
-            # (Nagle's algorithm), as every Redis client does.
-            conn.transport.setTcpNoDelay(True)
-            # The scripts first, before any request's EVALSHA.
-            for script in (ADMIT, SETTLE, REFRESH):
-                conn.script_load(script.text).addErrback(lambda _: None)
-        super().addConnection(conn)
-        if conn in self.pool:
-            self._on_ready()
-
-    def connectionError(self, why: str) -> None:
-        """A connection was refused for good (a wrong password, a database
-        that does not exist): txredisapi stops trying."""
-        super().connectionError(why)
-        self._on_lost(why)
-
-    def delConnection(self, conn: Any) -> None:
-        super().delConnection(conn)
-        if not self.pool and not self.disconnectCalled:
-            self._on_lost("connection lost")
 
 
 def _window(limit: int | None, remaining: str, reset: str) -> Window | None:
@@ -181,7 +135,7 @@ class RedisWindows:
         if password is None and parts.password is not None:
             password = unquote(parts.password)
         username = unquote(parts.username) if parts.username else None
-        self._pool = _Pool(url, int(database) if database else None, password, username,
+        self._pool = RedisPool(url, int(database) if database else None, password, username,
                            on_ready=self._probe, on_lost=self._down)
         self._redis = self._pool.handler
         # This process's open leases: lease id -> its client's leases key.
