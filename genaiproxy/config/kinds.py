@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 
 class ConfigError(ValueError):
@@ -179,12 +179,7 @@ class RedisUrl(Text):
         return "URL"
 
     def read(self, variable: str, raw: str) -> str:
-        shown = strip_userinfo(raw)
-        try:
-            parts = urlsplit(raw)
-            port = parts.port
-        except ValueError:
-            raise ConfigError(f"{variable} is not a valid URL: {shown!r}", variable) from None
+        parts, port, shown = _url_parts(variable, raw)
         database = parts.path.strip("/")
         if parts.scheme not in ("redis", "rediss") or not parts.hostname or port == 0 or (
                 database and not database.isdigit()):
@@ -236,16 +231,22 @@ class Origins(Text):
         return list(value)
 
 
+def _url_parts(variable: str, raw: str) -> tuple[SplitResult, int | None, str]:
+    """C{raw} split, its port, and how it is shown (without credentials);
+    L{ConfigError} naming C{variable} when it does not parse."""
+    shown = strip_userinfo(raw)
+    try:
+        parts = urlsplit(raw)
+        return parts, parts.port, shown
+    except ValueError:
+        raise ConfigError(f"{variable} is not a valid URL: {shown!r}", variable) from None
+
+
 def check_http_url(variable: str, raw: str) -> str:
     """C{raw}, when it is an absolute http(s) URL with a host and a valid
     port; else L{ConfigError} naming C{variable} (the URL shown without its
     credentials)."""
-    shown = strip_userinfo(raw)
-    try:
-        parts = urlsplit(raw)
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"{variable} is not a valid URL: {shown!r}", variable) from None
+    parts, port, shown = _url_parts(variable, raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"{variable} must be an http:// or https:// URL with a host, got {shown!r}", variable)
