@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import nginx as nginx_mod
+from bench.bodies import WORKLOADS
 from bench.common import LIMITS_MODELS, BenchError, log
 from bench.launch import ProxySpec, start_genai_proxy, start_redis, venv_bindir
 from bench.procs import Session, find_tool, run_main
@@ -50,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=int, default=10, help="seconds of wrk load" + d)
     p.add_argument("--connections", type=int, default=32, help="wrk connections" + d)
     p.add_argument("--threads", type=int, default=2, help="wrk threads" + d)
+    p.add_argument("--body", choices=sorted(WORKLOADS), default="small",
+                   help="the request wrk sends (bench/bodies.py)" + d)
     p.add_argument("--limits", choices=("none", "process", "redis"), default="none",
                    help="models.yaml's limits (every kind, none reached), counted in the "
                         "process or in a local redis-server" + d)
@@ -92,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                                   timeout=60,
                                   wrapper=[str(bindir / "python"), "-m", "cProfile", "-o",
                                            str(out)])
-        lua = write_lua(session)
+        workload = WORKLOADS[args.body]
+        lua = write_lua(session, workload.path, workload.body)
 
         def count() -> int:
             return nginx_mod.upstream_requests(upstream.port)
