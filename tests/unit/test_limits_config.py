@@ -5,6 +5,8 @@ keeping the last good file when they are wrong)."""
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 from twisted.logger import LogLevel, globalLogPublisher
@@ -16,6 +18,7 @@ from genaiproxy.config import (
     ModelCatalog,
     Price,
     parse_limits,
+    parse_models_document,
 )
 
 ENTRIES = [{"id": "gpt-5", "price": {"input": 1.25, "output": 10.0, "cached_input": 0.125}},
@@ -107,3 +110,18 @@ def test_a_bad_reload_keeps_the_last_good_limits_and_logs_the_key(tmp_path):
     assert catalog.limits.default == ClientLimits(requests_per_minute=10) and len(told) == 1
     assert [model["id"] for model in catalog.models()] == ["gpt-5"]
     assert any("requests_per_minute" in str(event.get("error")) for event in errors)
+
+
+def test_every_limits_example_of_the_docs_loads():
+    """Each models.yaml example with limits: in the README and the docs is a
+    file the proxy takes (a copied example must not be refused)."""
+    root = Path(__file__).resolve().parents[2]
+    found = 0
+    for page in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
+        for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S):
+            if "limits:" not in block:
+                continue
+            entries, _, section = parse_models_document(block, 0)
+            assert parse_limits(section, entries).active, page
+            found += 1
+    assert found >= 3
