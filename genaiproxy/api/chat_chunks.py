@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["EVENT_MAX", "ChatChunkReader", "ChatEvent", "call_deltas"]
+__all__ = ["EVENT_MAX", "ChatChunkReader", "ChatEvent", "call_deltas", "call_key"]
 
 EVENT_MAX = 4 * 1024 * 1024
 _DECODER = json.JSONDecoder()  # (json.loads, less its wrapping: one per chunk)
@@ -131,6 +131,17 @@ def call_deltas(delta: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(legacy, dict):
         found.append({"index": "function_call", "function": legacy})
     return found
+
+
+def call_key(delta: dict[str, Any], last: Any) -> Any:
+    """Which tool call a call piece of a stream continues: its C{index};
+    without one, its C{id} (C{("id", id)}); without either, the C{last}
+    piece's call."""
+    key = delta.get("index")
+    if isinstance(key, (int, str)) and not isinstance(key, bool):
+        return key
+    call_id = delta.get("id")
+    return ("id", call_id) if isinstance(call_id, str) and call_id else last
 
 
 def _error_of(chunk: dict[str, Any]) -> tuple[str, str]:

@@ -9,7 +9,21 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["arguments_text", "reasoning_text", "string_of", "text_of", "tool_calls_of"]
+__all__ = ["arguments_text", "first_choice", "reasoning_text", "string_of", "text_of",
+           "tool_calls_of"]
+
+
+def first_choice(completion: Mapping[str, Any]
+                 ) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """A whole chat completion's choice 0 and its message (empty mappings
+    when it has none: the bridges' APIs have no C{n})."""
+    choices = completion.get("choices")
+    choice: Mapping[str, Any] = {}
+    if isinstance(choices, list):
+        choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0),
+                      {})
+    message = choice.get("message")
+    return choice, message if isinstance(message, Mapping) else {}
 
 
 def reasoning_text(message: Mapping[str, Any]) -> str:

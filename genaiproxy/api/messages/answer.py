@@ -31,6 +31,7 @@ from typing import Any
 
 from genaiproxy.api.chat_message import (
     arguments_text,
+    first_choice,
     reasoning_text,
     string_of,
     text_of,
@@ -246,13 +247,7 @@ def message_of(completion: Mapping[str, Any], model: str, message_id: str,
         one of them (L{matched_stop_sequence}).
     @param new_id: makes the id of a tool call the upstream gave none.
     """
-    choices = completion.get("choices")
-    choice: Mapping[str, Any] = {}
-    if isinstance(choices, list):
-        choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0),
-                      {})
-    message = choice.get("message")
-    message = message if isinstance(message, Mapping) else {}
+    choice, message = first_choice(completion)
     content: list[dict[str, Any]] = []
     reasoning = reasoning_text(message)
     if reasoning:

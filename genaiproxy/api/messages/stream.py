@@ -66,7 +66,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas
+from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas, call_key
 from genaiproxy.api.chat_message import arguments_text, reasoning_text
 from genaiproxy.api.messages.answer import (
     THINKING_SIGNATURE,
@@ -233,11 +233,7 @@ class MessagesEventWriter(ChatStreamWriter):
         self._advance()
 
     def _call_delta(self, delta: dict[str, Any]) -> None:
-        key = delta.get("index")
-        if not isinstance(key, (int, str)) or isinstance(key, bool):
-            call_id = delta.get("id")
-            key = ("id", call_id) if isinstance(call_id, str) and call_id else self._last_call
-        self._last_call = key
+        key = self._last_call = call_key(delta, self._last_call)
         block = self._calls.get(key)
         if block is None:
             block = self._calls[key] = _Block("tool_use")

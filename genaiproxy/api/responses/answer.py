@@ -35,6 +35,7 @@ from typing import Any
 
 from genaiproxy.api.chat_message import (
     arguments_text,
+    first_choice,
     reasoning_text,
     string_of,
     text_of,
@@ -67,13 +68,7 @@ def response_of(completion: Mapping[str, Any], echo: Mapping[str, Any], tools: T
         object repeats.
     @param tools: the declared tool behind each chat function name.
     """
-    choices = completion.get("choices")
-    choice: Mapping[str, Any] = {}
-    if isinstance(choices, list):
-        choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0),
-                      {})
-    message = choice.get("message")
-    message = message if isinstance(message, Mapping) else {}
+    choice, message = first_choice(completion)
     status, incomplete_details = finish_status(choice.get("finish_reason"))
     output: list[dict[str, Any]] = []
     reasoning = reasoning_text(message)

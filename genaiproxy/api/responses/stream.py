@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas
+from genaiproxy.api.chat_chunks import EVENT_MAX, call_deltas, call_key
 from genaiproxy.api.chat_message import arguments_text, reasoning_text
 from genaiproxy.api.responses.items import (
     CustomInputDecoder,
@@ -285,11 +285,7 @@ class ResponsesEventWriter(ChatStreamWriter):
     # Tool calls.
 
     def _call_delta(self, delta: dict[str, Any]) -> None:
-        key = delta.get("index")
-        if not isinstance(key, (int, str)) or isinstance(key, bool):
-            call_id = delta.get("id")
-            key = ("id", call_id) if isinstance(call_id, str) and call_id else self._last_call
-        self._last_call = key
+        key = self._last_call = call_key(delta, self._last_call)
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = _Call()
