@@ -1,5 +1,6 @@
 """The chat completion chunks an upstream streams, written as OpenAI writes
-them, for the tests of both bridges' stream writers
+them, and the named events a bridge writes back, read as they are written,
+for the tests of both bridges' stream writers
 (tests/support/responses_stream.py, tests/support/messages_stream.py)."""
 
 from __future__ import annotations
@@ -32,3 +33,20 @@ def usage_chunk_of(usage: dict[str, Any], choices: list[Any] | None = None) -> b
     body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": choices or [],
             "usage": usage}
     return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def named_events(stream: bytes) -> list[dict[str, Any]]:
+    """The events of a bridge's stream (comments left out), each checked:
+    its C{event:} line names its type, and its JSON is one compact,
+    ASCII-only json.dumps (templated deltas too)."""
+    found = []
+    for block in stream.split(b"\n\n"):
+        if not block or block.startswith(b":"):
+            continue
+        name, data = block.split(b"\n")
+        assert name.startswith(b"event: ") and data.startswith(b"data: ")
+        event = json.loads(data[6:])
+        assert event["type"] == name[7:].decode()
+        assert data[6:] == json.dumps(event, separators=(",", ":")).encode()
+        found.append(event)
+    return found

@@ -7,7 +7,6 @@ against the anthropic SDK's types, and the rules every stream keeps."""
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
 from genaiproxy.api.messages.stream import MessagesEventWriter
-from support.chat_stream import chunk, usage_chunk_of
+from support.chat_stream import chunk, named_events, usage_chunk_of
 
 SDK_EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 USAGE = {"prompt_tokens": 110, "completion_tokens": 7, "total_tokens": 117,
@@ -45,22 +44,13 @@ def events_of(stream: bytes) -> list[dict[str, Any]]:
     """The events of a Messages stream, each checked: its C{event:} line
     names its type, its JSON is compact and ASCII, and the anthropic SDK's
     types accept it."""
-    found = []
-    for block in stream.split(b"\n\n"):
-        if not block or block.startswith(b":"):
-            continue
-        name, data = block.split(b"\n")
-        assert name.startswith(b"event: ") and data.startswith(b"data: ")
-        event = json.loads(data[6:])
-        assert event["type"] == name[7:].decode()
-        # Written as one compact, ASCII-only json.dumps (templated deltas too).
-        assert data[6:] == json.dumps(event, separators=(",", ":")).encode()
+    events = named_events(stream)
+    for event in events:
         if event["type"] == "error":
             ErrorResponse.model_validate(event)
         elif event["type"] != "ping":
             SDK_EVENT.validate_python(event)
-        found.append(event)
-    return found
+    return events
 
 
 def check_whole(events: list[dict[str, Any]]) -> None:
