@@ -26,7 +26,7 @@ from genaiproxy.api import USAGE_ROUTES, error_document, json_object, set_json, 
 from genaiproxy.forwarding.bridge import MessagesBridge, ResponsesBridge
 from genaiproxy.forwarding.pump import collect_body
 from genaiproxy.forwarding.report import ReportingCall, about, count_tokens, elapsed_ms, tried_names
-from genaiproxy.observe import LoggedHeaders, body_for_log
+from genaiproxy.observe import CheckedJSON, LoggedHeaders, body_for_log
 from genaiproxy.upstream import HOP_BY_HOP_HEADERS
 
 __all__ = ["SSE_TYPE", "AnsweringCall", "answer_crash", "answer_error", "answer_whole",
@@ -158,8 +158,8 @@ def answer_whole(call: AnsweringCall, response: IResponse, body: bytes) -> None:
     if call.context.config.log_bodies:
         content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
         logged = body_for_log(body, content_type.decode("latin-1"))
-        if document is not None and "body" in logged:  # logged as JSON: already parsed
-            logged["body"] = document
+        if document is not None and "body" in logged:  # parsed already: valid JSON
+            logged["body"] = CheckedJSON(body)
         fields.update(logged)
     log.info("response", **fields)
 

@@ -15,7 +15,7 @@ from twisted.web.http_headers import Headers
 from genaiproxy.api import PreparedBody
 from genaiproxy.forwarding.answer import AnsweringCall
 from genaiproxy.forwarding.report import about
-from genaiproxy.observe import LoggedHeaders, body_for_log
+from genaiproxy.observe import CheckedJSON, LoggedHeaders, body_for_log
 from genaiproxy.upstream import RequestBody, body_length
 
 __all__ = ["log_request"]
@@ -38,7 +38,9 @@ def log_request(call: AnsweringCall, upstream_url: str, prepared: PreparedBody,
         fields.update(call.bridge.logged())
     if call.context.config.log_bodies and body:
         content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
-        if prepared.payload is not None:
+        if prepared.payload is not None and isinstance(body, bytes):
+            fields["body"] = CheckedJSON(body)  # parsed already: valid JSON
+        elif prepared.payload is not None:
             fields["body"] = prepared.payload
         elif isinstance(body, bytes):
             fields.update(body_for_log(body, content_type))

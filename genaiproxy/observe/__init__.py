@@ -6,6 +6,7 @@ them.
 
 from genaiproxy.observe.logs import (
     LEVELS,
+    CheckedJSON,
     LinesObserver,
     LoggedHeaders,
     TextSink,
@@ -18,6 +19,7 @@ from genaiproxy.observe.metrics import CONTENT_TYPE_LATEST, ProxyMetrics
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "LEVELS",
+    "CheckedJSON",
     "LinesObserver",
     "LoggedHeaders",
     "ProxyMetrics",
