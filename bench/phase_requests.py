@@ -10,7 +10,9 @@ bottleneck, so the rows compare what sits in between:
   and LOG_BODIES=false; the same two from ``--baseline-venv`` when given;
 * nginx with ``worker_processes 1`` as a proxy (the denominator of the
   throughput promise) and, unless ``--no-nginx-auto``, ``worker_processes auto``;
-* LiteLLM's proxy (unless ``--no-litellm``), the peer users pick instead.
+* LiteLLM's proxy (unless ``--no-litellm``), the peer users pick instead;
+* with ``--stack-floor``, a forwarder of a few lines on twisted.web and treq
+  alone (L{bench.stack_floor}): the stack's own cost of a request.
 
 Each target gets a 1 s warm-up at 32 and at 1 connection, then ``--rounds``
 interleaved rounds (the order rotates each round) of ``wrk -t1 -c1 --latency``
@@ -43,6 +45,7 @@ from bench.procs import (
     process_nofile,
     rss_kib,
 )
+from bench.stack_floor import start_stack_floor
 from bench.wrk import run_wrk, write_lua
 
 
@@ -69,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limits-redis", action=argparse.BooleanOptionalAction, default=False,
                    help="also that row with the limits kept in a local redis-server "
                         "(LIMITS_REDIS_URL)" + d)
+    g.add_argument("--stack-floor", action=argparse.BooleanOptionalAction, default=False,
+                   help="also a row of a forwarder of a few lines on twisted.web and treq "
+                        "alone (bench/stack_floor.py): what the stack costs by itself" + d)
 
 
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -109,6 +115,8 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
         for spec in specs:
             start_genai_proxy(session, spec, base_url)
             _rss(session, spec.key, "at start", rss)
+        if args.stack_floor:
+            start_stack_floor(session, upstream.port)
         result["proxy_nofile"] = {k: process_nofile(t.proc.pid)
                                   for k, t in session.targets.items() if k != "direct"}
         nginx_mod.start_nginx_proxy(session, nginx, "nginx1", "nginx (1 worker)", "1",

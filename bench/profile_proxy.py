@@ -19,6 +19,7 @@ Examples::
     python bench/profile_proxy.py --duration 10
     python bench/profile_proxy.py --venv /tmp/venv-after --log-bodies false --out /tmp/after.prof
     python bench/profile_proxy.py --limits redis --connections 1
+    python bench/profile_proxy.py --target floor   # twisted.web and treq alone
     python -m pstats /tmp/after.prof        # browse it afterwards
 """
 
@@ -38,6 +39,7 @@ from bench.bodies import WORKLOADS
 from bench.common import LIMITS_MODELS, BenchError, log
 from bench.launch import ProxySpec, start_genai_proxy, start_redis, venv_bindir
 from bench.procs import Session, find_tool, run_main
+from bench.stack_floor import start_stack_floor
 from bench.wrk import run_wrk, write_lua
 
 
@@ -56,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limits", choices=("none", "process", "redis"), default="none",
                    help="models.yaml's limits (every kind, none reached), counted in the "
                         "process or in a local redis-server" + d)
+    p.add_argument("--target", choices=("genai-proxy", "floor"), default="genai-proxy",
+                   help="profile genai-proxy, or the forwarder of a few lines on twisted.web "
+                        "and treq alone (bench/stack_floor.py)" + d)
     p.add_argument("--top", type=int, default=30, help="functions listed per ordering" + d)
     p.add_argument("--out", type=Path, help="keep the profile in this file (default: a "
                    "temporary file, removed unless --keep-tmp)")
@@ -91,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                          models=None if args.limits == "none" else LIMITS_MODELS,
                          settings={"LIMITS_REDIS_URL": start_redis(session)}
                          if args.limits == "redis" else None)
-        proxy = start_genai_proxy(session, spec, f"http://127.0.0.1:{upstream.port}",
-                                  timeout=60,
-                                  wrapper=[str(bindir / "python"), "-m", "cProfile", "-o",
-                                           str(out)])
+        profiler = [str(bindir / "python"), "-m", "cProfile", "-o", str(out)]
+        if args.target == "floor":
+            proxy = start_stack_floor(session, upstream.port, wrapper=profiler)
+        else:
+            proxy = start_genai_proxy(session, spec, f"http://127.0.0.1:{upstream.port}",
+                                      timeout=60, wrapper=profiler)
         workload = WORKLOADS[args.body]
         lua = write_lua(session, workload.path, workload.body)
 
@@ -114,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         stats = pstats.Stats(str(out), stream=text)
         stats.strip_dirs()
         requests = result["requests"]
-        head = [f"# genai-proxy under cProfile: {spec.label}", "",
+        head = [f"# {proxy.label} under cProfile" if args.target == "floor"
+                else f"# genai-proxy under cProfile: {spec.label}", "",
                 f"- twistd: `{bindir / 'twistd'}`; profile: "
                 + (f"`{out}`" if args.out or args.keep_tmp
                    else "temporary, removed at the end (`--out FILE` keeps it)"),
