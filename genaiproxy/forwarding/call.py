@@ -293,9 +293,12 @@ class ForwardCall:
         if body is not None and (response.code >= 500 or response.code == 429) and (
                 self._fall_back(f"status {response.code}")):
             return
-        self.context.metrics.upstream_headers.labels(self.route.label).observe(
+        metrics = self.context.metrics
+        metrics.child(metrics.upstream_headers, self.route.label).observe(
             monotonic() - self.started)
-        return_head(self.request, response, tried_names(self))
+        admission = self.admission
+        return_head(self.request, response, tried_names(self), admission is not None and (
+            admission.requests is not None or admission.tokens is not None))
         if body is None:
             # Nothing is sent again once a stream began: its request's URL
             # and headers need not live as long as the stream.

@@ -123,9 +123,10 @@ def count_request(call: ReportingCall, status: int, streamed: int | None) -> Non
     a stream)."""
     metrics = call.context.metrics
     model, client = metrics.model_label(call.model), call.tags.get("client", "")
-    metrics.requests.labels(call.route.label, model, str(status), client,
-                            call.upstream_name).inc()
-    metrics.duration.labels(call.route.label, model, client).observe(monotonic() - call.started)
+    metrics.child(metrics.requests, call.route.label, model, str(status), client,
+                  call.upstream_name).inc()
+    metrics.child(metrics.duration, call.route.label, model, client).observe(
+        monotonic() - call.started)
     if streamed is not None:
         metrics.streams.dec()
         metrics.streamed_bytes.inc(streamed)

@@ -135,7 +135,8 @@ class StreamedAnswer:
     def _first_byte(self) -> None:
         call = self._call
         if call is not None:
-            call.context.metrics.first_byte.labels(call.route.label).observe(
+            metrics = call.context.metrics
+            metrics.child(metrics.first_byte, call.route.label).observe(
                 monotonic() - call.started)
 
     def _log_chunk(self, data: bytes) -> None:

@@ -97,7 +97,6 @@ class Limiter:
         self.memory = MemoryWindows()
         self.shared: SharedWindows | None = None
         self.closed = False
-        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def set_rules(self, rules: LimitRules) -> None:
         """Take new rules into service; the windows keep their counts."""
@@ -140,17 +139,8 @@ class Limiter:
         for window, limit, used in (("day", limits.budget_per_day, day),
                                     ("month", limits.budget_per_month, month)):
             if limit is not None:
-                self._child(self._metrics.budget_remaining, client, window).set(
+                self._metrics.child(self._metrics.budget_remaining, client, window).set(
                     max(limit - used, 0.0))
-
-    def _child(self, family: Any, *labels: str) -> Any:
-        """A metric's child for C{labels}, kept: prometheus_client's own
-        lookup checks and joins the labels on every call."""
-        key = (family, labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = family.labels(*labels)
-        return child
 
     def spend(self, client: str, model: str | None, usage: Mapping[str, int]) -> None:
         """Count an answer's tokens (and their cost, by its model's price)."""
@@ -159,7 +149,7 @@ class Limiter:
         price = self.rules.prices.get(model or "")
         cost = price.cost(usage) if price is not None else 0.0
         if cost:
-            self._child(self._metrics.cost, client, self._metrics.model_label(model)).inc(cost)
+            self._metrics.child(self._metrics.cost, client, self._metrics.model_label(model)).inc(cost)
         if not limits.limited:
             return
         now = self._clock.seconds()
