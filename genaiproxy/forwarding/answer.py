@@ -103,15 +103,15 @@ def tell_tried(headers: Headers, tried: Sequence[str]) -> None:
         headers.setRawHeaders(b"X-Upstreams-Tried", [", ".join(tried).encode("latin-1")])
 
 
-def return_head(request: Any, response: IResponse, tried: Sequence[str]) -> None:
+def return_head(request: Any, response: IResponse, tried: Sequence[str],
+                limited: bool = False) -> None:
     """Give the client the upstream's status and the headers that are its to
     see, and say which upstream answered it how (C{tried}: the upstreams
-    tried, the one that answered last, when there were several)."""
+    tried, the one that answered last, when there were several).
+    C{limited}: the client's own limits' C{x-ratelimit-*} headers are set,
+    and the shared key's are not its to see."""
     request.setResponseCode(response.code, response.phrase)
     out = request.responseHeaders
-    # A limited client gets its own limits' headers, not the shared key's.
-    limited = out.hasHeader(b"x-ratelimit-limit-requests") or out.hasHeader(
-        b"x-ratelimit-limit-tokens")
     for name, values in response.headers.getAllRawHeaders():
         lower = name.lower()
         if not _is_returned(lower) or (limited and lower.startswith(b"x-ratelimit-")):
