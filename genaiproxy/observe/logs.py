@@ -10,17 +10,19 @@ replaced before they reach an event.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from threading import get_ident
 from typing import IO, Any, Protocol, cast
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import ILogObserver, LogLevel, formatEvent
+from twisted.python import threadable
 from twisted.python.logfile import LogFile
-from twisted.python.threadable import isInIOThread
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
@@ -78,8 +80,10 @@ def redact_headers(headers: Headers, secret_names: frozenset[bytes]) -> dict[str
         name = raw_name.lower()
         if name in secret_names:
             shown[name.decode("latin-1")] = REDACTED
+        elif len(values) == 1:
+            shown[name.decode("latin-1")] = values[0].decode("latin-1")
         else:
-            shown[name.decode("latin-1")] = ", ".join(v.decode("latin-1") for v in values)
+            shown[name.decode("latin-1")] = b", ".join(values).decode("latin-1")
     return shown
 
 
@@ -193,6 +197,9 @@ class LinesObserver:
         self._clock = clock
         self._flush_delay = flush_delay
         self._pending: list[dict[str, Any]] = []
+        # The last second whose date and time of day were formatted.
+        self._second: int | None = None
+        self._second_text = ""
         self._flush_call: IDelayedCall | None = None
 
     def flush(self) -> None:
@@ -223,7 +230,9 @@ class LinesObserver:
         if _SEVERITY.get(event.get("log_level"), 1) < self._least:
             return
         clock = self._clock
-        if clock is None or not getattr(clock, "running", True) or not isInIOThread():
+        # (threadable.isInIOThread, without its current_thread() call.)
+        if clock is None or not getattr(clock, "running", True) or (
+                threadable.ioThread != get_ident()):
             self._stream.write(self.render(event))
             self._stream.flush()
             return
@@ -249,12 +258,27 @@ class LinesObserver:
                                "event": "unserializable_log_event",
                                "of": str(record.get("event")), "fields": sorted(record)}) + "\n"
 
+    def _time_of(self, when: float) -> str:
+        """C{when} in UTC to the millisecond (C{2026-12-04T19:47:13.123Z}),
+        rounded to the microsecond first as C{datetime} does; the date and
+        time of day are formatted once per second."""
+        fraction, whole = math.modf(when)
+        micros = round(fraction * 1_000_000)
+        second = int(whole)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        elif micros < 0:
+            second, micros = second - 1, micros + 1_000_000
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S")
+        return f"{self._second_text}.{micros // 1000:03d}Z"
+
     def _record(self, event: dict[str, Any]) -> dict[str, Any]:
         """The fields of one event, in the order they are shown."""
         record: dict[str, Any] = {
-            "time": datetime.fromtimestamp(event.get("log_time", 0), timezone.utc)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": self._time_of(event.get("log_time", 0)),
             "level": _LEVEL_NAMES.get(event.get("log_level"), "INFO"),
         }
         namespace = event.get("log_namespace", "")
