@@ -5,8 +5,9 @@ The windows' arithmetic (L{windows}), this process's windows (L{memory})
 and the state file that keeps their days and months across restarts
 (L{state}), the windows shared by replicas through Redis
 (L{redis_store}: its scripts in L{redis_scripts}, its connection in
-L{redis_connection}), and the L{Limiter} that the forwarding asks before a
-request goes upstream (L{limiter}).
+L{redis_connection}, what it knows of each client's room to let requests
+through ahead of Redis's answer in L{redis_view}), and the L{Limiter} that
+the forwarding asks before a request goes upstream (L{limiter}).
 """
 
 from genaiproxy.limits.limiter import Limiter, SharedWindows

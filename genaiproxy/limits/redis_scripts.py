@@ -1,14 +1,18 @@
 """The Lua scripts that keep the shared windows in Redis
-(L{genaiproxy.limits.redis_store}), and the arguments they take.
+(L{genaiproxy.limits.redis_store}), the arguments they take, and what
+L{ADMIT} answers (L{admit_verdict}).
 
 Each runs atomically in Redis: L{ADMIT} checks and takes all of a client's
-windows for one request, L{SETTLE} counts the ends of its requests (their
-answers' tokens and cost, their concurrency leases given back), and
-L{REFRESH} keeps the leases of requests still open alive.  The ends a
-replica has not told Redis yet ride along with the client's next
-admission, applied first, each at its own time, so that the admission sees
-them as if each had been sent on its own (and a request costs one script,
-not three); L{SETTLE} tells those of a client that sends nothing more.
+windows for one request and tells the room they have left after it (which
+lets the replica admit the client's next requests without waiting, while
+that answer is young: L{genaiproxy.limits.redis_view}), L{SETTLE} counts
+the ends of its requests (their answers' tokens and cost, their
+concurrency leases given back), and L{REFRESH} keeps the leases of
+requests still open alive.  The ends a replica has not told Redis yet ride
+along with the client's next admission, applied first, each at its own
+time, so that the admission sees them as if each had been sent on its own
+(and a request costs one script, not three); L{SETTLE} tells those of a
+client that sends nothing more.
 They do the sums of L{genaiproxy.limits.windows} and
 L{genaiproxy.limits.memory.MemoryWindows} in the same order, so that a
 client gets the same verdict, C{Retry-After} and remaining counts from
@@ -40,8 +44,10 @@ import hashlib
 from dataclasses import dataclass
 
 from genaiproxy.config import ClientLimits
+from genaiproxy.limits.redis_view import Room
+from genaiproxy.limits.windows import Admission, Window
 
-__all__ = ["ADMIT", "REFRESH", "SETTLE", "Ends", "Script", "limits_arg"]
+__all__ = ["ADMIT", "REFRESH", "SETTLE", "Ends", "Script", "admit_verdict", "limits_arg"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,27 @@ def limits_arg(limits: ClientLimits) -> str:
     return (f"{_number(limits.requests_per_minute)} {_number(limits.tokens_per_minute)} "
             f"{_number(limits.concurrent_requests)} {_number(limits.tokens_per_day)} "
             f"{_number(limits.budget_per_day)} {_number(limits.budget_per_month)}")
+
+
+def _window(limit: int | None, remaining: str, reset: str) -> Window | None:
+    if limit is None:
+        return None
+    return Window(limit, int(float(remaining)), float(reset))
+
+
+def admit_verdict(answer: str, limits: ClientLimits, lease: str) -> tuple[Admission, Room | None]:
+    """What L{ADMIT}'s C{answer} says of a request of a client with
+    C{limits} (holding C{lease}, if any, when let through), and the room
+    its windows have left after it (None: refused)."""
+    fields = answer.split()
+    refused_by, window, wait, used, rq_left, rq_reset, tk_left, tk_reset = fields[:8]
+    requests = _window(limits.requests_per_minute, rq_left, rq_reset)
+    tokens = _window(limits.tokens_per_minute, tk_left, tk_reset)
+    if refused_by != "-":
+        return Admission(refused_by, window, float(wait), float(used), requests, tokens,
+                         shared=True), None
+    return (Admission(requests=requests, tokens=tokens, lease=lease or None, shared=True),
+            Room.of(fields[4:]))
 
 
 class Ends:
@@ -212,7 +239,11 @@ ADMIT = Script.of(_COMMON + """
 -- a list of strings costs txredisapi a turn of the reactor each): the
 -- refusing limit ('-' when let through), its window, the wait, what the
 -- window holds, then the requests and the tokens windows' remaining and
--- reset ('-' without that window), separated by spaces.
+-- reset ('-' without that window), then, when let through, the room the
+-- other windows have left after it (what redis_view.Room reads): the
+-- concurrency slots free, the tokens left today, the budget left today
+-- and this month ('-' without that window, and all four when refused),
+-- separated by spaces.
 local rpm, tpm, concurrent, tokens_per_day, budget_per_day, budget_per_month =
   string.match(ARGV[2], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
 rpm, tpm, concurrent = tonumber(rpm), tonumber(tpm), tonumber(concurrent)
@@ -255,6 +286,7 @@ local requests_at = rpm and number(redis.call('GET', rpm_key)) or 0
 local tokens_at = tpm and (settled_tokens_at or number(redis.call('GET', tpm_key))) or 0
 local refusal
 local rq_left, rq_reset, tk_left, tk_reset = '', '', '', ''
+local slots, day_tokens, day_budget, month_budget = '', '', '', ''
 if tpm then tk_left, tk_reset = tokens_window(tokens_at, tpm) end
 if concurrent then
   redis.call('ZREMRANGEBYSCORE', leases, '-inf', show(now))
@@ -262,6 +294,7 @@ if concurrent then
   if in_flight >= concurrent then
     refusal = {'concurrent_requests', 'concurrent', 1.0, in_flight}
   end
+  slots = concurrent - in_flight - 1
 end
 local taken, wait
 if rpm then
@@ -285,9 +318,12 @@ if not refusal and (tokens_per_day or budget_per_day) then
   elseif budget_per_day and number(used[2]) >= budget_per_day then
     refusal = {'budget_per_day', 'day', next_day, number(used[2])}
   end
+  if tokens_per_day then day_tokens = tokens_per_day - number(used[1]) end
+  if budget_per_day then day_budget = budget_per_day - number(used[2]) end
 end
 if not refusal and budget_per_month then
   local used = number(redis.call('GET', month_key))
+  month_budget = budget_per_month - used
   if used >= budget_per_month then
     local next_year, next_month = year, month + 1
     if month == 12 then next_year, next_month = year + 1, 1 end
@@ -301,7 +337,8 @@ local function answer(fields) return redis.status_reply(table.concat(fields, ' '
 if refusal then
   if rpm then rq_left, rq_reset = requests_window(requests_at, rpm) end
   return answer({refusal[1], refusal[2], show(refusal[3]), show(refusal[4]),
-                 shown(rq_left), shown(rq_reset), shown(tk_left), shown(tk_reset)})
+                 shown(rq_left), shown(rq_reset), shown(tk_left), shown(tk_reset),
+                 '-', '-', '-', '-'})
 end
 if taken then
   redis.call('SET', rpm_key, show(taken), 'PX', expire_ms(taken - now + 2 * MINUTE))
@@ -310,7 +347,8 @@ if concurrent then
   redis.call('ZADD', leases, show(now + lease_sec), lease)
   redis.call('PEXPIRE', leases, expire_ms(lease_sec))
 end
-return answer({'-', '-', '0', '0', shown(rq_left), shown(rq_reset), shown(tk_left), shown(tk_reset)})
+return answer({'-', '-', '0', '0', shown(rq_left), shown(rq_reset), shown(tk_left), shown(tk_reset),
+               shown(slots), shown(day_tokens), shown(day_budget), shown(month_budget)})
 """)
 
 SETTLE = Script.of(_COMMON + """

@@ -4,18 +4,22 @@ L{RedisWindows} is the L{genaiproxy.limits.SharedWindows} of the
 L{genaiproxy.limits.Limiter}: each request is one Lua script in Redis
 (L{genaiproxy.limits.redis_scripts}) that checks and takes all of its
 client's windows at once, with Redis's clock, so that N proxies enforce one
-limit.  The end of a request (its answer's tokens and cost, its
-concurrency slot given back) is not a script of its own: it waits, with
-its time, for the client's next admission, which counts it first, so that
-this replica's next verdict for the client is the one it would have been
-(and a request costs one round trip to Redis, not three).  Ends that no
-admission takes within C{SETTLE_DELAY} (a client that sends nothing more)
-are told in a script of their own, and so are all of them at the stop;
-the other replicas see an end that much later (a slot given back on one
-replica is free on the others within C{SETTLE_DELAY}).  The scripts are
-loaded on each connection (C{SCRIPT LOAD}) and run by their digest
-(C{EVALSHA}), sent whole (C{EVAL}) when Redis does not know them
-(C{NOSCRIPT}: it restarted, or flushed its scripts).
+limit.  While Redis's last answer for a client is younger than
+C{VIEW_AGE} and leaves room for one more (L{genaiproxy.limits.redis_view}),
+a request goes at once, its script behind it: exact on one replica, up to
+C{VIEW_AGE} late on what the other replicas took.  The end of a request
+(its answer's tokens and cost, its concurrency slot given back) is not a
+script of its own: it waits, with its time, for the client's next
+admission, which counts it first, so that this replica's next verdict for
+the client is the one it would have been (and a request costs one round
+trip to Redis, not three).  Ends that no admission takes within
+C{SETTLE_DELAY} (a client that sends nothing more) are told in a script
+of their own, and so are all of them at the stop; the other replicas see
+an end that much later (a slot given back on one replica is free on the
+others within C{SETTLE_DELAY}).  The scripts are loaded on each
+connection (C{SCRIPT LOAD}) and run by their digest (C{EVALSHA}), sent
+whole (C{EVAL}) when Redis does not know them (C{NOSCRIPT}: it
+restarted, or flushed its scripts).
 
 A concurrency slot is a lease with an end: this process pushes the end of
 its open requests' leases forward every third of their time, and removes
@@ -67,8 +71,9 @@ from genaiproxy.limits.redis_connection import (
     CONNECT_TIMEOUT,
     RedisPool,
 )
-from genaiproxy.limits.redis_scripts import ADMIT, REFRESH, SETTLE, Ends, Script, limits_arg
-from genaiproxy.limits.windows import Admission, Window
+from genaiproxy.limits.redis_scripts import ADMIT, REFRESH, SETTLE, Ends, Script, admit_verdict, limits_arg
+from genaiproxy.limits.redis_view import VIEW_AGE, ClientView, Send, Views
+from genaiproxy.limits.windows import Admission
 from genaiproxy.observe import ProxyMetrics
 
 __all__ = ["RedisWindows", "redis_windows"]
@@ -86,12 +91,6 @@ SETTLE_DELAY = 0.05
 SETTLE_BATCH = 500
 
 
-def _window(limit: int | None, remaining: str, reset: str) -> Window | None:
-    if limit is None:
-        return None
-    return Window(limit, int(float(remaining)), float(reset))
-
-
 class RedisWindows:
     """Every client's windows, in the Redis at C{url}, shared by every
     replica pointed at it.
@@ -102,7 +101,7 @@ class RedisWindows:
     def __init__(self, url: str, metrics: ProxyMetrics, reactor: Any,
                  password: str | None = None, trust: SystemAndExtraTrust | None = None,
                  lease_sec: float = 60.0, settle_delay: float = SETTLE_DELAY,
-                 now: Callable[[], float] | None = None) -> None:
+                 now: Callable[[], float] | None = None, view_age: float = VIEW_AGE) -> None:
         """
         @param password: Redis's password (else the URL's, if any).
         @param trust: the CAs a C{rediss://} server's certificate is checked
@@ -114,6 +113,8 @@ class RedisWindows:
             for its next admission, at most.
         @param now: for tests: the time the scripts count with, in place of
             Redis's own.
+        @param view_age: how long Redis's answer for a client is acted on
+            (0: every request waits for its verdict).
         """
         parts = urlsplit(url)
         self.url = strip_userinfo(url)
@@ -122,6 +123,7 @@ class RedisWindows:
         self._lease_sec = lease_sec
         self._settle_delay = settle_delay
         self._now = now
+        self._view_age = view_age
         self._up = True
         self._probing = False
         self._stopping = False
@@ -143,6 +145,9 @@ class RedisWindows:
         # The ends not told yet, by client; when they will be at the latest.
         self._ends: dict[str, Ends] = {}
         self._settling: IDelayedCall | None = None
+        # Each client's room as Redis last told it (all dropped when the
+        # answers may not come in order: Redis failed, or forgot a script).
+        self._views = Views()
         self._lease_ids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count())
         self._refresh_loop = LoopingCall(self._refresh_open)
         self._refresh_loop.clock = reactor
@@ -209,41 +214,61 @@ class RedisWindows:
     def _run_whole(self, failure: Failure, script: Script, keys: list[str],
                    args: list[str]) -> Deferred[Any]:
         failure.trap(ScriptDoesNotExist)
+        # Sent again, it runs after later scripts: answers come out of order.
+        self._views.forget()
         return self._connection().eval(script.text, keys, args)
 
     def _failed(self, failure: Failure) -> Failure:
+        self._views.forget()
         self._down(failure.getErrorMessage() or repr(failure.value))
         return failure
 
     def admit(self, name: str, limits: ClientLimits) -> Deferred[Admission]:
         """L{MemoryWindows.admit}, for every replica at once: one script
         that counts the ends of the client's requests not told yet, then
-        checks and takes all of its windows."""
-        rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
-        concurrent = limits.concurrent_requests
-        if rpm is None and tpm is None and concurrent is None and (
-                limits.tokens_per_day is None and limits.budget_per_day is None
-                and limits.budget_per_month is None):
+        checks and takes all of its windows.  The request goes at once
+        (an already fired Deferred) when the client's view has room for
+        it; else it waits for the script's verdict."""
+        if limits.requests_per_minute is None and limits.tokens_per_minute is None and (
+                limits.concurrent_requests is None and limits.tokens_per_day is None
+                and limits.budget_per_day is None and limits.budget_per_month is None):
             return succeed(Admission(shared=True))
-        lease = "" if concurrent is None else next(self._lease_ids)
+        lease = "" if limits.concurrent_requests is None else next(self._lease_ids)
         key = self._key(name)
+        view = self._views.of(name)
+        ahead = view.ahead(limits, self._reactor.seconds(), self._view_age, lease or None)
         time, now = self._time()
         ends = self._ends.pop(name, None)
         args = [time, limits_arg(limits), f"{lease} {self._lease_sec!r}" if lease else "",
                 *(ends.args(now) if ends is not None else ("", ""))]
-
-        def verdict(answer: str) -> Admission:
-            refused_by, window, wait, used, rq_left, rq_reset, tk_left, tk_reset = answer.split()
-            requests, tokens = _window(rpm, rq_left, rq_reset), _window(tpm, tk_left, tk_reset)
-            if refused_by != "-":
-                return Admission(refused_by, window, float(wait), float(used), requests, tokens,
-                                 shared=True)
-            if concurrent is None:
-                return Admission(requests=requests, tokens=tokens, shared=True)
+        send = view.sent(admission=True)
+        answered = self._run(ADMIT, [key], args).addCallback(
+            self._verdict, name, limits, view, send, lease, ahead is not None)
+        if ahead is None:
+            return answered
+        if lease:
             self._leases[lease] = key + ":leases"
-            return Admission(requests=requests, tokens=tokens, lease=lease, shared=True)
+        answered.addErrback(lambda _: None)
+        return succeed(ahead)
 
-        return self._run(ADMIT, [key], args).addCallback(verdict)
+    def _verdict(self, answer: str, name: str, limits: ClientLimits, view: ClientView,
+                 send: Send, lease: str, ahead: bool) -> Admission:
+        """Redis's verdict on an admission (C{ahead}: the request already
+        went), which its client's view takes as its room."""
+        admission, room = admit_verdict(answer, limits, lease)
+        if room is None and ahead:
+            # Another replica took the room meanwhile; the request went all
+            # the same.  Its lease is given back (a refresh may have put it
+            # in Redis), and the client's next request waits for Redis.
+            if lease and self._leases.pop(lease, None) is not None:
+                self._ends_of(name).leases.append(lease)
+            self._views.forget(name)
+            return admission
+        if self._views.current(name, view):
+            view.answered(send, limits, room, self._reactor.seconds())
+        if room is not None and lease and not ahead:
+            self._leases[lease] = self._key(name) + ":leases"
+        return admission
 
     def spend(self, name: str, limits: ClientLimits, tokens: int, cost: float) -> None:
         """Count an answer's C{tokens} and C{cost} in its client's windows
@@ -252,6 +277,7 @@ class RedisWindows:
         if tokens or cost:
             ends = self._ends_of(name)
             ends.spend(self._time()[1], limits, tokens, cost)
+            self._views.spent(name, tokens, cost)
             self._settle_if_full(name, ends)
 
     def release(self, name: str, lease: str) -> None:
@@ -260,6 +286,7 @@ class RedisWindows:
         if self._leases.pop(lease, None) is not None:
             ends = self._ends_of(name)
             ends.leases.append(lease)
+            self._views.released(name)
             self._settle_if_full(name, ends)
 
     def _ends_of(self, name: str) -> Ends:
@@ -294,6 +321,9 @@ class RedisWindows:
             time, now = self._time()
             self._run(SETTLE, [self._key(name)], [time, *ends.args(now)]).addErrback(
                 lambda _: None)
+            self._views.settled(name)
+        else:
+            self._views.forget(name)
 
     def _refresh(self) -> Deferred[Any]:
         """Push the end of this process's open leases forward (and put back

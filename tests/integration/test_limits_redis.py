@@ -2,7 +2,10 @@
 against a real redis-server: the same verdicts as this process's windows
 (L{genaiproxy.limits.MemoryWindows}) for the same requests at the same
 times, the scripts found again after Redis forgot them, a password, a
-database, TLS, and what is said while Redis is away."""
+database, TLS, and what is said while Redis is away.  The stores compared
+with this process's windows, or shared by two replicas, wait for every
+verdict (C{view_age=0}): what a store admits ahead of Redis's answer is
+tested in test_limits_redis_view.py."""
 
 from __future__ import annotations
 
@@ -61,11 +64,12 @@ def redis() -> Iterator[RedisServer]:
                 ids=["ends-with-the-next-request", "ends-told-at-once"])
 def shared(redis: RedisServer, request: pytest.FixtureRequest
            ) -> Iterator[tuple[RedisWindows, Clock]]:
-    """Windows in the module's Redis, counting with a clock the test sets;
-    the ends of requests go with the client's next request (mostly), or
-    in scripts of their own at once."""
+    """Windows in the module's Redis, counting with a clock the test sets
+    (each request waits for Redis's verdict); the ends of requests go with
+    the client's next request (mostly), or in scripts of their own at once."""
     clock = Clock(STARTS[0])
-    windows = RedisWindows(redis.url, metrics(), reactor, settle_delay=request.param, now=clock)
+    windows = RedisWindows(redis.url, metrics(), reactor, settle_delay=request.param, now=clock,
+                           view_age=0.0)
     in_reactor(windows.connect)
     yield windows, clock
     in_reactor(windows.disconnect)
@@ -152,11 +156,12 @@ def test_day_and_month_refusals_wait_for_the_same_next_day_and_month(shared, lim
 
 
 def test_a_limit_of_three_is_three_across_two_stores_on_one_redis(redis):
-    """Two stores on one Redis (two replicas) share a client's window: a
-    limit of 3 a minute lets three requests through between them, with
-    remaining 2, 1, 0, and refuses the fourth."""
-    first = RedisWindows(redis.url, metrics(), reactor)
-    second = RedisWindows(redis.url, metrics(), reactor)
+    """Two stores on one Redis (two replicas, each waiting for Redis's
+    verdicts) share a client's window: a limit of 3 a minute lets three
+    requests through between them, with remaining 2, 1, 0, and refuses the
+    fourth."""
+    first = RedisWindows(redis.url, metrics(), reactor, view_age=0.0)
+    second = RedisWindows(redis.url, metrics(), reactor, view_age=0.0)
     for windows in (first, second):
         in_reactor(windows.connect)
     try:
@@ -194,7 +199,7 @@ def test_keys_carry_their_window_and_expire_by_themselves(redis):
     """Every key a client's requests write has an expiry: the minute
     windows about two minutes, the day's two days, the month's 62 days,
     the leases their own time."""
-    windows = RedisWindows(redis.url, metrics(), reactor, lease_sec=30.0)
+    windows = RedisWindows(redis.url, metrics(), reactor, lease_sec=30.0, view_age=0.0)
     in_reactor(windows.connect)
     try:
         limits = ClientLimits(requests_per_minute=10, tokens_per_minute=1000,

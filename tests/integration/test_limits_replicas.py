@@ -1,7 +1,12 @@
 """Several proxies (replicas) sharing their clients' limits through a real
 redis-server (LIMITS_REDIS_URL): one limit across all of them, what
 requests get while Redis is away (LIMITS_REDIS_FAILURE open or closed) and
-once it is back, and the concurrency slots of a replica that was killed."""
+once it is back, and the concurrency slots of a replica that was killed.
+
+A replica acts on Redis's last answer for a client for VIEW_AGE seconds
+(L{genaiproxy.limits.redis_view}), so that what the other replicas took
+reaches it that much later: the tests that share a limit between replicas
+send each request more than VIEW_AGE after the one before."""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from collections.abc import Iterator
 import httpx
 from support import ProxyProcess, run_proxy, wait_for
 from support.redis_server import RedisServer, run_redis
+
+from genaiproxy.limits.redis_view import VIEW_AGE
 
 MODELS = """\
 limits:
@@ -40,12 +47,36 @@ def chat(proxy: ProxyProcess, **headers: str) -> httpx.Response:
                       json={"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]})
 
 
+def in_turn(proxies: tuple[ProxyProcess, ...]) -> list[httpx.Response]:
+    """One request to each of C{proxies} in turn, each when what the
+    replica last heard from Redis is older than VIEW_AGE (so that it waits
+    for Redis's verdict, which counts what the others took)."""
+    answers = []
+    for proxy in proxies:
+        time.sleep(2 * VIEW_AGE)
+        answers.append(chat(proxy))
+    return answers
+
+
+def test_one_replica_lets_exactly_its_limit_through(mock_url):
+    """requests_per_minute: 5 on one replica, the requests one right after
+    the other (most let through ahead of Redis's answer, on its last
+    one): five are answered with remaining 4 to 0, the sixth and seventh
+    get 429."""
+    with run_redis() as redis, replicas(mock_url, redis, "requests_per_minute: 5",
+                                        count=1) as (proxy,):
+        answers = [chat(proxy) for _ in range(7)]
+        assert [answer.status_code for answer in answers] == [200] * 5 + [429] * 2
+        assert [answer.headers["x-ratelimit-remaining-requests"] for answer in answers] == [
+            "4", "3", "2", "1", "0", "0", "0"]
+
+
 def test_two_proxies_enforce_one_limit(mock_url):
     """requests_per_minute: 3 with two replicas on one Redis: three requests
     across both are answered (remaining 2, 1, 0), the fourth gets 429
     whichever replica it reaches."""
     with run_redis() as redis, replicas(mock_url, redis, "requests_per_minute: 3") as (a, b):
-        answers = [chat(proxy) for proxy in (a, b, a, b)]
+        answers = in_turn((a, b, a, b))
         assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
         assert [answer.headers["x-ratelimit-remaining-requests"] for answer in answers] == [
             "2", "1", "0", "0"]
@@ -74,7 +105,8 @@ def test_open_serves_while_redis_is_away_and_shares_again_once_back(mock_url):
         for proxy in (a, b):
             proxy.wait_for_event("limits_store_available", timeout=20)
         # A new Redis (nothing kept): one window of 3 across both again.
-        assert [chat(proxy).status_code for proxy in (b, a, b, a)] == [200, 200, 200, 429]
+        assert [answer.status_code for answer in in_turn((b, a, b, a))] == [
+            200, 200, 200, 429]
         assert all(len(proxy.events("limits_store_unavailable")) == 1 for proxy in (a, b))
 
 
