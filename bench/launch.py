@@ -104,7 +104,7 @@ class ProxySpec:
 
     key: str
     label: str
-    kind: str  # "proxy" (the venv under test) or "baseline"
+    kind: str  # "proxy" (the venv under test), "baseline", or "variant" (a setting's cost)
     bindir: Path
     log_bodies: bool | None  # None: the default (true)
     # RESPONSES_API=chat (MESSAGES_API=chat), measured with streamed Responses
@@ -147,6 +147,14 @@ def limits_spec(args: argparse.Namespace, redis_url: str = "") -> ProxySpec:
                          settings={"LIMITS_REDIS_URL": redis_url})
     return ProxySpec("limits", f"{args.label} (limits in process, LOG_BODIES=true)", "proxy",
                      bindir, None, models=LIMITS_MODELS)
+
+
+def quiet_spec(args: argparse.Namespace) -> ProxySpec:
+    """A row of the proxy under test with C{LOG_LEVEL=warn}: no C{request}
+    and C{response} events, so that it shows what they cost."""
+    return ProxySpec("quiet", f"{args.label} (LOG_LEVEL=warn: no request and response events)",
+                     "variant", venv_bindir(args.venv), False,
+                     settings={"LOG_LEVEL": "warn"})
 
 
 def venv_bindir(venv: str | None) -> Path:

@@ -35,7 +35,13 @@ if __package__ in (None, ""):  # run as a script: make the "bench" package impor
 from bench import nginx as nginx_mod
 from bench.bodies import WORKLOADS
 from bench.common import BenchError, log
-from bench.launch import limits_spec, proxy_specs, start_genai_proxy, start_redis
+from bench.launch import (
+    limits_spec,
+    proxy_specs,
+    quiet_spec,
+    start_genai_proxy,
+    start_redis,
+)
 from bench.litellm_peer import DEFAULT_VENV, start_litellm
 from bench.phase import phase_main
 from bench.procs import (
@@ -72,6 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limits-redis", action=argparse.BooleanOptionalAction, default=False,
                    help="also that row with the limits kept in a local redis-server "
                         "(LIMITS_REDIS_URL)" + d)
+    g.add_argument("--quiet-row", action=argparse.BooleanOptionalAction, default=False,
+                   help="also a row of the proxy under test with LOG_LEVEL=warn and "
+                        "LOG_BODIES=false: what the request and response events cost" + d)
     g.add_argument("--stack-floor", action=argparse.BooleanOptionalAction, default=False,
                    help="also a row of a forwarder of a few lines on twisted.web and treq "
                         "alone (bench/stack_floor.py): what the stack costs by itself" + d)
@@ -112,6 +121,8 @@ def run(session: Session, args: argparse.Namespace) -> dict[str, Any]:
             specs.append(limits_spec(args))
         if args.limits_redis:
             specs.append(limits_spec(args, start_redis(session)))
+        if args.quiet_row:
+            specs.append(quiet_spec(args))
         for spec in specs:
             start_genai_proxy(session, spec, base_url)
             _rss(session, spec.key, "at start", rss)

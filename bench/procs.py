@@ -105,7 +105,7 @@ class Target:
 
     key: str
     label: str
-    kind: str  # "direct", "proxy", "baseline", "nginx", "litellm", "floor"
+    kind: str  # "direct", "proxy", "baseline", "variant", "nginx", "litellm", "floor"
     port: int
     proc: subprocess.Popen[bytes]  # the process serving the port (group leader)
     restart: Callable[[], subprocess.Popen[bytes]]  # start it again on the same port
