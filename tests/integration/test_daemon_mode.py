@@ -63,10 +63,14 @@ def test_log_destination_follows_twistds_options(tmp_path, monkeypatch):
     assert log_stream(None) is sys.stdout
     assert log_stream({"nodaemon": True, "logfile": None}) is sys.stdout
     assert log_stream({"nodaemon": True, "logfile": "-"}) is sys.stdout
-    log_stream({"nodaemon": True, "logfile": str(tmp_path / "x.log")}).write("a\n")
+    named = log_stream({"nodaemon": True, "logfile": str(tmp_path / "x.log")})
+    named.write("a\n")
+    named.close()  # type: ignore[attr-defined]
     assert (tmp_path / "x.log").read_text() == "a\n"
     monkeypatch.chdir(tmp_path)
-    log_stream({"nodaemon": False, "logfile": None}).write("b\n")
+    default = log_stream({"nodaemon": False, "logfile": None})
+    default.write("b\n")
+    default.close()  # type: ignore[attr-defined]
     assert (tmp_path / "twistd.log").read_text() == "b\n"
     sent: list[tuple[int, str]] = []
     monkeypatch.setattr(syslog, "openlog", lambda *args: None)

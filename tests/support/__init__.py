@@ -161,6 +161,8 @@ class ProxyProcess:
     def stop(self) -> int:
         _stop(self.process)
         self._reader.join(timeout=5)
+        if not self._reader.is_alive() and self.process.stdout is not None:
+            self.process.stdout.close()  # read to its end: closed now, not by the collector
         return self.process.returncode
 
 
