@@ -23,7 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import wait_for
 from support.limits_proxy import logged, named
-from support.redis_server import RedisServer, in_reactor, run_redis
+from support.redis_server import (
+    RedisServer,
+    client_limits,
+    in_reactor,
+    run_redis,
+)
 from twisted.internet import reactor
 from twisted.logger import formatEvent
 
@@ -88,16 +93,6 @@ def same(admission: Admission) -> Admission:
     return dataclasses.replace(admission, lease=None, shared=False)
 
 
-limit_values = st.one_of(st.none(), st.integers(min_value=0, max_value=6))
-client_limits = st.builds(
-    ClientLimits,
-    requests_per_minute=limit_values,
-    tokens_per_minute=st.one_of(st.none(), st.sampled_from([0, 100, 1000, 5000])),
-    concurrent_requests=st.one_of(st.none(), st.integers(min_value=0, max_value=3)),
-    tokens_per_day=st.one_of(st.none(), st.sampled_from([0, 500, 2000])),
-    budget_per_day=st.one_of(st.none(), st.sampled_from([0.0, 0.005, 0.02])),
-    budget_per_month=st.one_of(st.none(), st.sampled_from([0.0, 0.01, 0.05])),
-)
 steps = st.lists(st.tuples(
     st.sampled_from(["admit", "admit", "spend", "release"]),
     st.floats(min_value=0, max_value=2.5, allow_nan=False),

@@ -6,17 +6,19 @@ moment later when no request comes, and at the stop."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
 from support import wait_for
-from support.redis_server import RedisServer, in_reactor, run_redis
-from twisted.internet import reactor
+from support.redis_server import (
+    RedisServer,
+    in_reactor,
+    replica,
+    run_redis,
+    scripts_run,
+)
 
 from genaiproxy.config import ClientLimits
-from genaiproxy.limits.redis_store import RedisWindows
-from genaiproxy.observe import ProxyMetrics
 
 LIMITS = ClientLimits(concurrent_requests=1, tokens_per_day=100)
 
@@ -25,19 +27,6 @@ LIMITS = ClientLimits(concurrent_requests=1, tokens_per_day=100)
 def redis() -> Iterator[RedisServer]:
     with run_redis() as server:
         yield server
-
-
-def replica(redis: RedisServer, **options: float) -> RedisWindows:
-    """Windows in C{redis}, connected (a replica's)."""
-    windows = RedisWindows(redis.url, ProxyMetrics("test", lambda: 0.0), reactor, **options)
-    in_reactor(windows.connect)
-    return windows
-
-
-def scripts_run(redis: RedisServer) -> int:
-    """The scripts Redis ran since its statistics were last reset."""
-    stats = redis.command("INFO", "commandstats")
-    return sum(int(calls) for calls in re.findall(r"cmdstat_eval(?:sha)?:calls=(\d+)", stats))
 
 
 def test_a_request_is_one_script_its_end_goes_with_the_next(redis):

@@ -8,7 +8,6 @@ through are exactly those this process's windows
 from __future__ import annotations
 
 import calendar
-import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,14 +16,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import wait_for
-from support.redis_server import RedisServer, in_reactor, run_redis
-from twisted.internet import reactor
+from support.redis_server import (
+    RedisServer,
+    client_limits,
+    in_reactor,
+    replica,
+    run_redis,
+    scripts_run,
+)
 
 from genaiproxy.config import ClientLimits
 from genaiproxy.limits import Admission, MemoryWindows
 from genaiproxy.limits.redis_scripts import ADMIT, limits_arg
 from genaiproxy.limits.redis_store import RedisWindows
-from genaiproxy.observe import ProxyMetrics
 
 NOON = calendar.timegm((2026, 12, 4, 12, 0, 0))
 
@@ -33,19 +37,6 @@ NOON = calendar.timegm((2026, 12, 4, 12, 0, 0))
 def redis() -> Iterator[RedisServer]:
     with run_redis() as server:
         yield server
-
-
-def replica(redis: RedisServer, **options: Any) -> RedisWindows:
-    """Windows in C{redis}, connected (a replica's)."""
-    windows = RedisWindows(redis.url, ProxyMetrics("test", lambda: 0.0), reactor, **options)
-    in_reactor(windows.connect)
-    return windows
-
-
-def admissions_run(redis: RedisServer) -> int:
-    """The admission scripts Redis ran since its statistics were reset."""
-    stats = redis.command("INFO", "commandstats")
-    return sum(int(calls) for calls in re.findall(r"cmdstat_evalsha:calls=(\d+)", stats))
 
 
 def test_the_admission_script_tells_the_room_left_in_every_window(redis):
@@ -90,23 +81,13 @@ def test_a_clients_next_request_goes_before_its_script_is_answered(redis):
         first, at_once, second = in_reactor(two_requests)
         assert first.requests.remaining == 9
         assert at_once and second.refused_by is None and second.requests.remaining == 8
-        wait_for(lambda: admissions_run(redis) == 2)
+        wait_for(lambda: scripts_run(redis, "evalsha") == 2)
         assert in_reactor(waiting.admit, name, limits).requests.remaining == 7
     finally:
         for store in (windows, waiting):
             in_reactor(store.disconnect)
 
 
-limit_values = st.one_of(st.none(), st.integers(min_value=0, max_value=6))
-client_limits = st.builds(
-    ClientLimits,
-    requests_per_minute=limit_values,
-    tokens_per_minute=st.one_of(st.none(), st.sampled_from([0, 100, 1000, 5000])),
-    concurrent_requests=st.one_of(st.none(), st.integers(min_value=0, max_value=3)),
-    tokens_per_day=st.one_of(st.none(), st.sampled_from([0, 500, 2000])),
-    budget_per_day=st.one_of(st.none(), st.sampled_from([0.0, 0.005, 0.02])),
-    budget_per_month=st.one_of(st.none(), st.sampled_from([0.0, 0.01, 0.05])),
-)
 steps = st.lists(st.tuples(
     st.sampled_from(["admit", "admit", "admit", "spend", "release"]),
     st.integers(min_value=0, max_value=1500),

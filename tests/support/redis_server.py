@@ -8,6 +8,7 @@ process."""
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hypothesis import strategies as st
+
+from genaiproxy.config import ClientLimits
+from genaiproxy.limits.redis_store import RedisWindows
+from genaiproxy.observe import ProxyMetrics
 from support import _stop, free_port
 
 T = TypeVar("T")
@@ -114,3 +120,34 @@ def in_reactor(call: Callable[..., Any], *args: Any) -> Any:
             target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True)
         _reactor_thread.start()
     return blockingCallFromThread(reactor, call, *args)
+
+
+def replica(redis: RedisServer, **options: Any) -> RedisWindows:
+    """A replica's windows in C{redis}, connected (C{options}: those of
+    L{RedisWindows})."""
+    from twisted.internet import reactor
+
+    windows = RedisWindows(redis.url, ProxyMetrics("test", lambda: 0.0), reactor, **options)
+    in_reactor(windows.connect)
+    return windows
+
+
+def scripts_run(redis: RedisServer, commands: str = "eval(?:sha)?") -> int:
+    """The scripts Redis ran since its statistics were last reset (by
+    C{commands}, a pattern: EVAL and EVALSHA by default)."""
+    stats = redis.command("INFO", "commandstats")
+    return sum(int(calls) for calls in re.findall(rf"cmdstat_{commands}:calls=(\d+)", stats))
+
+
+# A client's limits, every kind or none, small enough to be reached in a
+# few steps (the property tests that run a store against another).
+_limit_values = st.one_of(st.none(), st.integers(min_value=0, max_value=6))
+client_limits = st.builds(
+    ClientLimits,
+    requests_per_minute=_limit_values,
+    tokens_per_minute=st.one_of(st.none(), st.sampled_from([0, 100, 1000, 5000])),
+    concurrent_requests=st.one_of(st.none(), st.integers(min_value=0, max_value=3)),
+    tokens_per_day=st.one_of(st.none(), st.sampled_from([0, 500, 2000])),
+    budget_per_day=st.one_of(st.none(), st.sampled_from([0.0, 0.005, 0.02])),
+    budget_per_month=st.one_of(st.none(), st.sampled_from([0.0, 0.01, 0.05])),
+)
