@@ -123,6 +123,7 @@ class LoggedJSON:
 # whitespace between tokens in valid JSON), and non-ASCII characters (only
 # ever inside strings), which the line shows as \u escapes as json.dumps does.
 _NON_ASCII = re.compile("[^\x00-\x7f]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -145,7 +146,12 @@ class CheckedJSON(LoggedJSON):
         """The body as it goes into a line (None: it must be parsed)."""
         try:
             text = self._body.decode("utf-8")
-        except UnicodeDecodeError:  # UTF-16 or -32, which json.loads also reads
+        except UnicodeDecodeError:
+            return None
+        if _CONTROL.search(text):
+            # Not UTF-8 JSON, which holds no control character but the
+            # whitespace between tokens: UTF-16 or -32 (which json.loads
+            # reads too, and whose ASCII decodes as UTF-8 full of NULs).
             return None
         # (Two replace() calls: str.translate is thirty times slower here.)
         text = text.removeprefix("\ufeff").replace("\r", " ").replace("\n", " ")
@@ -197,9 +203,8 @@ class LinesObserver:
         self._clock = clock
         self._flush_delay = flush_delay
         self._pending: list[dict[str, Any]] = []
-        # The last second whose date and time of day were formatted.
-        self._second: int | None = None
-        self._second_text = ""
+        # The last second whose date and time of day were formatted, and them.
+        self._second: tuple[int | None, str] = (None, "")
         self._flush_call: IDelayedCall | None = None
 
     def flush(self) -> None:
@@ -269,11 +274,11 @@ class LinesObserver:
             second, micros = second + 1, micros - 1_000_000
         elif micros < 0:
             second, micros = second - 1, micros + 1_000_000
-        if second != self._second:
-            self._second = second
-            self._second_text = datetime.fromtimestamp(second, timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%S")
-        return f"{self._second_text}.{micros // 1000:03d}Z"
+        cached_second, text = self._second
+        if second != cached_second:
+            text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)  # one store: other threads render too
+        return f"{text}.{micros // 1000:03d}Z"
 
     def _record(self, event: dict[str, Any]) -> dict[str, Any]:
         """The fields of one event, in the order they are shown."""

@@ -5,12 +5,15 @@ again, and the line stays one line of ASCII that reads back as the body."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.logger import LogLevel
 
+from genaiproxy.api import prepare_body
 from genaiproxy.observe import CheckedJSON, LinesObserver
 
 
@@ -83,3 +86,20 @@ def test_text_form_shows_the_parsed_body_when_debugging() -> None:
     line = observer.render({"log_namespace": "genaiproxy.forward", "log_format": "request",
                             "log_time": 0.0, "body": CheckedJSON(b'{"a": [1, 2]}')})
     assert "body=" in line and '"a"' in line
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-32-le"])
+def test_a_utf16_or_utf32_body_without_bom_never_reaches_the_line_raw(encoding: str) -> None:
+    """JSON in little-endian UTF-16 or -32 without a BOM, which the proxy parses (json.loads
+    reads it) and may log as it came: its ASCII is valid UTF-8 full of NULs
+    and, with chosen characters, of line separators a reader splits on.  It
+    is parsed and encoded for the line instead: one line, no control
+    character, the client's value."""
+    value = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "x\u1c41\u0b41y"}]}
+    body = json.dumps(value, ensure_ascii=False).encode(encoding)
+    prepared = prepare_body(body, None)
+    assert prepared.payload == value  # the proxy does read it
+    line = _render(CheckedJSON(body))
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f]", line[:-1])
+    assert line.splitlines() == [line[:-1]]
+    assert json.loads(line)["body"] == value
