@@ -4,22 +4,14 @@ L{RedisWindows} is the L{genaiproxy.limits.SharedWindows} of the
 L{genaiproxy.limits.Limiter}: each request is one Lua script in Redis
 (L{genaiproxy.limits.redis_scripts}) that checks and takes all of its
 client's windows at once, with Redis's clock, so that N proxies enforce one
-limit.  While Redis's last answer for a client is younger than
-C{VIEW_AGE} and leaves room for one more (L{genaiproxy.limits.redis_view}),
-a request goes at once, its script behind it: exact on one replica, up to
-C{VIEW_AGE} late on what the other replicas took.  The end of a request
-(its answer's tokens and cost, its concurrency slot given back) is not a
-script of its own: it waits, with its time, for the client's next
-admission, which counts it first, so that this replica's next verdict for
-the client is the one it would have been (and a request costs one round
-trip to Redis, not three).  Ends that no admission takes within
-C{SETTLE_DELAY} (a client that sends nothing more) are told in a script
-of their own, and so are all of them at the stop; the other replicas see
-an end that much later (a slot given back on one replica is free on the
-others within C{SETTLE_DELAY}).  The scripts are loaded on each
-connection (C{SCRIPT LOAD}) and run by their digest (C{EVALSHA}), sent
-whole (C{EVAL}) when Redis does not know them (C{NOSCRIPT}: it
-restarted, or flushed its scripts).
+limit; while Redis's last answer leaves room (L{genaiproxy.limits.redis_view}),
+the request goes at once, its script behind it.  The end of a request (its
+tokens and cost, its slot given back) rides the client's next admission,
+counted first, so that a request costs one round trip, not three; ends that
+no admission takes within C{SETTLE_DELAY} are told in a script of their
+own, as all of them are at the stop.  The scripts are loaded on each
+connection and run by digest (C{EVALSHA}), sent whole (C{EVAL}) when Redis
+does not know them (C{NOSCRIPT}: it restarted, or flushed its scripts).
 
 A concurrency slot is a lease with an end: this process pushes the end of
 its open requests' leases forward every third of their time, and removes
@@ -248,8 +240,14 @@ class RedisWindows:
             return answered
         if lease:
             self._leases[lease] = key + ":leases"
-        answered.addErrback(lambda _: None)
+        answered.addErrback(self._behind_failed)
         return succeed(ahead)
+
+    def _behind_failed(self, failure: Failure) -> None:
+        """The script behind a request that went ahead failed: Redis's
+        failures are told as an outage (L{_failed}); anything else is ours."""
+        if self._up and not self._stopping:
+            log.failure("admit_ahead_verdict", failure)
 
     def _verdict(self, answer: str, name: str, limits: ClientLimits, view: ClientView,
                  send: Send, lease: str, ahead: bool) -> Admission:

@@ -209,7 +209,10 @@ class ClientView:
         C{now}: the room it left (None: refused).  What was sent before it
         is counted in it; what was sent after, and the ends not sent yet,
         still count against it."""
-        while self._in_flight and self._in_flight.popleft() is not send:
+        if send not in self._in_flight:  # (never, while answers come in order)
+            self._room = None  # the next request waits for Redis
+            return
+        while self._in_flight.popleft() is not send:
             pass
         since = Send()
         for later in self._in_flight:

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 
 from genaiproxy.config import ClientLimits
 from genaiproxy.limits.redis_store import RedisWindows
@@ -356,3 +357,33 @@ def test_the_view_is_what_redis_would_say_on_one_replica(limits, sequence):
                 assert counts(left) == counts(expected)
                 assert (view.ahead(limits, NOW, VIEW_AGE, None) is not None) == \
                     expected.fits_one()
+
+
+def test_an_answer_to_a_send_not_in_flight_leaves_no_room():
+    """An answer the view cannot place among its sends (answers out of
+    order) leaves it without room: the next request waits for Redis
+    rather than act on a count that may miss admissions."""
+    limits = ClientLimits(requests_per_minute=100)
+    view = ClientView()
+    view.answered(view.sent(admission=True), limits, Room(requests=50, requests_reset=1.0),
+                  NOW)
+    assert view.ahead(limits, NOW, VIEW_AGE, None) is not None
+    view.sent(admission=True)
+    view.answered(Send(), limits, Room(requests=50, requests_reset=1.0), NOW)
+    assert view.ahead(limits, NOW, VIEW_AGE, None) is None
+
+
+def test_a_bug_reading_the_verdict_behind_a_request_is_logged():
+    """The script behind a request that went ahead answers what the store
+    cannot read (a bug of ours, not an outage): the failure is logged with
+    its traceback, not dropped unseen, and Redis is not taken for away."""
+    windows = HeldWindows()
+    limits = ClientLimits(requests_per_minute=100)
+    admit(windows, limits)
+    windows.redis.answer(let_through(requests="98", reset="0.6"))
+    assert admit(windows, limits).called
+    with capturedLogs() as events:
+        windows.redis.answer("not an answer")
+    failures = [e for e in events if e.get("log_format") == "admit_ahead_verdict"]
+    assert len(failures) == 1 and failures[0]["log_failure"] is not None
+    assert windows.available
