@@ -123,7 +123,6 @@ class LoggedJSON:
 # whitespace between tokens in valid JSON), and non-ASCII characters (only
 # ever inside strings), which the line shows as \u escapes as json.dumps does.
 _NON_ASCII = re.compile("[^\x00-\x7f]")
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -144,14 +143,17 @@ class CheckedJSON(LoggedJSON):
 
     def line_text(self) -> str | None:
         """The body as it goes into a line (None: it must be parsed)."""
-        try:
-            text = self._body.decode("utf-8")
-        except UnicodeDecodeError:
+        body = self._body
+        if b"\x00" in body:
+            # UTF-16 or -32, which json.loads reads too, and whose ASCII
+            # decodes as UTF-8 full of NULs (and of control characters, with
+            # chosen ones).  Strictly parsed UTF-8 JSON holds no control
+            # character but the whitespace between tokens, and every other
+            # encoding writes its ASCII with NULs.
             return None
-        if _CONTROL.search(text):
-            # Not UTF-8 JSON, which holds no control character but the
-            # whitespace between tokens: UTF-16 or -32 (which json.loads
-            # reads too, and whose ASCII decodes as UTF-8 full of NULs).
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
             return None
         # (Two replace() calls: str.translate is thirty times slower here.)
         text = text.removeprefix("\ufeff").replace("\r", " ").replace("\n", " ")
