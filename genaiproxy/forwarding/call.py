@@ -48,7 +48,7 @@ from genaiproxy.forwarding.bridge import (
     ResponsesBridge,
 )
 from genaiproxy.forwarding.context import CallContext
-from genaiproxy.forwarding.limiting import ask_limits, give_back
+from genaiproxy.forwarding.limiting import ask_limits, give_back, limited
 from genaiproxy.forwarding.report import (
     count_request,
     elapsed_ms,
@@ -296,9 +296,7 @@ class ForwardCall:
         metrics = self.context.metrics
         metrics.child(metrics.upstream_headers, self.route.label).observe(
             monotonic() - self.started)
-        admission = self.admission
-        return_head(self.request, response, tried_names(self), admission is not None and (
-            admission.requests is not None or admission.tokens is not None))
+        return_head(self.request, response, tried_names(self), limited(self))
         if body is None:
             # Nothing is sent again once a stream began: its request's URL
             # and headers need not live as long as the stream.

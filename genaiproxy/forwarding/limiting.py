@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from genaiproxy.forwarding.answer import AnsweringCall, answer_error
 from genaiproxy.limits import Admission
 
-__all__ = ["LimitedCall", "ask_limits", "give_back"]
+__all__ = ["LimitedCall", "ask_limits", "give_back", "limited"]
 
 
 class LimitedCall(AnsweringCall, Protocol):
@@ -78,3 +78,11 @@ def give_back(call: LimitedCall) -> None:
     if call.admission is not None:
         call.context.limits.release(_client(call), call.admission)
         call.admission = None
+
+
+def limited(call: LimitedCall) -> bool:
+    """Whether C{call}'s answer carries its client's own C{x-ratelimit-*}
+    headers (set when it was let through), in place of the upstream's."""
+    admission = call.admission
+    return admission is not None and (
+        admission.requests is not None or admission.tokens is not None)
