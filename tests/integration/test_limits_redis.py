@@ -26,13 +26,14 @@ from support.limits_proxy import logged, named
 from support.redis_server import (
     RedisServer,
     client_limits,
+    end_step,
     in_reactor,
     run_redis,
 )
 from twisted.internet import reactor
 from twisted.logger import formatEvent
 
-from genaiproxy.config import ClientLimits, ConfigError, load_config
+from genaiproxy.config import ClientLimits, Config, ConfigError, load_config
 from genaiproxy.limits import Admission, MemoryWindows
 from genaiproxy.limits.redis_store import SETTLE_DELAY, RedisWindows, redis_windows
 from genaiproxy.observe import ProxyMetrics
@@ -88,6 +89,13 @@ def wait_until(check: Any, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def redis_config(**settings: str) -> Config:
+    """The proxy's configuration with C{settings} (the Redis ones) over a
+    minimal valid one."""
+    return load_config({"GENAI_BASE_URL": "http://127.0.0.1:9", "GENAI_API_KEY": "k",
+                        "GENAI_SUBSCRIPTION_NAME": "X-Key", **settings})
+
+
 def same(admission: Admission) -> Admission:
     """What both stores must agree on: all but the shared lease."""
     return dataclasses.replace(admission, lease=None, shared=False)
@@ -125,14 +133,8 @@ def test_redis_gives_the_verdicts_of_the_windows_in_process(shared, limits, star
             assert found.shared
             if found.refused_by is None:
                 open_leases.append(found)
-        elif action == "spend":
-            memory.spend(name, limits, tokens, cost, clock.now)
-            in_reactor(windows.spend, name, limits, tokens, cost)
-        elif open_leases:
-            memory.release(name)
-            lease = open_leases.pop(0).lease
-            if lease is not None:
-                in_reactor(windows.release, name, lease)
+        else:
+            end_step(windows, memory, name, limits, action, tokens, cost, clock.now, open_leases)
 
 
 @pytest.mark.parametrize("start", STARTS)
@@ -220,10 +222,8 @@ def test_a_password_from_its_file_and_the_database_of_the_url(tmp_path):
     the URL's path picks the database the windows are kept in."""
     with run_redis(password="s3cret-redis-pass") as server:
         (tmp_path / "redis-password").write_text("s3cret-redis-pass\n")
-        config = load_config({"GENAI_BASE_URL": "http://127.0.0.1:9", "GENAI_API_KEY": "k",
-                              "GENAI_SUBSCRIPTION_NAME": "X-Key",
-                              "LIMITS_REDIS_URL": server.url + "/3",
-                              "LIMITS_REDIS_PASSWORD_FILE": str(tmp_path / "redis-password")})
+        config = redis_config(LIMITS_REDIS_URL=server.url + "/3",
+                              LIMITS_REDIS_PASSWORD_FILE=str(tmp_path / "redis-password"))
         windows = redis_windows(config, metrics(), reactor)
         in_reactor(windows.connect)
         try:
@@ -256,9 +256,8 @@ def test_rediss_checks_the_server_against_genai_ca_bundle(tmp_path):
     certificate.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     with run_redis(tls=(tmp_path / "cert.pem", tmp_path / "key.pem")) as server:
-        config = load_config({"GENAI_BASE_URL": "http://127.0.0.1:9", "GENAI_API_KEY": "k",
-                              "GENAI_SUBSCRIPTION_NAME": "X-Key", "LIMITS_REDIS_URL": server.url,
-                              "GENAI_CA_BUNDLE": str(tmp_path / "ca.pem")})
+        config = redis_config(LIMITS_REDIS_URL=server.url,
+                              GENAI_CA_BUNDLE=str(tmp_path / "ca.pem"))
         windows = redis_windows(config, metrics(), reactor)
         in_reactor(windows.connect)
         try:
@@ -304,9 +303,7 @@ def test_an_outage_is_said_once_and_its_end_too():
 
 def test_the_password_file_must_be_readable(tmp_path: Path):
     """A password file that cannot be read is a configuration error."""
-    config = load_config({"GENAI_BASE_URL": "http://127.0.0.1:9", "GENAI_API_KEY": "k",
-                          "GENAI_SUBSCRIPTION_NAME": "X-Key",
-                          "LIMITS_REDIS_URL": "redis://127.0.0.1:1",
-                          "LIMITS_REDIS_PASSWORD_FILE": str(tmp_path / "missing")})
+    config = redis_config(LIMITS_REDIS_URL="redis://127.0.0.1:1",
+                          LIMITS_REDIS_PASSWORD_FILE=str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="LIMITS_REDIS_PASSWORD_FILE"):
         redis_windows(config, metrics(), reactor)

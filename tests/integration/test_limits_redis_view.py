@@ -19,6 +19,7 @@ from support import wait_for
 from support.redis_server import (
     RedisServer,
     client_limits,
+    end_step,
     in_reactor,
     replica,
     run_redis,
@@ -129,11 +130,5 @@ def test_on_one_replica_the_view_lets_through_what_redis_would(acting_on_views, 
                 assert abs(found.tokens.remaining - expected.tokens.remaining) <= 1
             if found.refused_by is None:
                 open_leases.append(found)
-        elif action == "spend":
-            memory.spend(name, limits, tokens, cost, NOON)
-            in_reactor(windows.spend, name, limits, tokens, cost)
-        elif open_leases:
-            memory.release(name)
-            lease = open_leases.pop(0).lease
-            if lease is not None:
-                in_reactor(windows.release, name, lease)
+        else:
+            end_step(windows, memory, name, limits, action, tokens, cost, NOON, open_leases)

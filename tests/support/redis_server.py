@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 
 from genaiproxy.config import ClientLimits
+from genaiproxy.limits import MemoryWindows
 from genaiproxy.limits.redis_store import RedisWindows
 from genaiproxy.observe import ProxyMetrics
 from support import _stop, free_port
@@ -151,3 +152,19 @@ client_limits = st.builds(
     budget_per_day=st.one_of(st.none(), st.sampled_from([0.0, 0.005, 0.02])),
     budget_per_month=st.one_of(st.none(), st.sampled_from([0.0, 0.01, 0.05])),
 )
+
+
+def end_step(windows: RedisWindows, memory: MemoryWindows, name: str, limits: ClientLimits, action: str,
+             tokens: int, cost: float, now: float, open_leases: list[Any]) -> None:
+    """A step of a property test that is not an admission, in both stores
+    (L{RedisWindows} and L{MemoryWindows} at C{now}):
+    C{spend} counts an answer's C{tokens} and C{cost}; anything else ends
+    the oldest request still open in C{open_leases} (their admissions)."""
+    if action == "spend":
+        memory.spend(name, limits, tokens, cost, now)
+        in_reactor(windows.spend, name, limits, tokens, cost)
+    elif open_leases:
+        memory.release(name)
+        lease = open_leases.pop(0).lease
+        if lease is not None:
+            in_reactor(windows.release, name, lease)
