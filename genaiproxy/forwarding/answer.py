@@ -104,7 +104,7 @@ def tell_tried(headers: Headers, tried: Sequence[str]) -> None:
 
 
 def return_head(request: Any, response: IResponse, tried: Sequence[str],
-                limited: bool = False) -> None:
+                limited: bool) -> None:
     """Give the client the upstream's status and the headers that are its to
     see, and say which upstream answered it how (C{tried}: the upstreams
     tried, the one that answered last, when there were several).

@@ -40,8 +40,6 @@ def log_request(call: AnsweringCall, upstream_url: str, prepared: PreparedBody,
         content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
         if prepared.payload is not None and isinstance(body, bytes):
             fields["body"] = CheckedJSON(body)  # parsed already: valid JSON
-        elif prepared.payload is not None:
-            fields["body"] = prepared.payload
         elif isinstance(body, bytes):
             fields.update(body_for_log(body, content_type))
         else:
