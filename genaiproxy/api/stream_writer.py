@@ -32,6 +32,8 @@ class ChatStreamWriter:
     """Writes the client API's events of one streamed chat answer.
 
     @ivar status: None while the answer goes on, then what it ended as.
+    @ivar upstream_error: the error the upstream's own stream ended with
+        (C{message} and C{code}), if it did.
     """
 
     # The failure a break is told as, when the caller names none.
@@ -39,6 +41,7 @@ class ChatStreamWriter:
 
     def __init__(self) -> None:
         self.status: str | None = None
+        self.upstream_error: dict[str, str] | None = None
         self._reader = ChatChunkReader()
         self._out: list[bytes] = []
         self._started = False
@@ -120,6 +123,7 @@ class ChatStreamWriter:
                 self._end()
             else:
                 message, code = value
+                self.upstream_error = {"message": message, "code": code}
                 self._upstream_error(message, code)
 
     def _chunk(self, chunk: dict[str, Any]) -> None:

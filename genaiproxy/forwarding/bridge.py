@@ -88,6 +88,12 @@ class BridgeEvents:
         reads every chunk: no usage reader need read them again)."""
         return usage_of({"usage": self.writer.usage})
 
+    @property
+    def upstream_error(self) -> dict[str, str] | None:
+        """The error event the upstream's stream ended with (its C{message}
+        and C{code}), when it ended with one."""
+        return self.writer.upstream_error
+
     def flush(self) -> bytes:
         """The end of the answer, once the upstream's stream ended cleanly."""
         return self.writer.finish()

@@ -176,8 +176,13 @@ class StreamedAnswer:
             count_tokens(call, usage)
         if problem is None:
             request.finish()
-            log.info("streaming_end", **about(call), bytes=sent, events=events,
-                     duration_ms=elapsed_ms(call), **counted)
+            emit = log.info
+            upstream_error = self._events.upstream_error if self._events is not None else None
+            if upstream_error is not None:
+                # The bridge told its client the answer failed: so does the log.
+                emit, counted["upstream_error"] = log.warn, upstream_error
+            emit("streaming_end", **about(call), bytes=sent, events=events,
+                 duration_ms=elapsed_ms(call), **counted)
             return
         call.context.metrics.failures.labels(problem.kind, call.upstream_name).inc()
         document = failure_document(call, problem)

@@ -207,6 +207,8 @@ class PacedStream:
         self._delay = delay
         self._drop_after = drop_after
         self._head = head
+        # X-Mock-Error-After: the stream's error event after that many events.
+        self._error_after = int_header(request, b"x-mock-error-after")
         self._sent = 0
         self._call: IDelayedCall | None = None
         self._done = False
@@ -234,11 +236,24 @@ class PacedStream:
         if self._sent == self._drop_after:
             self._drop()
             return
+        if self._sent == self._error_after:
+            self._fail()
+            return
         if self._sent < len(self._chunks):
             self._call = self._clock.callLater(self._delay, self._step)
             return
         self._done = True
         self._request.write(self._tail)
+        self._request.finish()
+        self._state.streams_completed += 1
+
+    def _fail(self) -> None:
+        """End the stream cleanly with an error event in OpenAI's shape, as a
+        gateway does when the model fails after the answer began."""
+        self._done = True
+        self._request.write(b"data: " + json.dumps({"error": {
+            "message": "The mock upstream failed mid-stream (X-Mock-Error-After)",
+            "type": "server_error", "code": "server_error"}}).encode() + b"\n\n")
         self._request.finish()
         self._state.streams_completed += 1
 

@@ -145,6 +145,21 @@ def test_a_stream_cut_upstream_ends_with_an_error_event(sdk):
                 pass
 
 
+def test_an_upstream_error_event_ends_with_an_error_event_and_is_logged(sdk, proxy):
+    """An upstream stream that ends cleanly but with an error event ends the
+    client's stream with an error event, which the SDK raises, and its
+    streaming_end is a WARNING that names the upstream's error."""
+    raw = sdk.messages.with_raw_response.create(
+        model="gpt-4.1", max_tokens=100, messages=HELLO, stream=True,
+        extra_headers={"X-Mock-Error-After": "2"})
+    with pytest.raises(anthropic.APIStatusError):
+        for _ in raw.parse():
+            pass
+    end = proxy.wait_for_event("streaming_end", id=raw.headers["request-id"])
+    assert end["level"] == "WARNING"
+    assert end["upstream_error"]["code"] == "server_error"
+
+
 def test_claude_code_runs_bash_through_a_chat_only_gateway(tmp_path: Path):
     """claude -p in front of a gateway with no Messages API: the model's Bash
     call runs, its output goes back through the bridge, and the answer that

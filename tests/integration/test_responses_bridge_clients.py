@@ -177,6 +177,22 @@ def test_a_stream_cut_upstream_ends_failed_not_completed(sdk):
     assert "response.completed" not in kinds
 
 
+def test_an_upstream_error_event_ends_the_stream_failed_and_is_logged(sdk, bridging):
+    """An upstream stream that ends cleanly but with an error event ends the
+    client's stream with response.failed carrying the upstream's error, and
+    its streaming_end is a WARNING that names that error."""
+    raw = sdk.responses.with_raw_response.create(
+        model="gpt-4.1", input="hi", stream=True, extra_headers={"X-Mock-Error-After": "2"})
+    events = list(raw.parse())
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.error.code == "server_error"
+    assert "response.completed" not in [event.type for event in events]
+    end = bridging.wait_for_event("streaming_end", id=raw.headers["x-request-id"])
+    assert end["level"] == "WARNING"
+    assert end["upstream_error"]["code"] == "server_error"
+    assert "X-Mock-Error-After" in end["upstream_error"]["message"]
+
+
 def test_codex_runs_a_tool_through_a_chat_only_gateway(tmp_path: Path):
     """codex exec, which speaks only the Responses API, in front of a gateway
     with no /responses: the model's exec_command call runs, its output goes

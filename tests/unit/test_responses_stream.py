@@ -272,6 +272,22 @@ def test_an_upstream_error_event_fails_the_response():
                    for e in events)
 
 
+def test_the_writer_keeps_the_upstream_error_it_ended_with():
+    """The writer keeps the upstream's error (its message and code) for the
+    stream's end to report; a stream that broke or ended well has none."""
+    error = b'data: {"error": {"message": "overloaded", "code": "server_error"}}\n\n'
+    failed = writer()
+    failed.feed(chunk({"content": "Hi"}) + error)
+    assert failed.upstream_error == {"message": "overloaded", "code": "server_error"}
+    broken = writer()
+    broken.feed(chunk({"content": "Hi"}))
+    broken.fail("the upstream connection was lost")
+    whole = writer()
+    whole.feed(chunk({"content": "Hi"}) + chunk({}, "stop") + DONE)
+    whole.finish()
+    assert (broken.upstream_error, whole.upstream_error) == (None, None)
+
+
 def test_a_vllm_error_object_fails_the_response():
     """vLLM's error shape ({"object": "error", "code": 400}) fails the
     response too, with a code the SDKs know."""
