@@ -16,11 +16,13 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509 import load_pem_x509_certificate
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
 from twisted.web.http import HTTPChannel, Request
 from zope.interface import implementer
@@ -86,6 +88,9 @@ def test_every_malformed_request_goes_to_bad_request(head: bytes) -> None:
     assert channel.bad >= 1
     assert transport.value() == b""
     assert Dispatched.dispatched == []
+    # The connection ends, as a real one does after a 400: a chunked
+    # body's spooled file is closed with it.
+    channel.connectionLost(Failure(ConnectionDone()))
 
 
 def test_the_attributes_a_stream_sets_start_at_their_defaults() -> None:
