@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from genaiproxy.api.chat_history import ChatHistory, ToolCall, Transcript
 from genaiproxy.api.messages.blocks import (
     JOIN,
     block_type,
@@ -54,15 +54,6 @@ BILLING_HEADER = "x-anthropic-billing-header:"
 _USER_CONTENT = ("text", "image", "search_result", "document")
 
 
-@dataclass(frozen=True)
-class Transcript:
-    """The chat messages of a request's C{messages}, and the block types
-    dropped (once each, in the order met)."""
-
-    messages: list[dict[str, Any]]
-    dropped: tuple[str, ...] = ()
-
-
 def messages_of(messages: object) -> Transcript:
     """The chat messages for a Messages request's C{messages}.
 
@@ -78,22 +69,8 @@ def messages_of(messages: object) -> Transcript:
     return builder.finish()
 
 
-@dataclass
-class _Call:
-    message: int  # the index of the assistant message holding it
-    where: str
-    answered: bool = False
-
-
-@dataclass
-class _Builder:
+class _Builder(ChatHistory):
     """The messages as the turns come; tool messages filed under their calls."""
-
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    # The tool messages after each assistant message, by its index.
-    tools_after: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    calls: dict[str, _Call] = field(default_factory=dict)
-    dropped: list[str] = field(default_factory=list)
 
     def add(self, message: object, where: str) -> None:
         if not isinstance(message, Mapping):
@@ -115,10 +92,6 @@ class _Builder:
         else:
             raise MessagesRequestError(
                 f"{where}.content: must be a string or an array of content blocks.")
-
-    def _drop(self, kind: str) -> None:
-        if kind not in self.dropped:
-            self.dropped.append(kind)
 
     def _system(self, blocks: list[Any], where: str) -> None:
         """A system message where it is, its text blocks joined."""
@@ -142,7 +115,7 @@ class _Builder:
                 calls.append(call)
                 call_ids.append((call["id"], at))
             elif kind in DROPPED_BLOCKS:
-                self._drop(kind)
+                self.drop(kind)
             elif kind in (*_USER_CONTENT, "tool_result"):
                 raise MessagesRequestError(
                     f"{at}.type: a {kind} block cannot be in an assistant message "
@@ -158,7 +131,7 @@ class _Builder:
         self.messages.append(message)
         index = len(self.messages) - 1
         for call_id, at in call_ids:
-            self.calls[call_id] = _Call(index, at)
+            self.calls[call_id] = ToolCall(index, at)
 
     def _user(self, blocks: list[Any], where: str) -> None:
         """Tool messages under their calls; the rest of the turn (the
@@ -174,7 +147,7 @@ class _Builder:
             elif kind in _USER_CONTENT:
                 parts.append(user_part(kind, block, at))
             elif kind in DROPPED_BLOCKS:
-                self._drop(kind)
+                self.drop(kind)
             elif kind == "tool_use":
                 raise MessagesRequestError(
                     f"{at}.type: a tool_use block belongs in an assistant message.")
@@ -198,33 +171,26 @@ class _Builder:
         if call.answered:
             raise MessagesRequestError(
                 f"{where}.tool_use_id: the tool_use {call_id!r} has two tool_result blocks.")
-        call.answered = True
         is_error = block.get("is_error")
         if is_error is not None and not isinstance(is_error, bool):
             raise MessagesRequestError(f"{where}.is_error: must be a boolean.")
         output = tool_output(block.get("content"), is_error is True, f"{where}.content")
         for kind in output.dropped:
-            self._drop(kind)
-        self.tools_after.setdefault(call.message, []).append(
-            {"role": "tool", "tool_call_id": call_id, "content": output.text})
+            self.drop(kind)
+        self.answer(call_id, call, output.text)
         if not output.media:
             return []
         return [{"type": "text", "text": f"The images of the tool result {call_id}:"},
                 *output.media]
 
     def finish(self) -> Transcript:
-        unanswered = [(call_id, call) for call_id, call in self.calls.items()
-                      if not call.answered]
-        if unanswered:
-            call_id, call = unanswered[0]
+        unanswered = self.unanswered()
+        if unanswered is not None:
+            call_id, call = unanswered
             raise MessagesRequestError(
                 f"{call.where}: the tool_use {call_id!r} has no tool_result block after it: "
                 "each tool_use block needs a tool_result block in the next user message.")
-        messages: list[dict[str, Any]] = []
-        for index, message in enumerate(self.messages):
-            messages.append(message)
-            messages.extend(self.tools_after.get(index, ()))
-        return Transcript(messages, tuple(self.dropped))
+        return self.transcript()
 
 
 def system_text(blocks: object, where: str, skip_billing: bool = False) -> str:

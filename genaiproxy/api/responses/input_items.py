@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from genaiproxy.api.chat_history import ChatHistory, ToolCall, Transcript
 from genaiproxy.api.responses.tools import CUSTOM_INPUT_FIELD, BridgeRequestError, ToolNames
 
 __all__ = ["DROPPED_ITEMS", "Transcript", "messages_of"]
@@ -39,14 +39,6 @@ _IMAGE_DETAILS = ("auto", "low", "high")
 _MEDIA_ONLY = "(The output is in the next message.)"
 
 
-@dataclass(frozen=True)
-class Transcript:
-    """The chat messages of a request's input, and the item types dropped."""
-
-    messages: list[dict[str, Any]]
-    dropped: tuple[str, ...] = ()
-
-
 def messages_of(items: object, names: ToolNames, gpt5: bool) -> Transcript:
     """The chat messages for a Responses C{input} (a string or items).
 
@@ -65,28 +57,18 @@ def messages_of(items: object, names: ToolNames, gpt5: bool) -> Transcript:
     return builder.finish()
 
 
-@dataclass
-class _Call:
-    message: int  # the index of the assistant message holding it
-    where: str
-    answered: bool = False
-
-
-@dataclass
-class _Builder:
+class _Builder(ChatHistory):
     """The messages as the items come; outputs filed under their calls."""
 
-    names: ToolNames
-    gpt5: bool
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    # Tool messages, and the parts of the user message after them, by the
-    # index of the assistant message they follow.
-    tools_after: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    media_after: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    # The assistant message the next call joins, while nothing else came.
-    open: int | None = None
-    calls: dict[str, _Call] = field(default_factory=dict)
-    dropped: list[str] = field(default_factory=list)
+    def __init__(self, names: ToolNames, gpt5: bool) -> None:
+        super().__init__()
+        self.names = names
+        self.gpt5 = gpt5
+        # The parts of the user message after the tool messages that follow
+        # an assistant message, by its index.
+        self.media_after: dict[int, list[dict[str, Any]]] = {}
+        # The assistant message the next call joins, while nothing else came.
+        self.open: int | None = None
 
     def add(self, item: object, where: str) -> None:
         if not isinstance(item, Mapping):
@@ -101,8 +83,7 @@ class _Builder:
         elif kind in _OUTPUTS:
             self._output(item, where)
         elif kind in DROPPED_ITEMS:
-            if kind not in self.dropped:
-                self.dropped.append(kind)
+            self.drop(kind)
         elif kind == "item_reference" or (kind is None and "id" in item):
             raise BridgeRequestError(
                 "An item_reference points at an item stored at OpenAI; this upstream only "
@@ -147,7 +128,7 @@ class _Builder:
             "id": call_id, "type": "function",
             "function": {"name": self.names.chat_name(name, namespace), "arguments": arguments},
         })
-        self.calls[call_id] = _Call(self.open, where)
+        self.calls[call_id] = ToolCall(self.open, where)
 
     def _output(self, item: Mapping[str, Any], where: str) -> None:
         call_id = _string(item, "call_id", where, empty=False)
@@ -159,28 +140,27 @@ class _Builder:
         if call.answered:
             raise BridgeRequestError(f"The call {call_id!r} has two outputs.",
                                      f"{where}.call_id")
-        call.answered = True
         text, media = _output_content(item.get("output"), f"{where}.output")
-        self.tools_after.setdefault(call.message, []).append(
-            {"role": "tool", "tool_call_id": call_id, "content": text})
+        self.answer(call_id, call, text)
         if media:
             self.media_after.setdefault(call.message, []).extend(
                 [{"type": "text", "text": f"Output of tool call {call_id}:"}, *media])
         self.open = None
 
     def finish(self) -> Transcript:
-        for call_id, call in self.calls.items():
-            if not call.answered:
-                raise BridgeRequestError(
-                    f"No tool output found for the call {call_id!r}: a chat completions "
-                    "upstream needs every call's output in input.", call.where)
-        messages: list[dict[str, Any]] = []
-        for index, message in enumerate(self.messages):
-            messages.append(message)
-            messages.extend(self.tools_after.get(index, ()))
-            if index in self.media_after:
-                messages.append({"role": "user", "content": self.media_after[index]})
-        return Transcript(messages, tuple(self.dropped))
+        unanswered = self.unanswered()
+        if unanswered is not None:
+            call_id, call = unanswered
+            raise BridgeRequestError(
+                f"No tool output found for the call {call_id!r}: a chat completions "
+                "upstream needs every call's output in input.", call.where)
+        return self.transcript()
+
+    def after(self, index: int) -> dict[str, Any] | None:
+        """The images and files of the outputs answering message C{index}'s
+        calls, in a user message (a tool message holds text only)."""
+        media = self.media_after.get(index)
+        return {"role": "user", "content": media} if media else None
 
 
 def _string(item: Mapping[str, Any], key: str, where: str, empty: bool = True) -> str:
