@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -97,6 +98,8 @@ class Limiter:
         self.memory = MemoryWindows()
         self.shared: SharedWindows | None = None
         self.closed = False
+        # The budgets on /metrics: (client, window) read when it is.
+        self._budgets_shown: set[tuple[str, str]] = set()
 
     def set_rules(self, rules: LimitRules) -> None:
         """Take new rules into service; the windows keep their counts."""
@@ -131,16 +134,26 @@ class Limiter:
             return Admission("limits_store", "", 5.0)
         return self.memory.admit(client, limits, self._clock.seconds())
 
-    def _show_budget(self, client: str, limits: ClientLimits, now: float) -> None:
-        """What is left of C{client}'s budgets, on /metrics (once it spent)."""
-        if limits.budget_per_day is None and limits.budget_per_month is None:
-            return
-        day, month = self.memory.money(client, now)
-        for window, limit, used in (("day", limits.budget_per_day, day),
-                                    ("month", limits.budget_per_month, month)):
-            if limit is not None:
-                self._metrics.child(self._metrics.budget_remaining, client, window).set(
-                    max(limit - used, 0.0))
+    def _show_budget(self, client: str, limits: ClientLimits) -> None:
+        """Put what is left of C{client}'s budgets on /metrics (once it
+        spent), read each time /metrics is: a new day or month shows at
+        once, not at the client's next request."""
+        for window, limit in (("day", limits.budget_per_day),
+                              ("month", limits.budget_per_month)):
+            if limit is not None and (client, window) not in self._budgets_shown:
+                self._budgets_shown.add((client, window))
+                self._metrics.child(self._metrics.budget_remaining, client, window).set_function(
+                    partial(self._budget_left, client, window))
+
+    def _budget_left(self, client: str, window: str) -> float:
+        """What is left of C{client}'s budget for C{window} (NaN: a reload
+        took that budget away)."""
+        limits = self.rules.of(client)
+        limit = limits.budget_per_day if window == "day" else limits.budget_per_month
+        if limit is None:
+            return math.nan
+        day, month = self.memory.money(client, self._clock.seconds())
+        return max(limit - (day if window == "day" else month), 0.0)
 
     def spend(self, client: str, model: str | None, usage: Mapping[str, int]) -> None:
         """Count an answer's tokens (and their cost, by its model's price)."""
@@ -156,7 +169,7 @@ class Limiter:
         self.memory.spend(client, limits, tokens, cost, now)
         if self.shared is not None and self.shared.available:
             self.shared.spend(client, limits, tokens, cost)
-        self._show_budget(client, limits, now)
+        self._show_budget(client, limits)
 
     def release(self, client: str, admission: Admission) -> None:
         """A request let through has ended: its concurrency slot is free."""

@@ -90,7 +90,7 @@ class ProxyMetrics:
                             ["client", "model"], registry=registry)
         self.budget_remaining = Gauge("genai_proxy_budget_remaining",
                                       "What is left of a client's budget, by window (day, "
-                                      "month), as last seen.", ["client", "window"],
+                                      "month).", ["client", "window"],
                                       registry=registry)
         self.limits_store_down = Gauge("genai_proxy_limits_store_unavailable",
                                        "1 while the shared limits store (Redis) cannot be "

@@ -102,6 +102,24 @@ def test_a_budget_is_spent_at_the_models_price(tmp_path):
     assert 'genai_proxy_limited_total{client="alice",limit="budget_per_day"} 1.0' in metrics
 
 
+def test_the_budget_left_on_metrics_starts_again_with_the_day(tmp_path):
+    """What is left of a budget is read when /metrics is: once the day
+    turns (midnight UTC) it is the whole day's budget again, before the
+    client sends another request; the month's stays spent."""
+    proxy, _, _ = limited_proxy(
+        tmp_path, "  default:\n    budget_per_day: 0.001\n    budget_per_month: 0.01")
+    proxy.request("POST", "/v1/chat/completions", json=CHAT, headers=bearer("tok-alice"))
+
+    def left() -> str:
+        return proxy.request("GET", "/metrics", headers=bearer("tok-alice")).body.decode()
+
+    assert 'genai_proxy_budget_remaining{client="alice",window="day"} 0.000525' in left()
+    proxy.advance(86400 - proxy.clock.seconds() % 86400)
+    metrics = left()
+    assert 'genai_proxy_budget_remaining{client="alice",window="day"} 0.001' in metrics
+    assert 'genai_proxy_budget_remaining{client="alice",window="month"} 0.009525' in metrics
+
+
 def test_a_model_outside_the_clients_list_is_403_and_not_listed(tmp_path):
     """ci-runner may use two models: another gets 403 model_not_allowed;
     /v1/models lists only its two, and /v1/models/gpt-5 is not found for
