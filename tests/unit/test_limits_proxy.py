@@ -120,6 +120,20 @@ def test_the_budget_left_on_metrics_starts_again_with_the_day(tmp_path):
     assert 'genai_proxy_budget_remaining{client="alice",window="month"} 0.009525' in metrics
 
 
+def test_a_budget_a_reload_takes_away_is_nan_on_metrics(tmp_path):
+    """A reload of models.yaml without the day's budget leaves no figure
+    for it: NaN (the month's, still there, stays)."""
+    proxy, _, models = limited_proxy(
+        tmp_path, "  default:\n    budget_per_day: 0.001\n    budget_per_month: 0.01")
+    proxy.request("POST", "/v1/chat/completions", json=CHAT, headers=bearer("tok-alice"))
+    models.write_text(models.read_text().replace("    budget_per_day: 0.001\n", ""))
+    os.utime(models, ns=(1, 1))
+    proxy.catalog.refresh()
+    metrics = proxy.request("GET", "/metrics", headers=bearer("tok-alice")).body.decode()
+    assert 'genai_proxy_budget_remaining{client="alice",window="day"} NaN' in metrics
+    assert 'genai_proxy_budget_remaining{client="alice",window="month"} 0.009525' in metrics
+
+
 def test_a_model_outside_the_clients_list_is_403_and_not_listed(tmp_path):
     """ci-runner may use two models: another gets 403 model_not_allowed;
     /v1/models lists only its two, and /v1/models/gpt-5 is not found for
