@@ -53,10 +53,13 @@ _LEVEL_NAMES = {
 
 _OWN_NAMESPACE = "genaiproxy"
 
-# Events rendered per reactor turn when writing out a batch: at least
-# _SLICE, more when the backlog is large, so that a busy proxy never falls
-# behind while a quiet one pauses for a few events' worth of work at a time.
+# Events rendered per reactor turn when writing out a batch: at most
+# _SLICE, or fewer once their lines pass _SLICE_CHARS (a request logged with
+# a 64 KB body takes a third of a millisecond to render and write), so that
+# a quiet proxy pauses for little at a time; and at least a sixteenth of the
+# backlog, so that a busy one never falls behind.
 _SLICE = 8
+_SLICE_CHARS = 64 * 1024
 _BACKLOG_SHARE = 16
 
 
@@ -220,17 +223,30 @@ class LinesObserver:
         behind it; a slice at a time keeps that pause short.
         """
         self._flush_call = None
-        self._write_out(max(_SLICE, len(self._pending) // _BACKLOG_SHARE))
+        backlog = len(self._pending) // _BACKLOG_SHARE
+        self._write_out(max(_SLICE, backlog), at_least=max(1, backlog), chars=_SLICE_CHARS)
         if self._pending and self._clock is not None:
             self._flush_call = self._clock.callLater(0, self._drain)
 
-    def _write_out(self, count: int) -> None:
+    def _write_out(self, count: int, at_least: int | None = None,
+                   chars: int | None = None) -> None:
+        """Render and write the first C{count} gathered events, or (with
+        C{chars}) stop early, once at least C{at_least} of them were, when
+        their lines pass C{chars} characters."""
         if self._flush_call is not None and self._flush_call.active() and count >= len(self._pending):
             self._flush_call.cancel()
             self._flush_call = None
         if self._pending:
-            events, self._pending = self._pending[:count], self._pending[count:]
-            self._stream.write("".join(map(self.render, events)))
+            lines: list[str] = []
+            size = 0
+            for event in self._pending[:count]:
+                line = self.render(event)
+                lines.append(line)
+                size += len(line)
+                if chars is not None and size >= chars and len(lines) >= (at_least or 1):
+                    break
+            del self._pending[:len(lines)]
+            self._stream.write("".join(lines))
         self._stream.flush()
 
     def __call__(self, event: dict[str, Any]) -> None:
