@@ -14,6 +14,7 @@ import math
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from threading import get_ident
@@ -264,9 +265,11 @@ class LinesObserver:
             self._flush_call = clock.callLater(self._flush_delay, self._drain)
 
     def render(self, event: dict[str, Any]) -> str:
-        """One event as a line of JSON or text."""
-        record = self._record(event)
+        """One event as a line of JSON or text.  Never raises: an event that
+        cannot be shown is written as L{_unshown}, and the lines after it
+        go on."""
         try:
+            record = self._record(event)
             if self._text:
                 return render_text(record, self._debug, _for_json)
             body = record.get("body")
@@ -275,11 +278,25 @@ class LinesObserver:
                 return json.dumps(record, default=_for_json) + "\n"
             del record["body"]
             return f'{json.dumps(record, default=_for_json)[:-1]}, "body": {text}}}\n'
-
         except Exception:  # a field that cannot be shown: say which event, not what
-            return json.dumps({"time": record["time"], "level": record["level"],
-                               "event": "unserializable_log_event",
-                               "of": str(record.get("event")), "fields": sorted(record)}) + "\n"
+            return self._unshown(event)
+
+    def _unshown(self, event: dict[str, Any]) -> str:
+        """The line of an event that cannot be shown: which event it was and
+        the names of its fields, never their values."""
+        try:
+            when = self._time_of(event["log_time"])
+        except Exception:  # no time, or not a number
+            when = self._time_of(time.time())
+        level = event.get("log_level")
+        name = event.get("log_format")
+        return json.dumps({
+            "time": when,
+            "level": _LEVEL_NAMES.get(level, "INFO") if isinstance(level, LogLevel) else "INFO",
+            "event": "unserializable_log_event",
+            "of": name if isinstance(name, str) else None,
+            "fields": sorted(str(key) for key in event if not str(key).startswith("log_")),
+        }) + "\n"
 
     def _time_of(self, when: float) -> str:
         """C{when} in UTC to the millisecond (C{2026-12-04T19:47:13.123Z}),

@@ -104,3 +104,19 @@ def test_flush_writes_everything_at_once(on_reactor_thread: None) -> None:
     observer.flush()
     assert written(stream) == list(range(8)) and stream.writes == 1
     assert not clock.getDelayedCalls()
+
+
+def test_an_event_that_cannot_be_shown_does_not_stop_the_others(on_reactor_thread: None) -> None:
+    """An event whose time is not a number (or any field that cannot be
+    shown) is written as unserializable_log_event, naming its fields but
+    not their values, and the events after it are written as usual."""
+    clock, stream, observer = observed(1, "short")
+    observer({"log_format": "request", "log_namespace": "genaiproxy.test",
+              "log_time": "not a time", "secret": "hunter2"})
+    Logger(namespace="genaiproxy.test", observer=observer).info("request", number=2)
+    clock.advance(0.05)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line.get("number") for line in lines] == [0, None, 2]
+    assert lines[1]["event"] == "unserializable_log_event" and lines[1]["of"] == "request"
+    assert lines[1]["fields"] == ["secret"] and "hunter2" not in stream.getvalue()
+    assert not clock.getDelayedCalls()
