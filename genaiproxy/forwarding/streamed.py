@@ -174,13 +174,13 @@ class StreamedAnswer:
         if usage is not None:
             counted["usage"] = usage
             count_tokens(call, usage)
+        # The upstream's own error event, which the bridge told its client.
+        upstream_error = self._events.upstream_error if self._events is not None else None
+        if upstream_error is not None:
+            counted["upstream_error"] = upstream_error
         if problem is None:
             request.finish()
-            emit = log.info
-            upstream_error = self._events.upstream_error if self._events is not None else None
-            if upstream_error is not None:
-                # The bridge told its client the answer failed: so does the log.
-                emit, counted["upstream_error"] = log.warn, upstream_error
+            emit = log.info if upstream_error is None else log.warn
             emit("streaming_end", **about(call), bytes=sent, events=events,
                  duration_ms=elapsed_ms(call), **counted)
             return

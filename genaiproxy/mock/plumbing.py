@@ -230,13 +230,16 @@ class PacedStream:
     def _step(self) -> None:
         """Write the event that is due, then finish, drop or reschedule."""
         self._call = None
+        if self._error_due():
+            self._fail()
+            return
         if self._sent < len(self._chunks) and self._sent != self._drop_after:
             self._request.write(self._chunks[self._sent])
             self._sent += 1
         if self._sent == self._drop_after:
             self._drop()
             return
-        if self._sent == self._error_after:
+        if self._error_due():
             self._fail()
             return
         if self._sent < len(self._chunks):
@@ -247,13 +250,23 @@ class PacedStream:
         self._request.finish()
         self._state.streams_completed += 1
 
+    def _error_due(self) -> bool:
+        """Whether X-Mock-Error-After's error event is due now (at the
+        latest instead of the stream's end)."""
+        after = self._error_after
+        return after is not None and self._sent >= min(after, len(self._chunks))
+
     def _fail(self) -> None:
-        """End the stream cleanly with an error event in OpenAI's shape, as a
-        gateway does when the model fails after the answer began."""
-        self._done = True
+        """End the stream with an error event in OpenAI's shape, as a gateway
+        does when the model fails after the answer began: cleanly, or with
+        X-Mock-Drop-After too, by cutting the connection after it."""
         self._request.write(b"data: " + json.dumps({"error": {
             "message": "The mock upstream failed mid-stream (X-Mock-Error-After)",
             "type": "server_error", "code": "server_error"}}).encode() + b"\n\n")
+        if self._drop_after is not None:
+            self._drop()
+            return
+        self._done = True
         self._request.finish()
         self._state.streams_completed += 1
 

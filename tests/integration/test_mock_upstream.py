@@ -205,6 +205,22 @@ def test_drop_after_breaks_the_stream(client: httpx.Client) -> None:
     assert client.get("/_mock/stats").json()["streams_dropped"] == 1
 
 
+@pytest.mark.parametrize(("after", "events"), [(0, 0), (2, 2), (99, 4)])
+def test_error_after_ends_the_stream_with_an_error_event(client: httpx.Client, after: int,
+                                                         events: int) -> None:
+    """X-Mock-Error-After: N sends N events (at most all of them), then an
+    error event instead of the rest and of [DONE], and ends the stream
+    cleanly."""
+    headers = {"X-Mock-Error-After": str(after), "X-Mock-Events": "4",
+               "X-Mock-Event-Delay": "0.01"}
+    with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True},
+                       headers=headers) as response:
+        payloads = sse_payloads(list(response.iter_lines()))
+    assert response.status_code == 200
+    assert [json.loads(p).get("error", {}).get("code") for p in payloads] == (
+        [None] * events + ["server_error"])
+
+
 def test_drop_after_on_a_plain_request(client: httpx.Client) -> None:
     with pytest.raises(httpx.TransportError):
         client.post("/v1/chat/completions", json=CHAT, headers={"X-Mock-Drop-After": "0"})

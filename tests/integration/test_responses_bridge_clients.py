@@ -193,6 +193,22 @@ def test_an_upstream_error_event_ends_the_stream_failed_and_is_logged(sdk, bridg
     assert "X-Mock-Error-After" in end["upstream_error"]["message"]
 
 
+def test_an_upstream_error_event_then_a_cut_is_logged_with_both(sdk, bridging):
+    """An upstream stream that sends an error event and then breaks: the
+    client's stream ends with response.failed carrying the upstream's
+    error, and stream_broken names that error beside the break."""
+    raw = sdk.responses.with_raw_response.create(
+        model="gpt-4.1", input="hi", stream=True,
+        extra_headers={"X-Mock-Error-After": "2", "X-Mock-Drop-After": "9"})
+    kinds = []
+    with pytest.raises(openai.APIError):
+        for event in raw.parse():
+            kinds.append(event.type)
+    assert "response.completed" not in kinds
+    broken = bridging.wait_for_event("stream_broken", id=raw.headers["x-request-id"])
+    assert broken["upstream_error"]["code"] == "server_error"
+
+
 def test_codex_runs_a_tool_through_a_chat_only_gateway(tmp_path: Path):
     """codex exec, which speaks only the Responses API, in front of a gateway
     with no /responses: the model's exec_command call runs, its output goes
