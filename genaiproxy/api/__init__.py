@@ -18,6 +18,8 @@ from genaiproxy.api.normalize import (
     RESPONSES_TOKEN_FIELD,
     PreparedBody,
     UnwritableBody,
+    fields_copy,
+    parse_json,
     prepare_body,
 )
 from genaiproxy.api.routes import ROUTE_LABELS, Route, with_api_version
@@ -37,8 +39,10 @@ __all__ = [
     "UsageReader",
     "anthropic_error",
     "error_document",
+    "fields_copy",
     "json_bytes",
     "json_object",
+    "parse_json",
     "prepare_body",
     "set_json",
     "set_json_error",

@@ -121,9 +121,20 @@ def cap_tokens(payload: dict[str, Any], cap: int | None) -> bool:
     return capped
 
 
+_UNPARSED: Any = object()
+
+
+def fields_copy(payload: Any) -> Any:
+    """A parsed body that L{prepare_body} may rewrite while C{payload}
+    stays as the client sent it: its rules set and drop top-level fields
+    only, so a copy of the top level is enough (whatever is below is
+    shared, and never changed)."""
+    return dict(payload) if isinstance(payload, dict) else payload
+
+
 def prepare_body(body: bytes, token_field: str | None,
                  stream_usage: bool = False, model: str | None = None,
-                 cap: int | None = None) -> PreparedBody:
+                 cap: int | None = None, parsed: Any = _UNPARSED) -> PreparedBody:
     """Parse C{body}; when it asks for a gpt-5 model and C{token_field} names
     its API's token-limit field, normalise it (no field: never rewritten).
     With C{stream_usage}, a streamed request is made to ask for its usage.
@@ -131,11 +142,13 @@ def prepare_body(body: bytes, token_field: str | None,
     (an alias, or a fallback); the gpt-5 rules apply to it.  C{cap}, when
     given, is the most output tokens the model may be asked for (models.yaml's
     C{max_output_tokens}): a request asking for more is sent with the cap.
+    C{parsed}, when given, is C{body} parsed already (L{parse_json}), which
+    this may rewrite in place (see L{fields_copy}).
 
     @raise UnwritableBody: the body must be renamed or capped and cannot be
         written back as JSON.
     """
-    payload = parse_json(body)
+    payload = parse_json(body) if parsed is _UNPARSED else parsed
     if not isinstance(payload, dict):
         return PreparedBody(body, payload, stream=False, gpt5=False)
     stream = payload.get("stream") is True

@@ -114,16 +114,12 @@ class ResponsesBridge:
         self._created_at = created_at
 
     @classmethod
-    def of(cls, raw: bytes, created_at: int) -> ResponsesBridge:
-        """The bridge for the client's body C{raw}.
+    def of(cls, body: Any, created_at: int) -> ResponsesBridge:
+        """The bridge for the client's parsed C{body} (None: not JSON).
 
         @raise BridgeRequestError: a body that is not a Responses request a
             chat upstream can serve (answered 400).
         """
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise BridgeRequestError("The request body must be a JSON object.", None) from None
         return cls(chat_request_of(body), created_at)
 
     @property
@@ -175,17 +171,17 @@ class MessagesBridge:
         self._id = new_message_id()
 
     @classmethod
-    def of(cls, raw: bytes, created_at: int) -> MessagesBridge:
-        """The bridge for the client's body C{raw}.
+    def of(cls, body: Any, created_at: int) -> MessagesBridge:
+        """The bridge for the client's parsed C{body} (None: not JSON).
 
         @raise BridgeRequestError: a body that is not a Messages request a
             chat upstream can serve (answered 400, in Anthropic's shape).
         """
         try:
-            return cls(messages_request_of(json.loads(raw)))
-        except (ValueError, RecursionError) as e:
+            return cls(messages_request_of(body))
+        except (MessagesRequestError, RecursionError) as e:
             message = e.message if isinstance(e, MessagesRequestError) else (
-                "The request body must be a JSON object.")
+                "The request body is nested too deeply.")
             raise BridgeRequestError(message, None) from None
 
     @property

@@ -28,6 +28,8 @@ from genaiproxy.api import (
     Route,
     UnwritableBody,
     error_document,
+    fields_copy,
+    parse_json,
     prepare_body,
     with_api_version,
 )
@@ -84,7 +86,8 @@ class ForwardCall:
     # One lives as long as its request (ten thousand at once, for open
     # streams): a fixed set of slots, no instance dict.
     __slots__ = (
-        "_call", "_gone", "_hop", "_hops", "_id", "_path", "_sent", "_sent_model", "_stream",
+        "_call", "_gone", "_hop", "_hops", "_id", "_parsed", "_path", "_sent", "_sent_model",
+        "_stream",
         "_wants_stream", "admission", "asks_usage", "bridge", "context", "ended", "model",
         "request", "route", "started", "tags", "tried", "upstream", "upstream_name",
     )
@@ -101,40 +104,35 @@ class ForwardCall:
         self.tags = {"id": self._id, "client": client} if client else {"id": self._id}
         self.started = monotonic()
         self._call: Any = None
-        # Made when the answer turns out to be a stream.
-        self._stream: StreamedAnswer | None = None
+        self._stream: StreamedAnswer | None = None  # when the answer is a stream
         self._gone = False
-        # The answer is over: the connection closing no longer means the
-        # client went away.
-        self.ended = False
+        self.ended = False  # the answer is over: a close is not the client leaving
         self.model: str | None = None
-        # Whether the request in flight asks for usage on the client's
-        # behalf (STREAM_USAGE), and under which model name it was sent.
+        # Whether it asks for usage for the client, and the model name sent.
         self.asks_usage = False
         self._sent_model: str | None = None
         self._sent: tuple[bytes, Headers] = _NOTHING_SENT
-        # The routes this request may try (its model's, then its fallbacks),
-        # the one in use, and what became of those tried before it (tuples:
-        # most requests have one route and try no other).
+        self._parsed: tuple[Any] | None = None  # the client's body, parsed once
+        # The routes it may try (its model's, then its fallbacks), the one in
+        # use, and those tried before it (tuples: most try one route).
         self._hops: Sequence[ModelRoute] = ()
         self._hop = 0
         self.upstream_name = DEFAULT_UPSTREAM
         self.upstream = context.upstream
         self.tried: tuple[str, ...] = ()
-        # Set while the request in flight is a Responses request sent to the
-        # upstream's chat completions.
+        # Set while the request in flight goes to the upstream's chat completions.
         self.bridge: ResponsesBridge | MessagesBridge | None = None
         # What the clients' limits said of it, once it was let through.
         self.admission: Admission | None = None
 
     # Outbound.
 
-    def _prepare(self, model: str | None = None) -> tuple[PreparedBody, RequestBody]:
-        """The body to send: parsed (and normalised) for the JSON APIs, left in
-        its spool file when a passthrough upload is large (unless it is
-        routed by its model).  C{model}: the name to send instead.  The
-        route in use caps the tokens asked for (models.yaml's
-        C{max_output_tokens})."""
+    def _prepare(self, model: str | None = None, usage: bool = True
+                 ) -> tuple[PreparedBody, RequestBody]:
+        """The body to send: normalised for the JSON APIs (C{model}: the name
+        to send instead; the route's C{max_output_tokens} caps it; C{usage}:
+        as STREAM_USAGE says), left in its spool file when a passthrough
+        upload is large (unless it is routed by its model)."""
         content, route = self.request.content, self.route
         if content is None or route.bare:
             return NO_BODY, b""
@@ -142,9 +140,9 @@ class ForwardCall:
         if route.passthrough and not route.by_model and not isinstance(content, BytesIO):
             return NO_BODY, content
         raw = content.read()
-        prepared = prepare_body(raw, route.token_field,
-                                route.asks_usage and self.context.config.stream_usage, model,
-                                self._cap)
+        usage = usage and route.asks_usage and self.context.config.stream_usage
+        prepared = prepare_body(raw, route.token_field, usage, model, self._cap,
+                                self._client_json(raw))
         self.asks_usage, self._sent_model = prepared.usage_added, model
         return prepared, prepared.body
 
@@ -182,9 +180,8 @@ class ForwardCall:
         except BridgeRequestError as e:
             self._refuse(e)
             return
-        # Logged once the request is on its way upstream (its bytes are
-        # written at once on a pooled connection), before any answer is
-        # handled: the event's cost stays off the request's latency path.
+        # Logged once the request is on its way (written at once on a pooled
+        # connection): the event's cost stays off the request's latency path.
         log_request(self, self.upstream.url_for(self._upstream_path, query), prepared, body,
                     headers)
         # (The call may have ended already, and _respond cleared self._call.)
@@ -230,13 +227,22 @@ class ForwardCall:
 
     def _bridged_body(self) -> bytes:
         """The chat body of the client's request in the route's bridged API
-        (parsed once)."""
+        (translated once)."""
         if self.bridge is None:
-            content = self.request.content
-            content.seek(0)
-            self.bridge = BRIDGES[self.route.bridge].of(content.read(),
+            self.bridge = BRIDGES[self.route.bridge].of(self._client_json(),
                                                         int(self.context.clock.seconds()))
         return self.bridge.chat_body(self._sent_model, self._cap)
+
+    def _client_json(self, raw: bytes | None = None) -> Any:
+        """The client's body (C{raw}, read when None) parsed, once a request
+        (a 64 KB Codex or Claude Code turn takes a sixth of a millisecond),
+        as a copy that the rules and the bridges may rewrite (L{fields_copy})."""
+        if self._parsed is None:
+            if raw is None:
+                self.request.content.seek(0)
+                raw = self.request.content.read()
+            self._parsed = (parse_json(raw),)
+        return fields_copy(self._parsed[0])
 
     def _send(self, body: RequestBody) -> Any:
         url, headers = self._sent
@@ -298,9 +304,8 @@ class ForwardCall:
             monotonic() - self.started)
         return_head(self.request, response, tried_names(self), limited(self))
         if body is None:
-            # Nothing is sent again once a stream began: its request's URL
-            # and headers need not live as long as the stream.
-            self._sent = _NOTHING_SENT
+            # Nothing is sent again once a stream began: let go of its makings.
+            self._sent, self._parsed = _NOTHING_SENT, None
             self._stream = StreamedAnswer(self)
             self.context.metrics.streams.inc()
             self._stream.start(response)
@@ -345,15 +350,10 @@ class ForwardCall:
                 b"stream_options" not in body):
             return False
         # The same body (the name sent upstream, its gpt-5 rules), only
-        # without the question: made now, from the client's, not kept for
-        # every request in case.
-        self.asks_usage = False
-        content = self.request.content
-        content.seek(0)
-        plain = prepare_body(content.read(), self.route.token_field, False, self._sent_model,
-                             self._cap)
+        # without the question.
+        _, plain = self._prepare(self._sent_model, usage=False)
         log.warn("stream_usage_refused", **self.tags, status=response.code)
-        self._handle(self._send(plain.body))
+        self._handle(self._send(plain))
         return True
 
     def _failed(self, failure: Failure) -> None:

@@ -231,6 +231,29 @@ def test_an_alias_is_sent_under_its_upstream_name_and_answered_under_its_own(tmp
     assert sent["model"] == "gpt-4.1"
 
 
+def test_an_aliased_bridged_request_is_parsed_once(tmp_path, monkeypatch):
+    """The client's body is parsed once, however many times the request is
+    made ready (for its alias, then for the bridge): a Codex turn is 50 to
+    100 KB of JSON; the client's own names still reach the answer."""
+    models = tmp_path / "models.yaml"
+    models.write_text("models:\n  - id: team-model\n    upstream_model: gpt-4.1\n")
+    proxy = MemoryProxy(ChatOnly(), {"RESPONSES_API": "chat"}, models_path=str(models))
+    body = json.dumps(dict(RESPONSES, model="team-model", max_output_tokens=50)).encode()
+    parsed = []
+    loads = json.loads
+
+    def counting(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if text == body:
+            parsed.append(text)
+        return loads(text, *args, **kwargs)
+    monkeypatch.setattr(json, "loads", counting)
+    answer = proxy.request("POST", "/v1/responses", data=body,
+                           headers={"Content-Type": ["application/json"]})
+    assert answer.code == 200 and answer.json()["model"] == "team-model"
+    assert answer.json()["max_output_tokens"] == 50
+    assert len(parsed) == 1
+
+
 def test_a_bridged_streams_usage_is_counted_from_the_upstream(tmp_path):
     """The tokens of a bridged stream (the chat upstream's usage chunk) are
     counted in the metrics under the route responses."""
