@@ -37,9 +37,15 @@ class PreparedBody:
     usage_added: bool = False
 
 
+# The first bytes of a JSON text: an object, an array or whitespace, and
+# the first bytes of the encodings json.loads reads besides UTF-8 (a BOM,
+# UTF-16 and -32).  Any other body is not read at all.
+_JSON_STARTS = frozenset(b"{[ \t\r\n\xef\xfe\xff\x00")
+
+
 def parse_json(body: bytes) -> Any:
     """The JSON value in C{body}, or C{None} when it is empty or not JSON."""
-    if not body or body[:1] not in b"{[ \t\r\n":
+    if not body or body[0] not in _JSON_STARTS:
         return None
     try:
         return json.loads(body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -233,11 +234,14 @@ def test_an_alias_is_sent_under_its_upstream_name_and_answered_under_its_own(tmp
 
 def test_an_aliased_bridged_request_is_parsed_once(tmp_path, monkeypatch):
     """The client's body is parsed once, however many times the request is
-    made ready (for its alias, then for the bridge): a Codex turn is 50 to
-    100 KB of JSON; the client's own names still reach the answer."""
+    made ready (for its alias and cap, then for the bridge): a Codex turn
+    is 50 to 100 KB of JSON.  The upstream gets the alias's name and the
+    cap; the answer echoes what the client sent."""
     models = tmp_path / "models.yaml"
-    models.write_text("models:\n  - id: team-model\n    upstream_model: gpt-4.1\n")
-    proxy = MemoryProxy(ChatOnly(), {"RESPONSES_API": "chat"}, models_path=str(models))
+    models.write_text("models:\n  - id: team-model\n    upstream_model: gpt-4.1\n"
+                      "    max_output_tokens: 20\n")
+    upstream = ChatOnly()
+    proxy = MemoryProxy(upstream, {"RESPONSES_API": "chat"}, models_path=str(models))
     body = json.dumps(dict(RESPONSES, model="team-model", max_output_tokens=50)).encode()
     parsed = []
     loads = json.loads
@@ -250,8 +254,24 @@ def test_an_aliased_bridged_request_is_parsed_once(tmp_path, monkeypatch):
     answer = proxy.request("POST", "/v1/responses", data=body,
                            headers={"Content-Type": ["application/json"]})
     assert answer.code == 200 and answer.json()["model"] == "team-model"
-    assert answer.json()["max_output_tokens"] == 50
+    assert answer.json()["max_output_tokens"] == 50  # the client's, as it sent it
+    [(_, sent)] = upstream.seen
+    assert (sent["model"], sent["max_tokens"]) == ("gpt-4.1", 20)
     assert len(parsed) == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16-be", "utf-16"])
+def test_a_body_with_a_bom_or_in_utf16_is_bridged(encoding):
+    """A body json.loads reads (UTF-8 with a BOM, UTF-16) is bridged like
+    any other, not refused as "not a JSON object"."""
+    upstream = ChatOnly()
+    proxy = MemoryProxy(upstream, {"RESPONSES_API": "chat"})
+    answer = proxy.request("POST", "/v1/responses",
+                           data=json.dumps(RESPONSES).encode(encoding),
+                           headers={"Content-Type": ["application/json"]})
+    assert answer.code == 200 and answer.json()["model"] == "gpt-4.1"
+    [(_, sent)] = upstream.seen
+    assert sent["messages"][-1] == {"role": "user", "content": "Say hello."}
 
 
 def test_a_bridged_streams_usage_is_counted_from_the_upstream(tmp_path):
