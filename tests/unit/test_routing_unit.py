@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from genaiproxy.api.normalize import UnwritableBody, prepare_body
+from genaiproxy.api.normalize import UnwritableBody, fields_copy, parse_json, prepare_body
 from genaiproxy.config.environment import load_config
 from genaiproxy.config.models import parse_models_file, served
 from genaiproxy.config.routing import NO_ROUTING, RoutingError, build_routing
@@ -150,6 +151,25 @@ def test_an_alias_is_sent_under_its_upstream_name_with_the_gpt5_rules():
                                          "messages": []}
     same = prepare_body(b'{"model":"gpt-4.1"}', "max_completion_tokens", model="gpt-4.1")
     assert same.body == b'{"model":"gpt-4.1"}'
+
+
+def test_the_rules_leave_the_clients_parse_as_it_came():
+    """prepare_body rewrites a parse handed to it through fields_copy (an
+    alias, the gpt-5 rules, a cap, the usage question) and leaves the
+    client's parse, which the call keeps for the bridge and the next
+    attempt, as it came: every rule sets and drops top-level fields only."""
+    body = (b'{"model":"fast","max_tokens":900,"temperature":0.2,"stream":true,'
+            b'"stream_options":{"include_obfuscation":false},'
+            b'"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}')
+    client = parse_json(body)
+    before = copy.deepcopy(client)
+    prepared = prepare_body(body, "max_completion_tokens", stream_usage=True,
+                            model="gpt-5-mini", cap=100, parsed=fields_copy(client))
+    sent = json.loads(prepared.body)
+    assert (sent["model"], sent["max_completion_tokens"], sent["temperature"]) == (
+        "gpt-5-mini", 100, 1)
+    assert "max_tokens" not in sent and sent["stream_options"]["include_usage"] is True
+    assert client == before
 
 
 @pytest.mark.parametrize(("body", "kwargs", "param"), [
