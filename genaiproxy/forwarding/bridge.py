@@ -28,7 +28,7 @@ from genaiproxy.api.messages import (
     new_message_id,
 )
 from genaiproxy.api.messages import chat_request_of as messages_request_of
-from genaiproxy.api.normalize import cap_tokens
+from genaiproxy.api.normalize import CHAT_TOKEN_FIELD, cap_tokens, is_gpt5, normalize_gpt5
 from genaiproxy.api.responses import (
     BridgedRequest,
     BridgeRequestError,
@@ -129,10 +129,13 @@ class ResponsesBridge:
 
     def chat_body(self, model: str | None = None, cap: int | None = None) -> bytes:
         """The chat completions body, naming C{model} upstream when given
-        (a models.yaml alias), its tokens capped at C{cap} when given."""
+        (a models.yaml alias: a gpt-5 model's rules apply to it), its tokens
+        capped at C{cap} when given."""
         chat = self.request.chat
         if (model is not None and model != chat.get("model")) or cap is not None:
             chat = {**chat, "model": model or chat.get("model")}
+            if is_gpt5(chat["model"]):
+                normalize_gpt5(chat, CHAT_TOKEN_FIELD)
             cap_tokens(chat, cap)
         return _chat_bytes(chat)
 

@@ -274,6 +274,23 @@ def test_a_body_with_a_bom_or_in_utf16_is_bridged(encoding):
     assert sent["messages"][-1] == {"role": "user", "content": "Say hello."}
 
 
+def test_an_alias_of_a_gpt5_model_gets_the_gpt5_rules(tmp_path):
+    """An alias whose upstream model is of the gpt-5 family: the chat
+    request the bridge sends it follows gpt-5's rules (max_completion_tokens,
+    temperature 1), though the client's model name did not say gpt-5."""
+    models = tmp_path / "models.yaml"
+    models.write_text("models:\n  - id: team-model\n    upstream_model: gpt-5-big\n")
+    upstream = ChatOnly()
+    proxy = MemoryProxy(upstream, {"RESPONSES_API": "chat"}, models_path=str(models))
+    answer = proxy.request("POST", "/v1/responses", json=dict(
+        RESPONSES, model="team-model", max_output_tokens=30, temperature=0.5))
+    assert answer.code == 200 and answer.json()["model"] == "team-model"
+    [(_, sent)] = upstream.seen
+    assert (sent["model"], sent["max_completion_tokens"], sent["temperature"]) == (
+        "gpt-5-big", 30, 1)
+    assert "max_tokens" not in sent
+
+
 def test_a_bridged_streams_usage_is_counted_from_the_upstream(tmp_path):
     """The tokens of a bridged stream (the chat upstream's usage chunk) are
     counted in the metrics under the route responses."""
