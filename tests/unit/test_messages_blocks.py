@@ -80,7 +80,7 @@ def test_image_in_assistant_refused() -> None:
 
 def test_documents() -> None:
     """A plain-text document is text (its title first); a PDF, a file or a
-    URL document gets a 400: a chat upstream cannot read it."""
+    URL document the user sends gets a 400: a chat upstream cannot read it."""
     doc = {"type": "document", "title": "Notes",
            "source": {"type": "text", "media_type": "text/plain", "data": "Line 1"}}
     assert messages_of(user(doc, "Summarize.")) == [
@@ -90,8 +90,26 @@ def test_documents() -> None:
     message = refused(request(messages=[user(pdf)]))
     assert message.startswith("messages.0.content.0:")
     assert "chat completions" in message
-    in_result = [user("Hi"), assistant(tool_use("t1", "Read")), user(tool_result("t1", [pdf]))]
-    assert refused(request(messages=in_result)).startswith("messages.2.content.0.content.0:")
+
+
+def test_a_pdf_a_tool_returned_is_a_line_saying_so() -> None:
+    """A PDF in a tool_result (Claude Code's Read tool returns one) is a
+    line in the tool message saying it was left out, and named in the
+    request's dropped types: a 400 would fail every later turn of the
+    session, which keeps the result in its history."""
+    pdf = {"type": "document", "title": "spec.pdf",
+           "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}}
+    notes = {"type": "document",
+             "source": {"type": "text", "media_type": "text/plain", "data": "Line 1"}}
+    bridged = chat_request_of(request(messages=[
+        user("Read it."), assistant(tool_use("t1", "Read")),
+        user(tool_result("t1", [text("Pages:"), pdf, notes]))]))
+    tool = bridged.chat["messages"][-1]
+    assert tool["role"] == "tool" and tool["tool_call_id"] == "t1"
+    assert tool["content"] == ("Pages:\n\n[The tool returned the document 'spec.pdf' "
+                               "(application/pdf), left out: this model reads text and images "
+                               "only.]\n\nLine 1")
+    assert bridged.dropped == ("document",)
 
 
 def test_search_result() -> None:

@@ -166,7 +166,7 @@ def tool_output(content: object, is_error: bool, where: str) -> ToolOutput:
             elif kind == "search_result":
                 texts.append(search_result_text(block, at))
             elif kind == "document":
-                texts.append(document_text(block, at))
+                texts.append(_result_document_text(block, at, output))
             elif kind == "tool_reference":
                 texts.append(_tool_reference_text(block, at))
             elif kind in _DROPPED_IN_RESULTS:
@@ -184,6 +184,25 @@ def tool_output(content: object, is_error: bool, where: str) -> ToolOutput:
     if is_error:
         output.text = f"Error: {output.text}" if output.text else "Error."
     return output
+
+
+def _result_document_text(block: Mapping[str, Any], where: str, output: ToolOutput) -> str:
+    """A C{document} a tool returned, as text: its text when it is plain
+    text; any other (the PDF that Claude Code's Read tool returns) a line
+    saying it was left out, and said in C{output.dropped}.  A 400 here
+    would fail every later turn too: the session keeps the result in its
+    history."""
+    source = block.get("source")
+    if isinstance(source, Mapping) and source.get("type") == "text":
+        return document_text(block, where)
+    if "document" not in output.dropped:
+        output.dropped.append("document")
+    title = block.get("title")
+    media = source.get("media_type") if isinstance(source, Mapping) else None
+    named = f"the document {title!r}" if isinstance(title, str) and title else "a document"
+    typed = f" ({media})" if isinstance(media, str) and media else ""
+    return (f"[The tool returned {named}{typed}, left out: this model reads text and "
+            "images only.]")
 
 
 def _tool_reference_text(block: Mapping[str, Any], where: str) -> str:
