@@ -227,19 +227,17 @@ class ForwardCall:
 
     def _bridged_body(self) -> bytes:
         """The chat body of the client's request in the route's bridged API
-        (translated once)."""
+        (translated once, from the parse L{_prepare} made for this send)."""
         if self.bridge is None:
-            self.bridge = BRIDGES[self.route.bridge].of(self._client_json(),
+            assert self._parsed is not None  # (a bridged route's body is always parsed)
+            self.bridge = BRIDGES[self.route.bridge].of(fields_copy(self._parsed[0]),
                                                         int(self.context.clock.seconds()))
         return self.bridge.chat_body(self._sent_model, self._cap)
 
-    def _client_json(self, raw: bytes | None = None) -> Any:
-        """The client's body (C{raw}, read when None) parsed once for a send
-        (150-200 µs for 64 KB), as a copy the rules and bridges may rewrite."""
+    def _client_json(self, raw: bytes) -> Any:
+        """The client's body C{raw} parsed once for a send (150-200 µs for
+        64 KB), as a copy the rules and the bridges may rewrite."""
         if self._parsed is None:
-            if raw is None:
-                self.request.content.seek(0)
-                raw = self.request.content.read()
             self._parsed = (parse_json(raw),)
         return fields_copy(self._parsed[0])
 
