@@ -245,8 +245,12 @@ class PacedStream:
         if self._sent < len(self._chunks):
             self._call = self._clock.callLater(self._delay, self._step)
             return
-        self._done = True
         self._request.write(self._tail)
+        self._finish()
+
+    def _finish(self) -> None:
+        """End the stream cleanly, after its last bytes."""
+        self._done = True
         self._request.finish()
         self._state.streams_completed += 1
 
@@ -266,9 +270,7 @@ class PacedStream:
         if self._drop_after is not None:
             self._drop()
             return
-        self._done = True
-        self._request.finish()
-        self._state.streams_completed += 1
+        self._finish()
 
     def _drop(self) -> None:
         """Cut the connection mid-stream, without the terminating chunk."""

@@ -229,11 +229,10 @@ class LinesObserver:
         if self._pending and self._clock is not None:
             self._flush_call = self._clock.callLater(0, self._drain)
 
-    def _write_out(self, count: int, at_least: int | None = None,
-                   chars: int | None = None) -> None:
-        """Render and write the first C{count} gathered events, or (with
-        C{chars}) stop early, once at least C{at_least} of them were, when
-        their lines pass C{chars} characters."""
+    def _write_out(self, count: int, at_least: int = 1, chars: float = math.inf) -> None:
+        """Render and write the first C{count} gathered events, or stop
+        early, once at least C{at_least} of them were, when their lines pass
+        C{chars} characters."""
         if self._flush_call is not None and self._flush_call.active() and count >= len(self._pending):
             self._flush_call.cancel()
             self._flush_call = None
@@ -244,7 +243,7 @@ class LinesObserver:
                 line = self.render(event)
                 lines.append(line)
                 size += len(line)
-                if chars is not None and size >= chars and len(lines) >= (at_least or 1):
+                if size >= chars and len(lines) >= at_least:
                     break
             del self._pending[:len(lines)]
             self._stream.write("".join(lines))
