@@ -90,16 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         out = (args.out or session.path("proxy.prof")).resolve()
         out.unlink(missing_ok=True)
         upstream = nginx_mod.start_static_upstream(session, nginx, args.upstream_workers)
-        limits = "" if args.limits == "none" else f", limits in {args.limits}"
-        spec = ProxySpec("proxy", f"genai-proxy (LOG_BODIES={args.log_bodies}{limits}) under "
-                         "cProfile", "proxy", bindir, args.log_bodies == "true",
-                         models=None if args.limits == "none" else LIMITS_MODELS,
-                         settings={"LIMITS_REDIS_URL": start_redis(session)}
-                         if args.limits == "redis" else None)
         profiler = [str(bindir / "python"), "-m", "cProfile", "-o", str(out)]
-        if args.target == "floor":
+        if args.target == "floor":  # (no settings of genai-proxy's apply)
             proxy = start_stack_floor(session, upstream.port, wrapper=profiler)
         else:
+            limits = "" if args.limits == "none" else f", limits in {args.limits}"
+            spec = ProxySpec("proxy", f"genai-proxy (LOG_BODIES={args.log_bodies}{limits}) "
+                             "under cProfile", "proxy", bindir, args.log_bodies == "true",
+                             models=None if args.limits == "none" else LIMITS_MODELS,
+                             settings={"LIMITS_REDIS_URL": start_redis(session)}
+                             if args.limits == "redis" else None)
             proxy = start_genai_proxy(session, spec, f"http://127.0.0.1:{upstream.port}",
                                       timeout=60, wrapper=profiler)
         workload = WORKLOADS[args.body]
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         stats.strip_dirs()
         requests = result["requests"]
         head = [f"# {proxy.label} under cProfile" if args.target == "floor"
-                else f"# genai-proxy under cProfile: {spec.label}", "",
+                else f"# genai-proxy under cProfile: {proxy.label}", "",
                 f"- twistd: `{bindir / 'twistd'}`; profile: "
                 + (f"`{out}`" if args.out or args.keep_tmp
                    else "temporary, removed at the end (`--out FILE` keeps it)"),

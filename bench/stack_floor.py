@@ -29,31 +29,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the "bench" package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
-                         b"trailer", b"transfer-encoding", b"upgrade", b"host",
-                         b"content-length"})
-
-
-class _NoCookies(CookieJar):
-    """A jar that keeps and adds nothing, as genai-proxy's (treq wraps every
-    call in a CookieAgent over its jar)."""
-
-    def set_cookie(self, cookie: Any) -> None:
-        pass
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        pass
-
-    def add_cookie_header(self, request: Any) -> None:
-        pass
-
 
 def serve(port: int, upstream: str, key: str, header: str) -> None:
     """Serve the floor proxy on C{port} until killed."""
@@ -67,7 +47,13 @@ def serve(port: int, upstream: str, key: str, header: str) -> None:
     from twisted.web.server import NOT_DONE_YET, Site
     from zope.interface import implementer
 
+    # The proxy's own pieces for what any forwarder must do: the headers not
+    # forwarded, the jar that keeps no cookies, the URL sent as it is.
+    from genaiproxy.upstream import HOP_BY_HOP_HEADERS
+    from genaiproxy.upstream.client import NoCookies
     from genaiproxy.upstream.urls import as_sent
+
+    not_forwarded = HOP_BY_HOP_HEADERS | {b"host", b"content-length"}
 
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 256
@@ -84,7 +70,7 @@ def serve(port: int, upstream: str, key: str, header: str) -> None:
                 endpoints[key] = TCP4ClientEndpoint(reactor, uri.host.decode(), uri.port)
             return endpoints[key]
 
-    jar = _NoCookies()
+    jar = NoCookies()
     agent = Agent.usingEndpointFactory(reactor, SameEndpoint(), pool=pool)
     http = treq.client.HTTPClient(agent,
                                   cookiejar=jar)  # type: ignore[arg-type]
@@ -98,7 +84,7 @@ def serve(port: int, upstream: str, key: str, header: str) -> None:
             body = request.content.read()
             headers = Headers()
             for name, values in request.requestHeaders.getAllRawHeaders():
-                if name.lower() not in _HOP_BY_HOP:
+                if name.lower() not in not_forwarded:
                     headers.setRawHeaders(name, values)
             headers.setRawHeaders(inject[0], [inject[1]])
             sent = http.request(request.method.decode("ascii"), as_sent(base + request.uri),
@@ -112,7 +98,7 @@ def serve(port: int, upstream: str, key: str, header: str) -> None:
                     content = b"".join(parts)
                     request.setResponseCode(response.code)
                     for name, values in response.headers.getAllRawHeaders():
-                        if name.lower() not in _HOP_BY_HOP:
+                        if name.lower() not in not_forwarded:
                             request.responseHeaders.setRawHeaders(name, values)
                     request.setHeader(b"content-length", b"%d" % len(content))
                     request.write(content)
