@@ -127,6 +127,22 @@ def cap_tokens(payload: dict[str, Any], cap: int | None) -> bool:
     return capped
 
 
+def apply_route(payload: dict[str, Any], token_field: str | None, model: str | None = None,
+                cap: int | None = None) -> tuple[bool, bool, bool, bool]:
+    """Make C{payload} fit the route it is sent on, in place: named C{model}
+    when given (an alias, a fallback), under the gpt-5 rules when its model
+    is of the family and C{token_field} names its API's token field, its
+    token limits capped at C{cap}.  Says whether it was renamed, whether the
+    model is gpt-5, and whether the rules and the cap changed it."""
+    renamed = model is not None and payload.get("model") != model
+    if renamed:
+        payload["model"] = model
+    gpt5 = token_field is not None and is_gpt5(payload.get("model"))
+    # (gpt5 implies a token_field; said again for the type checker.)
+    normalised = gpt5 and token_field is not None and normalize_gpt5(payload, token_field)
+    return renamed, gpt5, normalised, cap_tokens(payload, cap)
+
+
 _UNPARSED: Any = object()
 
 
@@ -158,14 +174,8 @@ def prepare_body(body: bytes, token_field: str | None,
     if not isinstance(payload, dict):
         return PreparedBody(body, payload, stream=False, gpt5=False)
     stream = payload.get("stream") is True
-    renamed = model is not None and payload.get("model") != model
-    if renamed:
-        payload["model"] = model
-    gpt5 = token_field is not None and is_gpt5(payload.get("model"))
-    # (gpt5 implies a token_field; said again for the type checker.)
-    changed = gpt5 and token_field is not None and normalize_gpt5(payload, token_field)
-    capped = cap_tokens(payload, cap)
-    changed = capped or changed or renamed
+    renamed, gpt5, normalised, capped = apply_route(payload, token_field, model, cap)
+    changed = capped or normalised or renamed
     options = payload.get("stream_options")
     added = stream and stream_usage and ask_for_usage(payload)
     if changed or added:

@@ -28,7 +28,7 @@ from genaiproxy.api.messages import (
     new_message_id,
 )
 from genaiproxy.api.messages import chat_request_of as messages_request_of
-from genaiproxy.api.normalize import CHAT_TOKEN_FIELD, cap_tokens, is_gpt5, normalize_gpt5
+from genaiproxy.api.normalize import CHAT_TOKEN_FIELD, apply_route
 from genaiproxy.api.responses import (
     BridgedRequest,
     BridgeRequestError,
@@ -133,10 +133,8 @@ class ResponsesBridge:
         capped at C{cap} when given."""
         chat = self.request.chat
         if (model is not None and model != chat.get("model")) or cap is not None:
-            chat = {**chat, "model": model or chat.get("model")}
-            if is_gpt5(chat["model"]):
-                normalize_gpt5(chat, CHAT_TOKEN_FIELD)
-            cap_tokens(chat, cap)
+            chat = dict(chat)
+            apply_route(chat, CHAT_TOKEN_FIELD, model, cap)
         return _chat_bytes(chat)
 
     def logged(self) -> dict[str, Any]:

@@ -35,8 +35,8 @@ What becomes what:
   - C{max_output_tokens} is C{max_completion_tokens} for the gpt-5 family
     and C{max_tokens} otherwise, and the gpt-5 rules of
     L{genaiproxy.api.normalize} are applied here with the chat token field;
-    run again by C{prepare_body(..., CHAT_TOKEN_FIELD, model=...)} on the
-    upstream's model name they change nothing, or fix an alias.
+    applied again (L{genaiproxy.api.normalize.apply_route}) to the name an
+    alias sends upstream, they change nothing, or fit that model.
   - C{reasoning.effort} is C{reasoning_effort}; C{text.format} is
     C{response_format} (C{text}: none sent); C{text.verbosity} is
     C{verbosity}; C{temperature}, C{top_p}, C{parallel_tool_calls},
