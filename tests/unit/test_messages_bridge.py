@@ -187,3 +187,31 @@ def test_a_number_beyond_a_double_is_a_400_in_anthropics_shape():
     assert answer.code == 400
     assert answer.json()["error"]["type"] == "invalid_request_error"
     assert upstream.seen == []
+
+
+def test_an_aliased_message_is_parsed_once(tmp_path, monkeypatch):
+    """The client's Messages body is parsed once, though it is made ready
+    for its alias and cap, then translated: a Claude Code turn is about
+    90 KB of JSON.  The upstream gets the alias's name and the cap; the
+    answer names the model the client asked for."""
+    models = tmp_path / "models.yaml"
+    models.write_text("models:\n  - id: team-model\n    upstream_model: gpt-4.1\n"
+                      "    max_output_tokens: 100\n")
+    upstream = Chat()
+    proxy = MemoryProxy(upstream, {"AUTH_TOKEN": TOKEN, "MAX_RETRIES": "0"},
+                        models_path=str(models))
+    body = json.dumps(dict(MESSAGES, model="team-model")).encode()
+    parsed = []
+    loads = json.loads
+
+    def counting(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if text == body:
+            parsed.append(text)
+        return loads(text, *args, **kwargs)
+    monkeypatch.setattr(json, "loads", counting)
+    answer = proxy.request("POST", "/v1/messages", data=body, headers={
+        "Content-Type": ["application/json"], "x-api-key": [TOKEN]})
+    assert answer.code == 200 and answer.json()["model"] == "team-model"
+    [(_, sent)] = upstream.seen
+    assert (sent["model"], sent["max_tokens"]) == ("gpt-4.1", 100)
+    assert len(parsed) == 1
